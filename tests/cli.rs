@@ -1,0 +1,114 @@
+//! Black-box tests of the `factoryos` binary.
+
+use std::process::Command;
+
+fn factoryos() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_factoryos"))
+}
+
+#[test]
+fn certs_init_then_issue_writes_loadable_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = factoryos()
+        .args(["certs", "init", "--dir", d])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = factoryos()
+        .args(["certs", "issue", "--dir", d, "--node", "1-3", "--node", "9"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("issued 4 node certificate(s)"));
+    for id in [1, 2, 3, 9] {
+        let identity =
+            factoryos_wire::NodeIdentity::load(dir.path(), factoryos_wire::NodeId(id)).unwrap();
+        assert_eq!(identity.id().0, id);
+    }
+}
+
+#[test]
+fn certs_errors_are_one_clear_line_and_a_failing_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let out = factoryos()
+        .args(["certs", "issue", "--dir", d, "--node", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("error: no usable CA in"), "{err}");
+    assert!(err.contains("factoryos certs init --dir"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("Stack backtrace"),
+        "{err}"
+    );
+
+    factoryos()
+        .args(["certs", "init", "--dir", d])
+        .output()
+        .unwrap();
+    let out = factoryos()
+        .args(["certs", "init", "--dir", d])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pass --force"));
+
+    let out = factoryos()
+        .args(["certs", "issue", "--dir", d, "--node", "5-2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("range \"5-2\" is empty"));
+}
+
+#[test]
+fn bench_wire_reports_throughput_and_latency() {
+    let out = factoryos()
+        .args([
+            "bench",
+            "wire",
+            "--messages",
+            "2000",
+            "--rtt-samples",
+            "100",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("2000 messages"), "{text}");
+    assert!(text.contains("msg/s") && text.contains("p99"), "{text}");
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["run", "--help"],
+        vec!["certs", "init", "--help"],
+        vec!["certs", "issue", "--help"],
+        vec!["bench", "wire", "--help"],
+    ] {
+        let out = factoryos().args(&args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage:"),
+            "{args:?}"
+        );
+    }
+}

@@ -1,0 +1,218 @@
+//! Every message of the system. A message travels inside an [`Envelope`] that
+//! names its sender and the newest flow version the sender knows; the
+//! transport checks that the sender matches the peer's certificate.
+//!
+//! Trade message names are the original system's, so metric tables line up:
+//!
+//! ```text
+//! consumer                                   supplier
+//!   RequestBatch{req, item}              ->
+//!                                        <-  BatchSent{req, lot}   (supplier WAL: in-transit first)
+//!                                        <-  BatchUnavailable{req}
+//!   (consumer WAL: lot in-queue, durable)
+//!   DeliveryConfirmed{lot}               ->  (supplier WAL: delivered)
+//!   WaitingForBatch{lot}                 ->  (re-assertion of an unfinished transit)
+//! ```
+
+use crate::ids::{FlowVersion, ItemType, LotId, NodeId, RequestId, SnapshotId};
+use crate::model::{ClusterStatus, Flow, Lot, StageDescriptor};
+use serde::{Deserialize, Serialize};
+
+/// What travels in one frame: who sent it, under which flow, and the message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub sender: NodeId,
+    pub flow_version: FlowVersion,
+    pub body: Message,
+}
+
+impl Envelope {
+    pub fn new(sender: NodeId, flow_version: FlowVersion, body: Message) -> Self {
+        Envelope {
+            sender,
+            flow_version,
+            body,
+        }
+    }
+
+    pub fn kind(&self) -> MessageKind {
+        self.body.kind()
+    }
+}
+
+/// Every message of factoryOS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    // ---- trade (stage <-> stage, one-way, FIFO per neighbour pair)
+    /// A consumer asks a supplier of its flow for one lot of `item`.
+    RequestBatch {
+        req: RequestId,
+        item: ItemType,
+    },
+    /// A supplier sends a lot (answer to `req`, or `None` when re-sent after recovery).
+    BatchSent {
+        req: Option<RequestId>,
+        lot: Lot,
+    },
+    /// A supplier has no lot of the requested item now.
+    BatchUnavailable {
+        req: RequestId,
+        item: ItemType,
+    },
+    /// A consumer re-asserts a transit it has not completed.
+    WaitingForBatch {
+        lot: LotId,
+    },
+    /// The consumer holds `lot` durably; the supplier may mark it delivered.
+    DeliveryConfirmed {
+        lot: LotId,
+    },
+
+    // ---- liveness and snapshots
+    /// An explicit heartbeat, sent only when a link is otherwise idle.
+    Heartbeat {
+        seq: u64,
+    },
+    /// A Chandy-Lamport marker on a FIFO neighbour stream.
+    SnapshotMarker {
+        snapshot: SnapshotId,
+        initiator: NodeId,
+    },
+
+    // ---- coordination clients (request/response on bidirectional streams)
+    ClientRequest(ClientRequest),
+    ClientResponse(ClientResponse),
+
+    // ---- Raft RPCs between coordinators; the payload is openraft's, encoded by coord
+    RaftRequest {
+        rpc: RaftRpc,
+        payload: Vec<u8>,
+    },
+    RaftResponse {
+        result: Result<Vec<u8>, String>,
+    },
+}
+
+/// Which Raft RPC a [`Message::RaftRequest`] carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RaftRpc {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+}
+
+/// Requests of stages and tools to the coordination cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientRequest {
+    /// A stage announces itself (at start and after every restart).
+    Register { stage: StageDescriptor },
+    /// A stage reports a neighbour that missed its heartbeat deadline.
+    ReportSuspect { suspect: NodeId },
+    /// Long poll: answer once the flow is newer than `known`.
+    WatchFlow { known: FlowVersion },
+    /// Read the current flow (linearizable when asked).
+    ReadFlow { linearizable: bool },
+    /// Leader, term, members, flow version, stage liveness.
+    Status,
+}
+
+/// Answers of the coordination cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientResponse {
+    /// The request was committed at this Raft log index.
+    Committed {
+        index: u64,
+    },
+    Flow(Flow),
+    Status(ClusterStatus),
+    /// This coordinator is not the leader and could not forward.
+    NotLeader {
+        leader: Option<NodeId>,
+    },
+    Error {
+        message: String,
+    },
+}
+
+/// The kind of a message, without its fields: the key of metric counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MessageKind {
+    RequestBatch,
+    BatchSent,
+    BatchUnavailable,
+    WaitingForBatch,
+    DeliveryConfirmed,
+    Heartbeat,
+    SnapshotMarker,
+    ClientRequest,
+    ClientResponse,
+    RaftRequest,
+    RaftResponse,
+}
+
+impl MessageKind {
+    /// Every kind, in a fixed order (the index of a kind is its position).
+    pub const ALL: [MessageKind; 11] = [
+        MessageKind::RequestBatch,
+        MessageKind::BatchSent,
+        MessageKind::BatchUnavailable,
+        MessageKind::WaitingForBatch,
+        MessageKind::DeliveryConfirmed,
+        MessageKind::Heartbeat,
+        MessageKind::SnapshotMarker,
+        MessageKind::ClientRequest,
+        MessageKind::ClientResponse,
+        MessageKind::RaftRequest,
+        MessageKind::RaftResponse,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MessageKind::RequestBatch => "RequestBatch",
+            MessageKind::BatchSent => "BatchSent",
+            MessageKind::BatchUnavailable => "BatchUnavailable",
+            MessageKind::WaitingForBatch => "WaitingForBatch",
+            MessageKind::DeliveryConfirmed => "DeliveryConfirmed",
+            MessageKind::Heartbeat => "Heartbeat",
+            MessageKind::SnapshotMarker => "SnapshotMarker",
+            MessageKind::ClientRequest => "ClientRequest",
+            MessageKind::ClientResponse => "ClientResponse",
+            MessageKind::RaftRequest => "RaftRequest",
+            MessageKind::RaftResponse => "RaftResponse",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl Message {
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Message::RequestBatch { .. } => MessageKind::RequestBatch,
+            Message::BatchSent { .. } => MessageKind::BatchSent,
+            Message::BatchUnavailable { .. } => MessageKind::BatchUnavailable,
+            Message::WaitingForBatch { .. } => MessageKind::WaitingForBatch,
+            Message::DeliveryConfirmed { .. } => MessageKind::DeliveryConfirmed,
+            Message::Heartbeat { .. } => MessageKind::Heartbeat,
+            Message::SnapshotMarker { .. } => MessageKind::SnapshotMarker,
+            Message::ClientRequest(_) => MessageKind::ClientRequest,
+            Message::ClientResponse(_) => MessageKind::ClientResponse,
+            Message::RaftRequest { .. } => MessageKind::RaftRequest,
+            Message::RaftResponse { .. } => MessageKind::RaftResponse,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_indexes_match_all_order() {
+        for (i, k) in MessageKind::ALL.iter().enumerate() {
+            assert_eq!(k.index(), i, "{}", k.name());
+        }
+    }
+}
