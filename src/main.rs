@@ -1,10 +1,11 @@
-//! `factoryos`: the command line. Parsing and dispatch only; every command's
-//! work lives in the crates (`wire`, `coord`, `stage`, `jepsen`).
+//! `factoryos`: the command line. Parsing and dispatch only; `commands/`
+//! holds the thin glue of each command, and the work lives in the crates
+//! (`wire`, `coord`, `stage`, `jepsen`).
 
-use anyhow::{Context, Result};
+mod commands;
+
+use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use factoryos_wire::ids::parse_id_list;
-use factoryos_wire::{ClusterCa, NodeId, NodeIdentity};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -28,9 +29,35 @@ enum Command {
     /// Make the cluster CA and node certificates (mutual TLS).
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Check a supply-chain spec file.
+    #[command(subcommand)]
+    Spec(SpecCommand),
+    /// Compute and print the flow of a spec (which supplier feeds which consumer).
+    Flow {
+        /// The spec file (TOML; see examples/window.toml).
+        file: PathBuf,
+        /// Stages to treat as dead, e.g. `3` or `3,4` or `1-2`.
+        #[arg(long, value_name = "IDS")]
+        dead: Option<String>,
+        /// Print Graphviz DOT instead of a table (render with `dot -Tpng`).
+        #[arg(long)]
+        dot: bool,
+        /// Most suppliers of one input a consumer is linked to.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+        max_suppliers: u16,
+    },
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum SpecCommand {
+    /// Validate FILE and explain every problem with its line, column and a fix hint.
+    Check {
+        /// The spec file (TOML).
+        file: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -79,6 +106,12 @@ enum BenchCommand {
         #[arg(long, default_value_t = 5_000)]
         rtt_samples: u64,
     },
+    /// Flow solver time for generated chains from 100 to 10,000 stages.
+    Flow {
+        /// Repetitions per chain shape.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..))]
+        runs: u16,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -92,11 +125,22 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args),
-        Command::Certs(cmd) => certs(cmd),
+        Command::Certs(CertsCommand::Init { dir, name, force }) => {
+            commands::certs::init(&dir, &name, force)
+        }
+        Command::Certs(CertsCommand::Issue { dir, nodes }) => commands::certs::issue(&dir, &nodes),
+        Command::Spec(SpecCommand::Check { file }) => commands::chain::check(&file),
+        Command::Flow {
+            file,
+            dead,
+            dot,
+            max_suppliers,
+        } => commands::chain::flow(&file, dead.as_deref(), dot, max_suppliers as usize),
         Command::Bench(BenchCommand::Wire {
             messages,
             rtt_samples,
-        }) => bench_wire(messages, rtt_samples),
+        }) => commands::bench::wire(messages, rtt_samples),
+        Command::Bench(BenchCommand::Flow { runs }) => commands::bench::flow(runs as usize),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -116,73 +160,5 @@ fn run(args: RunArgs) -> Result<()> {
          the metrics table and summary.",
         args.preset, args.coordinators
     );
-    Ok(())
-}
-
-fn certs(cmd: CertsCommand) -> Result<()> {
-    match cmd {
-        CertsCommand::Init { dir, name, force } => {
-            let ca = ClusterCa::generate(&name)?;
-            ca.save(&dir, force)?;
-            println!("cluster CA written to {}", dir.join("ca.pem").display());
-        }
-        CertsCommand::Issue { dir, nodes } => {
-            let ca = ClusterCa::load(&dir).with_context(|| {
-                format!(
-                    "no usable CA in {} (run `factoryos certs init --dir {}` first)",
-                    dir.display(),
-                    dir.display()
-                )
-            })?;
-            let mut ids: Vec<NodeId> = Vec::new();
-            for list in &nodes {
-                ids.extend(parse_id_list(list).map_err(anyhow::Error::msg)?);
-            }
-            ids.sort();
-            ids.dedup();
-            for id in &ids {
-                ca.issue(*id)?.save(&dir)?;
-            }
-            let (first, _) = NodeIdentity::file_names(ids[0]);
-            println!(
-                "issued {} node certificate(s) in {} ({}{})",
-                ids.len(),
-                dir.display(),
-                first,
-                if ids.len() > 1 { ", ..." } else { "" }
-            );
-        }
-    }
-    Ok(())
-}
-
-fn bench_wire(messages: u64, rtt_samples: u64) -> Result<()> {
-    use factoryos_wire::bench::{run, Phase, WireBenchConfig};
-    use indicatif::{ProgressBar, ProgressStyle};
-    let config = WireBenchConfig {
-        messages,
-        rtt_samples,
-    };
-    let bar = ProgressBar::new(messages);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} ({per_sec})")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    let runtime = tokio::runtime::Runtime::new()?;
-    let report = runtime.block_on(run(&config, |phase, done, total| {
-        let msg = match phase {
-            Phase::Throughput => "one-way",
-            Phase::RoundTrip => "round trips",
-        };
-        if bar.message() != msg {
-            bar.set_message(msg);
-            bar.set_length(total);
-            bar.reset();
-        }
-        bar.set_position(done);
-    }))?;
-    bar.finish_and_clear();
-    println!("{report}");
     Ok(())
 }

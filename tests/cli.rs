@@ -103,6 +103,9 @@ fn every_command_has_help() {
         vec!["certs", "init", "--help"],
         vec!["certs", "issue", "--help"],
         vec!["bench", "wire", "--help"],
+        vec!["bench", "flow", "--help"],
+        vec!["spec", "check", "--help"],
+        vec!["flow", "--help"],
     ] {
         let out = factoryos().args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
@@ -111,4 +114,82 @@ fn every_command_has_help() {
             "{args:?}"
         );
     }
+}
+
+fn example(name: &str) -> String {
+    format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn spec_check_accepts_the_examples_and_explains_a_bad_spec() {
+    for name in ["window.toml", "bicycle.toml"] {
+        let out = factoryos()
+            .args(["spec", "check", &example(name)])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains(": ok: "));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "final = \"b\"\n[types.a]\nyield = 1\n[types.b]\ninputs = { c = 1 }\nyield = 1\n",
+    )
+    .unwrap();
+    let out = factoryos()
+        .args(["spec", "check", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml:5:12: error: type `b` needs input `c`, which no type produces"),
+        "{err}"
+    );
+    assert!(err.contains("hint: define [types.c]"), "{err}");
+    assert!(err.contains("no stage makes `a`"), "{err}");
+}
+
+#[test]
+fn flow_prints_a_table_routes_around_the_dead_and_writes_dot() {
+    let out = factoryos()
+        .args(["flow", &example("window.toml")])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("6 stages (0 dead), 6 active, 8 edges"),
+        "{text}"
+    );
+
+    let out = factoryos()
+        .args(["flow", &example("window.toml"), "--dead", "3"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("n4 -> n5"), "{text}");
+    assert!(!text.contains("n3 ->") && !text.contains("-> n3"), "{text}");
+
+    let out = factoryos()
+        .args(["flow", &example("window.toml"), "--dot"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("digraph flow {") && text.trim_end().ends_with('}'),
+        "{text}"
+    );
+
+    let out = factoryos()
+        .args(["flow", &example("window.toml"), "--dead", "42"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not declare"));
 }

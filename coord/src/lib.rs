@@ -1,11 +1,15 @@
 //! # factoryos-coord — coordination: the configuration store and the leader
 //!
-//! This crate will hold (see `docs/architecture.md` and the project's issues):
+//! | module | what lives there |
+//! |---|---|
+//! | [`spec`] | the supply-chain spec in TOML and its validation (every error with a position and a fix hint) |
+//! | [`solver`] | the flow solver: valid, complete, balanced, stable, deterministic |
+//! | [`render`] | flows as a terminal table and as Graphviz DOT |
+//! | [`bench`] | the solver benchmark behind `factoryos bench flow` |
+//! | [`generate`] | generated chains in the original system's shape (types, stages per type, complexity, seed) |
 //!
-//! * `spec` — the supply-chain spec in TOML and its validation (cycles, missing
-//!   producers, bad quantities, unknown keys, each with a position and a fix hint);
-//! * `solver` — the flow solver on petgraph: valid, complete, balanced, stable,
-//!   deterministic;
+//! Still to come (see `docs/architecture.md` and the project's issues):
+//!
 //! * `raft` — the openraft group: redb log/vote/state-machine storage with
 //!   snapshots, Raft RPCs over the wire crate's QUIC transport;
 //! * `state` — the state machine: spec, registered stages, liveness, the
@@ -17,3 +21,9 @@
 //!   watch the flow, linearizable reads, status.
 //!
 //! It depends only on `factoryos-wire`.
+
+pub mod bench;
+pub mod generate;
+pub mod render;
+pub mod solver;
+pub mod spec;

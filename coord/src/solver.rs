@@ -1,0 +1,521 @@
+//! The flow solver: which supplier feeds which consumer.
+//!
+//! Given the spec, every registered stage with its liveness and capacity, the
+//! previous flow and the links to avoid, [`solve`] returns the edges of the
+//! new flow. Its properties (tested as properties in `solver/tests.rs`):
+//!
+//! 1. **Valid** — every edge joins a live, active supplier of type `t` to a
+//!    live, active consumer whose recipe needs `t`.
+//! 2. **Complete** — a stage is *active* when it is live and every input type
+//!    has an active stage (raw-material stages are always active); every
+//!    active stage gets at least one supplier per input.
+//! 3. **Balanced** — the demand for `t` is spread over its suppliers in
+//!    proportion to their capacity: a consumer linked to *every* supplier of
+//!    `t` splits its demand in proportion to capacity (exact balance); where
+//!    there are more suppliers than `max_suppliers` (default 8), each consumer
+//!    gets `max_suppliers` of them (shares again in proportion to capacity),
+//!    chosen greedily and then rebalanced so that supplier utilisations
+//!    (load / capacity) differ by at most about one consumer's slot.
+//! 4. **Stable** — an edge whose two ends are still live and active is kept
+//!    unless balance needs it moved; [`Churn`] counts what changed.
+//! 5. **Deterministic** — the same input gives the same flow (ids order every
+//!    choice; no hash-map order leaks out). 10,000 stages solve in a few ms.
+
+use factoryos_wire::model::{FlowEdge, Recipe, Spec};
+use factoryos_wire::{ItemType, NodeId};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// A registered stage as the solver sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageState {
+    pub id: NodeId,
+    pub item: ItemType,
+    /// Lots per cycle the stage can make (weighs its supply and its demand).
+    pub capacity: u32,
+    pub live: bool,
+}
+
+/// Solver settings.
+#[derive(Debug, Clone)]
+pub struct SolverConfig {
+    /// Most suppliers of one input type a consumer is linked to. With fewer
+    /// suppliers than this, a consumer is linked to all of them.
+    pub max_suppliers: usize,
+}
+
+impl Default for SolverConfig {
+    fn default() -> Self {
+        SolverConfig { max_suppliers: 8 }
+    }
+}
+
+/// What changed between the previous flow and the new one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Churn {
+    pub kept: usize,
+    pub added: usize,
+    pub removed: usize,
+}
+
+/// The solver's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowPlan {
+    /// Sorted by (item, supplier, consumer).
+    pub edges: Vec<FlowEdge>,
+    /// Active stages, sorted.
+    pub active: Vec<NodeId>,
+    pub churn: Churn,
+}
+
+/// Why no flow could be computed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SolveError {
+    #[error("the spec's types form a cycle through `{0}`")]
+    Cycle(ItemType),
+    #[error("stage {stage} makes `{item}`, which the spec does not define")]
+    UnknownType { stage: NodeId, item: ItemType },
+}
+
+/// Computes a flow. `avoid` lists (supplier, consumer) links reported broken:
+/// they are used only when the consumer has no other supplier of that type.
+pub fn solve(
+    spec: &Spec,
+    stages: &[StageState],
+    previous: &[FlowEdge],
+    avoid: &BTreeSet<(NodeId, NodeId)>,
+    config: &SolverConfig,
+) -> Result<FlowPlan, SolveError> {
+    let recipes: HashMap<&ItemType, &Recipe> =
+        spec.types.iter().map(|t| (&t.name, &t.recipe)).collect();
+    for s in stages {
+        if !recipes.contains_key(&s.item) {
+            return Err(SolveError::UnknownType {
+                stage: s.id,
+                item: s.item.clone(),
+            });
+        }
+    }
+    let order = topological_order(spec)?;
+
+    // Live stages by type, sorted by id.
+    let mut by_type: HashMap<&ItemType, Vec<&StageState>> = HashMap::new();
+    for s in stages.iter().filter(|s| s.live) {
+        by_type.entry(&s.item).or_default().push(s);
+    }
+    for list in by_type.values_mut() {
+        list.sort_by_key(|s| s.id);
+    }
+
+    // Active stages, type by type in dependency order.
+    let mut active_types: HashSet<&ItemType> = HashSet::new();
+    for t in &order {
+        let recipe = recipes[t];
+        let producible = recipe.inputs.keys().all(|i| active_types.contains(i));
+        if producible && by_type.get(t).is_some_and(|l| !l.is_empty()) {
+            active_types.insert(t);
+        }
+    }
+    let active = |s: &&StageState| active_types.contains(&s.item);
+
+    // Types by index, to key maps by integers rather than by names.
+    let type_index: HashMap<&ItemType, usize> = spec
+        .types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (&t.name, i))
+        .collect();
+    let keyed = |edges: &[FlowEdge]| -> Vec<(usize, NodeId, NodeId)> {
+        // Edges come grouped by item: look each name up once per run.
+        let mut last: Option<(&ItemType, Option<usize>)> = None;
+        let mut out = Vec::with_capacity(edges.len());
+        for e in edges {
+            let idx = match last {
+                Some((item, idx)) if item == &e.item => idx,
+                _ => type_index.get(&e.item).copied(),
+            };
+            last = Some((&e.item, idx));
+            if let Some(i) = idx {
+                out.push((i, e.supplier, e.consumer));
+            }
+        }
+        out
+    };
+    let previous_keys = keyed(previous);
+    let mut previous_suppliers: HashMap<(usize, NodeId), Vec<NodeId>> = HashMap::new();
+    for (t, supplier, consumer) in &previous_keys {
+        previous_suppliers
+            .entry((*t, *consumer))
+            .or_default()
+            .push(*supplier);
+    }
+
+    // Active consumers of each input type, with their demand (units per cycle), by id.
+    let mut consumers_of: HashMap<&ItemType, Vec<(&StageState, u64)>> = HashMap::new();
+    let mut live_active: Vec<&StageState> =
+        stages.iter().filter(|s| s.live).filter(active).collect();
+    live_active.sort_by_key(|s| s.id);
+    for s in &live_active {
+        for (input, units) in &recipes[&s.item].inputs {
+            consumers_of
+                .entry(input)
+                .or_default()
+                .push((s, *units as u64 * s.capacity.max(1) as u64));
+        }
+    }
+
+    let mut groups: Vec<(&ItemType, Vec<FlowEdge>)> = Vec::new();
+    for t in &order {
+        if !active_types.contains(t) {
+            continue;
+        }
+        let Some(consumers) = consumers_of.get(t) else {
+            continue;
+        };
+        let suppliers: &[&StageState] = &by_type[t];
+        let yield_units = recipes[t].yield_units as u64;
+        let k = config.max_suppliers.max(1);
+        let mut group = Vec::new();
+        if suppliers.len() <= k {
+            link_all(t, suppliers, consumers, &mut group);
+        } else {
+            let ti = type_index[t];
+            let prev = |c: NodeId| {
+                previous_suppliers
+                    .get(&(ti, c))
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[])
+            };
+            Balancer::new(t, suppliers, yield_units, consumers, k, avoid).run(prev, &mut group);
+        }
+        group.sort_unstable_by_key(|e| (e.supplier, e.consumer));
+        groups.push((t, group));
+    }
+    groups.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let edges: Vec<FlowEdge> = groups.into_iter().flat_map(|(_, g)| g).collect();
+
+    let before: HashSet<(usize, NodeId, NodeId)> = previous_keys.into_iter().collect();
+    let after = keyed(&edges);
+    let kept = after.iter().filter(|k| before.contains(k)).count();
+    let churn = Churn {
+        kept,
+        added: after.len() - kept,
+        removed: before.len() - kept,
+    };
+    let active: Vec<NodeId> = live_active.iter().map(|s| s.id).collect();
+    Ok(FlowPlan {
+        edges,
+        active,
+        churn,
+    })
+}
+
+/// Types in dependency order (inputs before the types that use them), ties
+/// in spec order.
+fn topological_order(spec: &Spec) -> Result<Vec<&ItemType>, SolveError> {
+    let mut graph = petgraph::graph::DiGraph::<&ItemType, ()>::new();
+    let index: HashMap<&ItemType, _> = spec
+        .types
+        .iter()
+        .map(|t| (&t.name, graph.add_node(&t.name)))
+        .collect();
+    for t in &spec.types {
+        for input in t.recipe.inputs.keys() {
+            if let Some(&from) = index.get(input) {
+                graph.add_edge(from, index[&t.name], ());
+            }
+        }
+    }
+    petgraph::algo::toposort(&graph, None)
+        .map(|order| order.into_iter().map(|n| graph[n]).collect())
+        .map_err(|cycle| SolveError::Cycle(graph[cycle.node_id()].clone()))
+}
+
+/// Every consumer to every supplier, shares in proportion to capacity.
+fn link_all(
+    t: &ItemType,
+    suppliers: &[&StageState],
+    consumers: &[(&StageState, u64)],
+    edges: &mut Vec<FlowEdge>,
+) {
+    let weights: Vec<u64> = suppliers.iter().map(|s| s.capacity.max(1) as u64).collect();
+    let shares = per_mille(&weights);
+    for (c, _) in consumers {
+        for (s, share) in suppliers.iter().zip(&shares) {
+            edges.push(FlowEdge {
+                item: t.clone(),
+                supplier: s.id,
+                consumer: c.id,
+                share: *share,
+            });
+        }
+    }
+}
+
+/// Splits 1000 per-mille over `weights` by largest remainder (ties to the
+/// earlier index), so shares always sum to exactly 1000.
+fn per_mille(weights: &[u64]) -> Vec<u32> {
+    let total: u64 = weights.iter().sum::<u64>().max(1);
+    let mut shares: Vec<u32> = weights.iter().map(|w| (w * 1000 / total) as u32).collect();
+    let mut rest = 1000 - shares.iter().sum::<u32>();
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(weights[i] * 1000 % total));
+    for i in order {
+        if rest == 0 {
+            break;
+        }
+        shares[i] += 1;
+        rest -= 1;
+    }
+    shares
+}
+
+/// A supplier's place in the utilisation order: load / capacity, then id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Util {
+    load: u64,
+    cap: u64,
+    idx: usize,
+}
+
+impl Ord for Util {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.load as u128 * other.cap as u128)
+            .cmp(&(other.load as u128 * self.cap as u128))
+            .then(self.idx.cmp(&other.idx))
+    }
+}
+
+impl PartialOrd for Util {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Assigns `k` of many suppliers to each consumer of one type, balancing
+/// supplier utilisation (load / capacity) while keeping previous edges. A
+/// consumer's demand is split over its suppliers in proportion to their
+/// capacity, so it raises the utilisation of each of them by the same amount.
+struct Balancer<'a> {
+    item: &'a ItemType,
+    suppliers: &'a [&'a StageState],
+    consumers: &'a [(&'a StageState, u64)],
+    k: usize,
+    avoid: &'a BTreeSet<(NodeId, NodeId)>,
+    /// Per supplier: load (demand units * 1000) and capacity (lots * yield).
+    util: Vec<Util>,
+    order: BTreeSet<Util>,
+    /// Per consumer: chosen supplier indexes and the load each carries for it.
+    chosen: Vec<Vec<(usize, u64)>>,
+}
+
+impl<'a> Balancer<'a> {
+    fn new(
+        item: &'a ItemType,
+        suppliers: &'a [&'a StageState],
+        yield_units: u64,
+        consumers: &'a [(&'a StageState, u64)],
+        k: usize,
+        avoid: &'a BTreeSet<(NodeId, NodeId)>,
+    ) -> Self {
+        let util: Vec<Util> = suppliers
+            .iter()
+            .enumerate()
+            .map(|(idx, s)| Util {
+                load: 0,
+                cap: s.capacity.max(1) as u64 * yield_units.max(1),
+                idx,
+            })
+            .collect();
+        let order = util.iter().copied().collect();
+        Balancer {
+            item,
+            suppliers,
+            consumers,
+            k,
+            avoid,
+            util,
+            order,
+            chosen: vec![Vec::new(); consumers.len()],
+        }
+    }
+
+    /// The load consumer `c` puts on each supplier of `set`, in proportion to capacity.
+    fn split(&self, c: usize, set: &[usize]) -> Vec<(usize, u64)> {
+        let total: u64 = set.iter().map(|&s| self.util[s].cap).sum::<u64>().max(1);
+        let demand = self.consumers[c].1 * 1000;
+        set.iter()
+            .map(|&s| (s, demand * self.util[s].cap / total))
+            .collect()
+    }
+
+    fn set_load(&mut self, s: usize, load: u64) {
+        self.order.remove(&self.util[s]);
+        self.util[s].load = load;
+        self.order.insert(self.util[s]);
+    }
+
+    /// Replaces consumer `c`'s suppliers by `set`, updating loads.
+    fn assign(&mut self, c: usize, set: Vec<usize>) {
+        for (s, load) in std::mem::take(&mut self.chosen[c]) {
+            let l = self.util[s].load.saturating_sub(load);
+            self.set_load(s, l);
+        }
+        let split = self.split(c, &set);
+        for &(s, load) in &split {
+            let l = self.util[s].load + load;
+            self.set_load(s, l);
+        }
+        self.chosen[c] = split;
+    }
+
+    fn set_of(&self, c: usize) -> Vec<usize> {
+        self.chosen[c].iter().map(|(s, _)| *s).collect()
+    }
+
+    fn avoided(&self, s: usize, c: usize) -> bool {
+        self.avoid
+            .contains(&(self.suppliers[s].id, self.consumers[c].0.id))
+    }
+
+    fn run<'p>(mut self, previous: impl Fn(NodeId) -> &'p [NodeId], edges: &mut Vec<FlowEdge>) {
+        let index: HashMap<NodeId, usize> = self
+            .suppliers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id, i))
+            .collect();
+        // Keep previous edges that are still valid and not reported broken.
+        for c in 0..self.consumers.len() {
+            let mut kept: Vec<usize> = previous(self.consumers[c].0.id)
+                .iter()
+                .filter_map(|id| index.get(id).copied())
+                .filter(|&s| !self.avoided(s, c))
+                .collect();
+            kept.sort();
+            kept.dedup();
+            kept.truncate(self.k);
+            self.assign(c, kept);
+        }
+        // Fill the remaining places, biggest consumers first, least-utilised
+        // suppliers first (not counting the consumer's own load).
+        let mut fill: Vec<usize> = (0..self.consumers.len()).collect();
+        fill.sort_by_key(|&c| {
+            (
+                std::cmp::Reverse(self.consumers[c].1),
+                self.consumers[c].0.id,
+            )
+        });
+        for c in fill {
+            let mut set = self.set_of(c);
+            if set.len() >= self.k {
+                continue;
+            }
+            self.assign(c, Vec::new());
+            let mut candidates: Vec<usize> = self
+                .order
+                .iter()
+                .map(|u| u.idx)
+                .filter(|s| !set.contains(s))
+                .collect();
+            // Links reported broken go last.
+            candidates.sort_by_key(|&s| self.avoided(s, c));
+            set.extend(candidates.into_iter().take(self.k - set.len()));
+            self.assign(c, set);
+        }
+        self.rebalance();
+        for (c, chosen) in self.chosen.iter().enumerate() {
+            let mut set: Vec<usize> = chosen.iter().map(|(s, _)| *s).collect();
+            set.sort();
+            let weights: Vec<u64> = set.iter().map(|&s| self.util[s].cap).collect();
+            for (s, share) in set.into_iter().zip(per_mille(&weights)) {
+                edges.push(FlowEdge {
+                    item: self.item.clone(),
+                    supplier: self.suppliers[s].id,
+                    consumer: self.consumers[c].0.id,
+                    share,
+                });
+            }
+        }
+    }
+
+    /// Moves single edges away from the most utilised supplier, to the least
+    /// utilised one that can take it and stay below, until the spread of
+    /// utilisations is within one consumer's slot or no such move exists.
+    fn rebalance(&mut self) {
+        let min_cap = self.util.iter().map(|u| u.cap).min().unwrap_or(1);
+        let max_slot = (0..self.consumers.len())
+            .map(|c| self.consumers[c].1 * 1000 / self.k as u64)
+            .max()
+            .unwrap_or(0);
+        let moves_left = self.consumers.len() * self.k * 4;
+        for _ in 0..moves_left {
+            let (lo, hi) = match (self.order.first(), self.order.last()) {
+                (Some(lo), Some(hi)) => (*lo, *hi),
+                _ => return,
+            };
+            // hi.load/hi.cap - lo.load/lo.cap <= max_slot/min_cap, in integers.
+            let spread =
+                (hi.load as u128 * lo.cap as u128).saturating_sub(lo.load as u128 * hi.cap as u128);
+            if spread * min_cap as u128 <= max_slot as u128 * hi.cap as u128 * lo.cap as u128 {
+                return;
+            }
+            let mut mv = None;
+            'search: for to in self.order.iter().take_while(|u| u.idx != hi.idx) {
+                for c in 0..self.consumers.len() {
+                    let set = self.set_of(c);
+                    if !set.contains(&hi.idx) || set.contains(&to.idx) || self.avoided(to.idx, c) {
+                        continue;
+                    }
+                    let new_set: Vec<usize> = set
+                        .iter()
+                        .map(|&s| if s == hi.idx { to.idx } else { s })
+                        .collect();
+                    let gain = self
+                        .split(c, &new_set)
+                        .into_iter()
+                        .find(|(s, _)| *s == to.idx)
+                        .map(|(_, l)| l)
+                        .unwrap_or(0);
+                    if (Util {
+                        load: to.load + gain,
+                        ..*to
+                    }) < hi
+                    {
+                        mv = Some((c, new_set));
+                        break 'search;
+                    }
+                }
+            }
+            let Some((c, new_set)) = mv else { return };
+            self.assign(c, new_set);
+        }
+    }
+}
+
+/// Per supplier, per item: utilisation as (load in units*1000, capacity in
+/// units) — used by tests, `factoryos flow` and the leader's logs.
+pub fn utilisation(
+    spec: &Spec,
+    stages: &[StageState],
+    edges: &[FlowEdge],
+) -> BTreeMap<(ItemType, NodeId), (u64, u64)> {
+    let recipes: HashMap<&ItemType, &Recipe> =
+        spec.types.iter().map(|t| (&t.name, &t.recipe)).collect();
+    let by_id: HashMap<NodeId, &StageState> = stages.iter().map(|s| (s.id, s)).collect();
+    let mut out: BTreeMap<(ItemType, NodeId), (u64, u64)> = BTreeMap::new();
+    for e in edges {
+        let (Some(sup), Some(con)) = (by_id.get(&e.supplier), by_id.get(&e.consumer)) else {
+            continue;
+        };
+        let demand = recipes[&con.item].inputs.get(&e.item).copied().unwrap_or(0) as u64
+            * con.capacity.max(1) as u64;
+        let cap = sup.capacity.max(1) as u64 * recipes[&sup.item].yield_units.max(1) as u64;
+        let entry = out.entry((e.item.clone(), e.supplier)).or_insert((0, cap));
+        entry.0 += demand * e.share as u64;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

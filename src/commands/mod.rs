@@ -1,0 +1,5 @@
+//! The glue of each command: read arguments, call the crates, print.
+
+pub mod bench;
+pub mod certs;
+pub mod chain;
