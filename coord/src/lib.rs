@@ -6,6 +6,8 @@
 //! | [`solver`] | the flow solver: valid, complete, balanced, stable, deterministic |
 //! | [`render`] | flows as a terminal table and as Graphviz DOT |
 //! | [`bench`] | the solver benchmark behind `factoryos bench flow` |
+//! | [`state`] | the replicated state machine: cluster configuration, commands, flow fencing |
+//! | [`raft`] | openraft types, redb storage (log, vote, state machine, snapshots), network over QUIC |
 //! | [`generate`] | generated chains in the original system's shape (types, stages per type, complexity, seed) |
 //!
 //! Still to come (see `docs/architecture.md` and the project's issues):
@@ -24,6 +26,8 @@
 
 pub mod bench;
 pub mod generate;
+pub mod raft;
 pub mod render;
 pub mod solver;
 pub mod spec;
+pub mod state;

@@ -1,0 +1,197 @@
+use super::*;
+use factoryos_wire::model::{ItemTypeSpec, Recipe};
+
+fn spec() -> Spec {
+    crate::spec::parse("w", include_str!("../../../examples/window.toml"))
+        .unwrap()
+        .spec
+}
+
+fn stage(id: u64, item: &str) -> StageDescriptor {
+    StageDescriptor {
+        id: NodeId(id),
+        item: item.into(),
+        addr: "127.0.0.1:1".parse().unwrap(),
+        recipe_version: 1,
+        capacity: 1,
+    }
+}
+
+fn rejected(r: &CommandResponse) -> bool {
+    matches!(r, CommandResponse::Rejected { .. })
+}
+
+#[test]
+fn registrations_bump_the_config_version_only_when_something_changes() {
+    let mut c = ClusterConfig::default();
+    c.apply(1, &Command::SetSpec { spec: spec() });
+    assert_eq!(c.config_version, 1);
+    c.apply(
+        2,
+        &Command::RegisterStage {
+            stage: stage(1, "wood"),
+        },
+    );
+    assert_eq!(c.config_version, 2);
+    // The same registration again (a restart at the same address) changes nothing.
+    c.apply(
+        3,
+        &Command::RegisterStage {
+            stage: stage(1, "wood"),
+        },
+    );
+    assert_eq!(c.config_version, 2);
+    // A stage of an unknown type is refused.
+    assert!(rejected(&c.apply(
+        4,
+        &Command::RegisterStage {
+            stage: stage(2, "door")
+        }
+    )));
+    assert!(!c.stages.contains_key(&NodeId(2)));
+}
+
+#[test]
+fn a_stale_commit_flow_is_refused_and_a_current_one_installs_the_flow() {
+    let mut c = ClusterConfig::default();
+    c.apply(1, &Command::SetSpec { spec: spec() });
+    c.apply(
+        2,
+        &Command::RegisterStage {
+            stage: stage(1, "wood"),
+        },
+    );
+    assert!(c.flow_is_stale());
+    let r = c.apply(
+        3,
+        &Command::CommitFlow {
+            based_on: 1,
+            edges: vec![],
+        },
+    );
+    assert_eq!(
+        r,
+        CommandResponse::Rejected {
+            reason: "stale flow: computed from configuration 1, current is 2".into()
+        }
+    );
+    assert_eq!(c.flow.version, FlowVersion(0));
+    let r = c.apply(
+        4,
+        &Command::CommitFlow {
+            based_on: 2,
+            edges: vec![],
+        },
+    );
+    assert_eq!(
+        r,
+        CommandResponse::FlowCommitted {
+            version: FlowVersion(4)
+        }
+    );
+    assert_eq!(c.flow.version, FlowVersion(4));
+    assert!(!c.flow_is_stale());
+}
+
+#[test]
+fn suspicion_does_not_change_the_flow_but_death_and_recovery_do() {
+    let mut c = ClusterConfig::default();
+    c.apply(1, &Command::SetSpec { spec: spec() });
+    c.apply(
+        2,
+        &Command::RegisterStage {
+            stage: stage(1, "wood"),
+        },
+    );
+    c.apply(
+        3,
+        &Command::ReportSuspect {
+            reporter: NodeId(3),
+            suspect: NodeId(1),
+        },
+    );
+    assert_eq!(c.stages[&NodeId(1)].liveness, Liveness::Suspect);
+    assert_eq!(c.config_version, 2);
+    assert!(c.solver_stages()[0].live, "a suspect still counts as live");
+    c.apply(4, &Command::MarkDead { stage: NodeId(1) });
+    assert_eq!(c.config_version, 4);
+    assert!(!c.solver_stages()[0].live);
+    c.apply(5, &Command::MarkAlive { stage: NodeId(1) });
+    assert_eq!(c.config_version, 5);
+    assert!(c.stages[&NodeId(1)].suspected_by.is_empty());
+}
+
+#[test]
+fn removed_ids_are_never_reused() {
+    let mut c = ClusterConfig::default();
+    c.apply(1, &Command::SetSpec { spec: spec() });
+    c.apply(
+        2,
+        &Command::AddStage {
+            stage: stage(7, "wood"),
+        },
+    );
+    c.apply(3, &Command::RemoveStage { stage: NodeId(7) });
+    let r = c.apply(
+        4,
+        &Command::RegisterStage {
+            stage: stage(7, "wood"),
+        },
+    );
+    assert_eq!(
+        r,
+        CommandResponse::Rejected {
+            reason: "stage n7 was removed; ids are never reused".into()
+        }
+    );
+}
+
+#[test]
+fn recipe_updates_bump_the_version_and_refuse_cycles_and_unknown_inputs() {
+    let mut c = ClusterConfig::default();
+    c.apply(1, &Command::SetSpec { spec: spec() });
+    let recipe = |inputs: &[(&str, u32)]| Recipe {
+        inputs: inputs
+            .iter()
+            .map(|(i, u)| (ItemType::from(*i), *u))
+            .collect(),
+        yield_units: 2,
+        version: 0,
+    };
+    c.apply(
+        2,
+        &Command::UpdateRecipe {
+            item: "window".into(),
+            recipe: recipe(&[("window-frame", 4)]),
+        },
+    );
+    let w = c.spec.as_ref().unwrap().recipe(&"window".into()).unwrap();
+    assert_eq!((w.version, w.yield_units), (2, 2));
+    assert_eq!(c.config_version, 2);
+    let r = c.apply(
+        3,
+        &Command::UpdateRecipe {
+            item: "wood".into(),
+            recipe: recipe(&[("window", 1)]),
+        },
+    );
+    assert!(rejected(&r), "{r:?}");
+    let r = c.apply(
+        4,
+        &Command::UpdateRecipe {
+            item: "wood".into(),
+            recipe: recipe(&[("glass", 1)]),
+        },
+    );
+    assert_eq!(
+        r,
+        CommandResponse::Rejected {
+            reason: "input `glass` is not a type of the spec".into()
+        }
+    );
+    assert_eq!(c.config_version, 2, "refused updates change nothing");
+    let _ = ItemTypeSpec {
+        name: "x".into(),
+        recipe: recipe(&[]),
+    };
+}
