@@ -8,6 +8,9 @@
 //! | [`bench`] | the solver benchmark behind `factoryos bench flow` |
 //! | [`state`] | the replicated state machine: cluster configuration, commands, flow fencing |
 //! | [`raft`] | openraft types, redb storage (log, vote, state machine, snapshots), network over QUIC |
+//! | [`client`] | the client stages and tools use: register, report suspect, watch/read the flow, status |
+//! | [`cluster`] | `cluster.toml`: coordinators, certificates, data, Raft timeouts |
+//! | [`node`] | a running coordinator: RPC and client serving, leader duties, peer sync |
 //! | [`generate`] | generated chains in the original system's shape (types, stages per type, complexity, seed) |
 //!
 //! Still to come (see `docs/architecture.md` and the project's issues):
@@ -25,7 +28,10 @@
 //! It depends only on `factoryos-wire`.
 
 pub mod bench;
+pub mod client;
+pub mod cluster;
 pub mod generate;
+pub mod node;
 pub mod raft;
 pub mod render;
 pub mod solver;

@@ -177,7 +177,7 @@ pub fn solve(
         let k = config.max_suppliers.max(1);
         let mut group = Vec::new();
         if suppliers.len() <= k {
-            link_all(t, suppliers, consumers, &mut group);
+            link_all(t, suppliers, consumers, avoid, &mut group);
         } else {
             let ti = type_index[t];
             let prev = |c: NodeId| {
@@ -231,23 +231,40 @@ pub(crate) fn topological_order(spec: &Spec) -> Result<Vec<&ItemType>, SolveErro
         .map_err(|cycle| SolveError::Cycle(graph[cycle.node_id()].clone()))
 }
 
-/// Every consumer to every supplier, shares in proportion to capacity.
+/// Every consumer to every supplier (except over links reported broken,
+/// unless no other supplier is left), shares in proportion to capacity.
 fn link_all(
     t: &ItemType,
     suppliers: &[&StageState],
     consumers: &[(&StageState, u64)],
+    avoid: &BTreeSet<(NodeId, NodeId)>,
     edges: &mut Vec<FlowEdge>,
 ) {
     let weights: Vec<u64> = suppliers.iter().map(|s| s.capacity.max(1) as u64).collect();
     let shares = per_mille(&weights);
     for (c, _) in consumers {
-        for (s, share) in suppliers.iter().zip(&shares) {
-            edges.push(FlowEdge {
-                item: t.clone(),
-                supplier: s.id,
-                consumer: c.id,
-                share: *share,
-            });
+        let usable: Vec<usize> = (0..suppliers.len())
+            .filter(|&i| !avoid.contains(&(suppliers[i].id, c.id)))
+            .collect();
+        if usable.is_empty() || usable.len() == suppliers.len() {
+            for (s, share) in suppliers.iter().zip(&shares) {
+                edges.push(FlowEdge {
+                    item: t.clone(),
+                    supplier: s.id,
+                    consumer: c.id,
+                    share: *share,
+                });
+            }
+        } else {
+            let w: Vec<u64> = usable.iter().map(|&i| weights[i]).collect();
+            for (i, share) in usable.into_iter().zip(per_mille(&w)) {
+                edges.push(FlowEdge {
+                    item: t.clone(),
+                    supplier: suppliers[i].id,
+                    consumer: c.id,
+                    share,
+                });
+            }
         }
     }
 }

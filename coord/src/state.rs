@@ -54,6 +54,12 @@ pub enum Command {
     RemoveStage {
         stage: NodeId,
     },
+    /// The link `supplier -> consumer` is broken although both ends are alive
+    /// (the leader probed the suspect): route around it if possible.
+    AvoidLink {
+        supplier: NodeId,
+        consumer: NodeId,
+    },
     /// Installs a flow computed from the configuration at `based_on`.
     CommitFlow {
         based_on: u64,
@@ -88,6 +94,9 @@ pub struct ClusterConfig {
     pub stages: BTreeMap<NodeId, StageRecord>,
     /// Ids removed for good.
     pub retired: BTreeSet<NodeId>,
+    /// Links reported broken between live stages; cleared when either end
+    /// registers again (a restart) or dies.
+    pub avoid: BTreeSet<(NodeId, NodeId)>,
     pub flow: Flow,
     /// The `config_version` the current flow was computed from.
     pub flow_based_on: u64,
@@ -128,6 +137,9 @@ impl ClusterConfig {
                     suspected_by: BTreeSet::new(),
                 };
                 let before = self.stages.insert(stage.id, record);
+                if self.forget_links(stage.id) {
+                    self.config_version = index;
+                }
                 // Re-registering an alive stage at the same address changes no input of the flow.
                 let same = before
                     .as_ref()
@@ -152,6 +164,7 @@ impl ClusterConfig {
                         r.liveness = Liveness::Dead;
                         self.config_version = index;
                     }
+                    self.forget_links(*stage);
                     applied
                 }
                 None => reject(format!("no stage {stage} is registered")),
@@ -199,6 +212,17 @@ impl ClusterConfig {
                 self.retired.insert(*stage);
                 applied
             }
+            Command::AvoidLink { supplier, consumer } => {
+                if !self.stages.contains_key(supplier) || !self.stages.contains_key(consumer) {
+                    return reject(format!(
+                        "no link {supplier} -> {consumer} between registered stages"
+                    ));
+                }
+                if self.avoid.insert((*supplier, *consumer)) {
+                    self.config_version = index;
+                }
+                applied
+            }
             Command::CommitFlow { based_on, edges } => {
                 if *based_on != self.config_version {
                     return reject(format!(
@@ -216,6 +240,13 @@ impl ClusterConfig {
                 }
             }
         }
+    }
+
+    /// Drops the broken links touching `stage`; whether any was dropped.
+    fn forget_links(&mut self, stage: NodeId) -> bool {
+        let before = self.avoid.len();
+        self.avoid.retain(|(s, c)| *s != stage && *c != stage);
+        self.avoid.len() != before
     }
 
     /// Whether the flow is older than the configuration it should reflect.

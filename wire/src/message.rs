@@ -99,6 +99,8 @@ pub enum RaftRpc {
     AppendEntries,
     Vote,
     InstallSnapshot,
+    /// A follower forwarding a command of the configuration store to the leader.
+    ClientWrite,
 }
 
 /// Requests of stages and tools to the coordination cluster.

@@ -119,7 +119,8 @@ fn message() -> impl Strategy<Value = Message> {
     let rpc = prop_oneof![
         Just(RaftRpc::AppendEntries),
         Just(RaftRpc::Vote),
-        Just(RaftRpc::InstallSnapshot)
+        Just(RaftRpc::InstallSnapshot),
+        Just(RaftRpc::ClientWrite)
     ];
     prop_oneof![
         (any::<u64>(), item()).prop_map(|(r, item)| Message::RequestBatch {

@@ -294,8 +294,18 @@ fn a_broken_link_is_routed_around_when_possible() {
         .into_iter()
         .map(|(i, t)| stage(i, t))
         .collect();
-    let config = SolverConfig { max_suppliers: 1 };
+    // With every supplier linked (the default), the broken link is left out.
     let avoid = BTreeSet::from([(NodeId(1), NodeId(3))]);
+    let plan = solve(&window(), &stages, &[], &avoid, &SolverConfig::default()).unwrap();
+    let wood: Vec<_> = plan
+        .edges
+        .iter()
+        .filter(|e| e.item.as_str() == "wood")
+        .collect();
+    assert_eq!(wood.len(), 1);
+    assert_eq!((wood[0].supplier, wood[0].share), (NodeId(2), 1000));
+    // With one supplier per consumer, too.
+    let config = SolverConfig { max_suppliers: 1 };
     let plan = solve(&window(), &stages, &[], &avoid, &config).unwrap();
     let wood: Vec<_> = plan
         .edges

@@ -195,3 +195,48 @@ fn recipe_updates_bump_the_version_and_refuse_cycles_and_unknown_inputs() {
         recipe: recipe(&[]),
     };
 }
+
+#[test]
+fn broken_links_are_recorded_and_forgotten_when_an_end_restarts() {
+    let mut c = ClusterConfig::default();
+    c.apply(1, &Command::SetSpec { spec: spec() });
+    c.apply(
+        2,
+        &Command::RegisterStage {
+            stage: stage(1, "wood"),
+        },
+    );
+    c.apply(
+        3,
+        &Command::RegisterStage {
+            stage: stage(3, "window-frame"),
+        },
+    );
+    c.apply(
+        4,
+        &Command::AvoidLink {
+            supplier: NodeId(1),
+            consumer: NodeId(3),
+        },
+    );
+    assert!(c.avoid.contains(&(NodeId(1), NodeId(3))));
+    assert_eq!(c.config_version, 4);
+    c.apply(
+        5,
+        &Command::RegisterStage {
+            stage: stage(1, "wood"),
+        },
+    );
+    assert!(c.avoid.is_empty());
+    assert_eq!(
+        c.config_version, 5,
+        "forgetting a link changes the flow's inputs"
+    );
+    assert!(rejected(&c.apply(
+        6,
+        &Command::AvoidLink {
+            supplier: NodeId(1),
+            consumer: NodeId(9)
+        }
+    )));
+}

@@ -74,7 +74,7 @@ impl Default for TransportConfig {
 /// Why a send or request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    #[error("node {0} is not in the peer book")]
+    #[error("node {0} has no known address (not a member, or not registered yet)")]
     UnknownPeer(NodeId),
     #[error("node {peer} is unreachable: {reason}")]
     Unreachable { peer: NodeId, reason: String },
@@ -148,9 +148,27 @@ impl Transport {
         config: TransportConfig,
         faults: Option<FaultController>,
     ) -> Result<(Transport, mpsc::Receiver<Inbound>), TransportError> {
-        let runtime: Arc<dyn quinn::Runtime> = Arc::new(quinn::TokioRuntime);
         let std_socket = std::net::UdpSocket::bind(addr)
             .map_err(|source| TransportError::Bind { addr, source })?;
+        Self::bind_socket(identity, std_socket, peers, config, faults)
+    }
+
+    /// Like [`Transport::bind`], on a socket the caller bound already (so it
+    /// can learn the port before starting anything).
+    pub fn bind_socket(
+        identity: &NodeIdentity,
+        std_socket: std::net::UdpSocket,
+        peers: PeerBook,
+        config: TransportConfig,
+        faults: Option<FaultController>,
+    ) -> Result<(Transport, mpsc::Receiver<Inbound>), TransportError> {
+        let runtime: Arc<dyn quinn::Runtime> = Arc::new(quinn::TokioRuntime);
+        let addr = std_socket
+            .local_addr()
+            .map_err(|source| TransportError::Bind {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            })?;
         let mut socket = runtime
             .wrap_udp_socket(std_socket)
             .map_err(|source| TransportError::Bind { addr, source })?;

@@ -1,0 +1,320 @@
+//! A 3-coordinator Raft group over real QUIC on loopback, in one process.
+
+use factoryos_coord::client::CoordClient;
+use factoryos_coord::cluster::RaftTimeouts;
+use factoryos_coord::node::{Coordinator, CoordinatorOptions, OPERATOR};
+use factoryos_coord::solver::SolverConfig;
+use factoryos_coord::state::{Command, CommandResponse};
+use factoryos_wire::model::{Liveness, Spec, StageDescriptor};
+use factoryos_wire::{
+    ClusterCa, FlowVersion, Inbound, Message, NodeId, PeerBook, Transport, TransportConfig,
+};
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn window() -> Spec {
+    factoryos_coord::spec::parse("window", include_str!("../../examples/window.toml"))
+        .unwrap()
+        .spec
+}
+
+struct Rig {
+    ca: ClusterCa,
+    dir: tempfile::TempDir,
+    members: BTreeMap<NodeId, SocketAddr>,
+    sockets: BTreeMap<NodeId, UdpSocket>,
+}
+
+impl Rig {
+    fn new(n: u64) -> Rig {
+        let mut members = BTreeMap::new();
+        let mut sockets = BTreeMap::new();
+        for id in 1..=n {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            members.insert(NodeId(id), s.local_addr().unwrap());
+            sockets.insert(NodeId(id), s);
+        }
+        Rig {
+            ca: ClusterCa::generate("test").unwrap(),
+            dir: tempfile::tempdir().unwrap(),
+            members,
+            sockets,
+        }
+    }
+
+    fn options(&self, id: NodeId) -> CoordinatorOptions {
+        CoordinatorOptions {
+            identity: self.ca.issue(id).unwrap(),
+            listen: self.members[&id],
+            members: self.members.clone(),
+            data_dir: self.dir.path().join(format!("n{}", id.0)),
+            timeouts: RaftTimeouts::default(),
+            spec: Some(window()),
+            stage_ids: (11..=16).map(NodeId).collect(),
+            transport: TransportConfig::default(),
+            solver: SolverConfig::default(),
+            probe_timeout: Duration::from_secs(1),
+        }
+    }
+
+    async fn start(&mut self, id: NodeId) -> Coordinator {
+        let socket = match self.sockets.remove(&id) {
+            Some(s) => s,
+            None => rebind(self.members[&id]).await,
+        };
+        Coordinator::start_on(self.options(id), socket)
+            .await
+            .unwrap()
+    }
+
+    /// A client (and its transport) speaking as node `id`.
+    fn client(&self, id: NodeId) -> (CoordClient, Transport, tokio::sync::mpsc::Receiver<Inbound>) {
+        let book = PeerBook::new();
+        for (m, a) in &self.members {
+            book.insert(*m, *a);
+        }
+        let (t, inbox) = Transport::bind(
+            &self.ca.issue(id).unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+            book,
+            TransportConfig::default(),
+            None,
+        )
+        .unwrap();
+        (
+            CoordClient::new(t.clone(), self.members.keys().copied().collect()),
+            t,
+            inbox,
+        )
+    }
+}
+
+/// Binds `addr` again once the previous owner has let go of it.
+async fn rebind(addr: SocketAddr) -> UdpSocket {
+    let start = Instant::now();
+    loop {
+        match UdpSocket::bind(addr) {
+            Ok(s) => return s,
+            Err(e) => {
+                assert!(start.elapsed() < DEADLINE, "cannot rebind {addr}: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn stage(id: u64, item: &str, addr: SocketAddr) -> StageDescriptor {
+    StageDescriptor {
+        id: NodeId(id),
+        item: item.into(),
+        addr,
+        recipe_version: 1,
+        capacity: 1,
+    }
+}
+
+async fn leader_of(coords: &[Coordinator]) -> NodeId {
+    eventually("a leader", async || {
+        let leaders: Vec<_> = coords.iter().filter_map(|c| c.status().leader).collect();
+        (leaders.len() == coords.len() && leaders.iter().all(|l| *l == leaders[0]))
+            .then(|| leaders[0])
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elects_commits_flows_and_survives_the_leaders_death() {
+    let mut rig = Rig::new(3);
+    let mut coords = Vec::new();
+    for id in 1..=3 {
+        coords.push(rig.start(NodeId(id)).await);
+    }
+    let leader = leader_of(&coords).await;
+    let (client, _t, _inbox) = rig.client(OPERATOR);
+    let dummy: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    for (id, item) in [(11, "wood"), (13, "window-frame"), (15, "window")] {
+        client.register(stage(id, item, dummy)).await.unwrap();
+    }
+    let flow = eventually("a flow with the three stages", async || {
+        let f = client.read_flow(true).await.ok()?;
+        (f.edges.len() == 2).then_some(f)
+    })
+    .await;
+    assert!(flow.version > FlowVersion(0));
+    // Every coordinator applied it.
+    for c in &coords {
+        let mut rx = c.config();
+        tokio::time::timeout(
+            DEADLINE,
+            rx.wait_for(|cfg| cfg.flow.version >= flow.version),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    }
+
+    // The leader dies.
+    let idx = coords.iter().position(|c| c.id() == leader).unwrap();
+    let dead = coords.remove(idx);
+    let killed_at = Instant::now();
+    dead.shutdown().await;
+    let new_leader = eventually("a new leader", async || {
+        let l = leader_of(&coords).await;
+        (l != leader).then_some(l)
+    })
+    .await;
+    // A change after the failover commits a newer flow that still holds the old stages.
+    client.register(stage(12, "wood", dummy)).await.unwrap();
+    let next = eventually("the next flow", async || {
+        let f = client.read_flow(true).await.ok()?;
+        (f.version > flow.version && f.edges.len() == 3).then_some(f)
+    })
+    .await;
+    eprintln!(
+        "failover: next flow {} committed {:?} after the leader's shutdown",
+        next.version,
+        killed_at.elapsed()
+    );
+    let status = client.status().await.unwrap();
+    assert_eq!(status.leader, Some(new_leader));
+    assert_eq!(status.stages.len(), 4);
+
+    // The old leader comes back and catches up.
+    coords.push(rig.start(leader).await);
+    let back = coords.last().unwrap();
+    let mut rx = back.config();
+    tokio::time::timeout(
+        DEADLINE,
+        rx.wait_for(|cfg| cfg.flow.version >= next.version),
+    )
+    .await
+    .expect("the restarted coordinator catches up")
+    .unwrap();
+    for c in coords {
+        c.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_commit_flow_is_refused() {
+    let mut rig = Rig::new(3);
+    let mut coords = Vec::new();
+    for id in 1..=3 {
+        coords.push(rig.start(NodeId(id)).await);
+    }
+    let leader = leader_of(&coords).await;
+    let (client, _t, _inbox) = rig.client(OPERATOR);
+    client
+        .register(stage(11, "wood", "127.0.0.1:9".parse().unwrap()))
+        .await
+        .unwrap();
+    let l = coords.iter().find(|c| c.id() == leader).unwrap();
+    let mut rx = l.config();
+    let cfg = rx
+        .wait_for(|c| !c.flow_is_stale() && c.stages.len() == 1)
+        .await
+        .unwrap()
+        .clone();
+    let stale = Command::CommitFlow {
+        based_on: cfg.config_version - 1,
+        edges: vec![],
+    };
+    let r = l.raft().client_write(stale).await.unwrap();
+    assert!(
+        matches!(&r.data, CommandResponse::Rejected { reason } if reason.starts_with("stale flow")),
+        "{:?}",
+        r.data
+    );
+    assert_eq!(
+        l.config().borrow().flow.version,
+        cfg.flow.version,
+        "the flow is unchanged"
+    );
+    for c in coords {
+        c.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspect_is_probed_a_live_one_is_routed_around_a_dead_one_marked_dead() {
+    let mut rig = Rig::new(3);
+    let mut coords = Vec::new();
+    for id in 1..=3 {
+        coords.push(rig.start(NodeId(id)).await);
+    }
+    leader_of(&coords).await;
+    // Stage 11 (wood) is a live endpoint that answers probes; 13 (frame) reports it.
+    let (_c11, t11, mut inbox11) = rig.client(NodeId(11));
+    let probes = tokio::spawn(async move {
+        let mut n = 0;
+        while let Some(item) = inbox11.recv().await {
+            if let Inbound::Request { env, reply, .. } = item {
+                if matches!(env.body, Message::Heartbeat { .. }) {
+                    n += 1;
+                }
+                reply.respond(env.flow_version, env.body);
+            }
+        }
+        n
+    });
+    let (c11, _, _) = (rig.client(NodeId(11)).0, (), ());
+    c11.register(stage(11, "wood", t11.local_addr().unwrap()))
+        .await
+        .unwrap();
+    let (c13, _t13, _i13) = rig.client(NodeId(13));
+    c13.register(stage(13, "window-frame", "127.0.0.1:9".parse().unwrap()))
+        .await
+        .unwrap();
+    let (c12, _t12, _i12) = rig.client(NodeId(12));
+    c12.register(stage(12, "wood", "127.0.0.1:9".parse().unwrap()))
+        .await
+        .unwrap();
+    eventually("a flow feeding 13 from both wood stages", async || {
+        let f = c13.read_flow(true).await.ok()?;
+        (f.serves(NodeId(11), NodeId(13)) && f.serves(NodeId(12), NodeId(13))).then_some(())
+    })
+    .await;
+
+    c13.report_suspect(NodeId(11)).await.unwrap();
+    // The leader probes 11, finds it alive, and routes 13 around the link.
+    eventually("the link 11 -> 13 avoided", async || {
+        let f = c13.read_flow(true).await.ok()?;
+        (!f.serves(NodeId(11), NodeId(13)) && f.serves(NodeId(12), NodeId(13))).then_some(())
+    })
+    .await;
+    let status = c13.status().await.unwrap();
+    assert!(
+        status.stages.contains(&(NodeId(11), Liveness::Alive)),
+        "{status:?}"
+    );
+
+    // Now 11 really dies; the next report gets it marked dead.
+    t11.shutdown().await;
+    drop(t11);
+    assert!(probes.await.unwrap() >= 1, "the leader probed the suspect");
+    c12.report_suspect(NodeId(11)).await.unwrap();
+    eventually("11 marked dead", async || {
+        let s = c13.status().await.ok()?;
+        s.stages
+            .contains(&(NodeId(11), Liveness::Dead))
+            .then_some(())
+    })
+    .await;
+    for c in coords {
+        c.shutdown().await;
+    }
+}
