@@ -46,9 +46,55 @@ enum Command {
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
         max_suppliers: u16,
     },
+    /// Run one coordinator (a member of the Raft group) until Ctrl-C or SIGTERM.
+    Coord {
+        /// The cluster file (see docs/operations.md); `factoryos cluster init` writes one.
+        #[arg(long)]
+        config: PathBuf,
+        /// This coordinator's id (one of the file's [[coordinators]]).
+        #[arg(long)]
+        id: u64,
+        /// Raft heartbeat interval in ms (overrides the file; default 50).
+        #[arg(long)]
+        heartbeat_ms: Option<u64>,
+        /// Shortest election timeout in ms (overrides the file; default 150).
+        #[arg(long)]
+        election_min_ms: Option<u64>,
+        /// Longest election timeout in ms (overrides the file; default 300).
+        #[arg(long)]
+        election_max_ms: Option<u64>,
+    },
+    /// Print the cluster's leader, term, members, flow version and stage liveness.
+    Status {
+        /// The cluster file; the operator certificate certs/node-0.pem is used.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Set up a cluster directory.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// Write cluster.toml and all certificates for a local cluster into DIR.
+    Init {
+        /// The directory to create.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Number of coordinators (3 or 5 tolerate one or two failures).
+        #[arg(long, default_value_t = 3)]
+        coordinators: u64,
+        /// Port of coordinator 1 on 127.0.0.1; the others follow.
+        #[arg(long, default_value_t = 7101)]
+        base_port: u16,
+        /// A spec to install when the cluster first forms (copied into DIR).
+        #[arg(long)]
+        spec: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -106,6 +152,31 @@ enum BenchCommand {
         #[arg(long, default_value_t = 5_000)]
         rtt_samples: u64,
     },
+    /// Leader failover (SIGKILL of the leader -> next committed flow) and commit
+    /// latency of a local coordinator cluster of real processes.
+    Failover {
+        /// Leader kills to measure.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..))]
+        trials: u16,
+        /// Coordinators in the group.
+        #[arg(long, default_value_t = 3)]
+        coordinators: u64,
+        /// Writes timed per trial for the commit latency.
+        #[arg(long, default_value_t = 25)]
+        commits: usize,
+        /// Raft heartbeat interval in ms.
+        #[arg(long, default_value_t = 50)]
+        heartbeat_ms: u64,
+        /// Shortest election timeout in ms.
+        #[arg(long, default_value_t = 150)]
+        election_min_ms: u64,
+        /// Longest election timeout in ms.
+        #[arg(long, default_value_t = 300)]
+        election_max_ms: u64,
+        /// Keep the cluster directory (certificates, logs, data) afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Flow solver time for generated chains from 100 to 10,000 stages.
     Flow {
         /// Repetitions per chain shape.
@@ -117,10 +188,12 @@ enum BenchCommand {
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("warn,openraft=error,factoryos_coord=info")
+            }),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -136,11 +209,52 @@ fn main() -> std::process::ExitCode {
             dot,
             max_suppliers,
         } => commands::chain::flow(&file, dead.as_deref(), dot, max_suppliers as usize),
+        Command::Coord {
+            config,
+            id,
+            heartbeat_ms,
+            election_min_ms,
+            election_max_ms,
+        } => commands::coord::coord(
+            &config,
+            id,
+            commands::coord::TimeoutFlags {
+                heartbeat_ms,
+                election_min_ms,
+                election_max_ms,
+            },
+        ),
+        Command::Status { config } => commands::coord::status(&config),
+        Command::Cluster(ClusterCommand::Init {
+            dir,
+            coordinators,
+            base_port,
+            spec,
+        }) => commands::coord::cluster_init(&dir, coordinators, base_port, spec.as_deref()),
         Command::Bench(BenchCommand::Wire {
             messages,
             rtt_samples,
         }) => commands::bench::wire(messages, rtt_samples),
         Command::Bench(BenchCommand::Flow { runs }) => commands::bench::flow(runs as usize),
+        Command::Bench(BenchCommand::Failover {
+            trials,
+            coordinators,
+            commits,
+            heartbeat_ms,
+            election_min_ms,
+            election_max_ms,
+            keep,
+        }) => commands::bench::failover(commands::bench::FailoverArgs {
+            trials: trials as usize,
+            coordinators,
+            commits,
+            timeouts: factoryos_coord::cluster::RaftTimeouts {
+                heartbeat_ms,
+                election_min_ms,
+                election_max_ms,
+            },
+            keep,
+        }),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -30,7 +30,13 @@ pub struct CoordClient {
     coordinators: Arc<Vec<NodeId>>,
     next: Arc<AtomicUsize>,
     attempts: usize,
+    timeout: Duration,
 }
+
+/// How long one coordinator gets to answer before the next is tried. A
+/// crashed coordinator's connection looks alive until QUIC's idle timeout;
+/// this bound keeps a client from waiting on it.
+pub const CALL_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl CoordClient {
     /// `transport`'s peer book must hold the coordinators' addresses.
@@ -41,7 +47,14 @@ impl CoordClient {
             coordinators: Arc::new(coordinators),
             next: Arc::default(),
             attempts,
+            timeout: CALL_TIMEOUT,
         }
+    }
+
+    /// Sets how long one coordinator gets to answer (long polls get 10 s more).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// Sets how many coordinators are tried before giving up.
@@ -58,10 +71,20 @@ impl CoordClient {
                 break;
             }
             let target = self.coordinators[self.next.load(Ordering::Relaxed) % n];
-            let answer = self
-                .transport
-                .request(target, FlowVersion(0), Message::ClientRequest(req.clone()))
-                .await;
+            let timeout = match req {
+                ClientRequest::WatchFlow { .. } => self.timeout + Duration::from_secs(10),
+                _ => self.timeout,
+            };
+            let request =
+                self.transport
+                    .request(target, FlowVersion(0), Message::ClientRequest(req.clone()));
+            let answer = match tokio::time::timeout(timeout, request).await {
+                Ok(answer) => answer,
+                Err(_) => Err(factoryos_wire::TransportError::Timeout {
+                    peer: target,
+                    timeout,
+                }),
+            };
             match answer {
                 Ok(env) => match env.body {
                     Message::ClientResponse(ClientResponse::NotLeader { leader }) => {

@@ -163,6 +163,149 @@ impl ClusterFile {
     }
 }
 
+/// Why a coordinator or tool could not be set up from a cluster file.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("node {0} is not a coordinator of this cluster file")]
+    NotAMember(NodeId),
+    #[error("stage id {0} of the spec is also a coordinator's id; ids are shared by all nodes (number stages from 11, say)")]
+    IdClash(NodeId),
+    #[error("certificates: {0}")]
+    Certs(#[from] factoryos_wire::CertError),
+    #[error("{0}")]
+    Spec(#[from] crate::spec::SpecErrors),
+    #[error(transparent)]
+    Transport(#[from] factoryos_wire::TransportError),
+}
+
+impl ClusterFile {
+    /// The chain named by `spec`, if any.
+    pub fn chain(&self) -> Result<Option<crate::spec::ChainSpec>, SetupError> {
+        let Some(path) = &self.spec else {
+            return Ok(None);
+        };
+        let chain = crate::spec::load(path)?;
+        check_ids(&chain, self.coordinators.keys().copied())?;
+        Ok(Some(chain))
+    }
+
+    /// Everything coordinator `id` needs to start, with the file's defaults.
+    pub fn coordinator_options(
+        &self,
+        id: NodeId,
+    ) -> Result<crate::node::CoordinatorOptions, SetupError> {
+        let listen = *self
+            .coordinators
+            .get(&id)
+            .ok_or(SetupError::NotAMember(id))?;
+        let identity = factoryos_wire::NodeIdentity::load(&self.certs, id)?;
+        let chain = self.chain()?;
+        Ok(crate::node::CoordinatorOptions {
+            identity,
+            listen,
+            members: self.coordinators.clone(),
+            data_dir: self.data.join(format!("n{}", id.0)),
+            timeouts: self.raft,
+            stage_ids: chain
+                .as_ref()
+                .map(|c| c.stages.iter().map(|s| s.id).collect())
+                .unwrap_or_default(),
+            spec: chain.map(|c| c.spec),
+            transport: factoryos_wire::TransportConfig::default(),
+            solver: crate::solver::SolverConfig::default(),
+            probe_timeout: Duration::from_secs(1),
+        })
+    }
+
+    /// A client speaking as `id` (operator tools use [`crate::node::OPERATOR`]).
+    pub fn client(
+        &self,
+        id: NodeId,
+    ) -> Result<(crate::client::CoordClient, factoryos_wire::Transport), SetupError> {
+        let identity = factoryos_wire::NodeIdentity::load(&self.certs, id)?;
+        let book = factoryos_wire::PeerBook::new();
+        for (m, addr) in &self.coordinators {
+            book.insert(*m, *addr);
+        }
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let bind = match self.coordinators.values().next() {
+            Some(a) if a.is_ipv6() => SocketAddr::from(([0u16; 8], 0)),
+            Some(a) if !a.ip().is_loopback() => SocketAddr::from(([0, 0, 0, 0], 0)),
+            _ => any,
+        };
+        let (transport, _inbox) = factoryos_wire::Transport::bind(
+            &identity,
+            bind,
+            book,
+            factoryos_wire::TransportConfig::default(),
+            None,
+        )?;
+        let client = crate::client::CoordClient::new(
+            transport.clone(),
+            self.coordinators.keys().copied().collect(),
+        );
+        Ok((client, transport))
+    }
+
+    /// Writes a local cluster into `dir`: a CA and certificates (coordinators
+    /// `1..=n`, the operator 0, the spec's stages), a copy of the spec and
+    /// `cluster.toml` with coordinators on `127.0.0.1:base_port...`.
+    pub fn init_local(
+        dir: &Path,
+        coordinators: u64,
+        base_port: u16,
+        spec: Option<&Path>,
+    ) -> Result<PathBuf, SetupError> {
+        let certs = dir.join("certs");
+        let ca = factoryos_wire::ClusterCa::generate("factoryos")?;
+        ca.save(&certs, false)?;
+        let mut ids: Vec<NodeId> = (0..=coordinators).map(NodeId).collect();
+        let mut text = String::from("certs = \"certs\"\ndata = \"data\"\n");
+        if let Some(path) = spec {
+            let chain = crate::spec::load(path)?;
+            check_ids(&chain, (1..=coordinators).map(NodeId))?;
+            ids.extend(chain.stages.iter().map(|s| s.id));
+            std::fs::copy(path, dir.join("spec.toml")).map_err(|source| {
+                factoryos_wire::CertError::Io {
+                    path: dir.join("spec.toml"),
+                    source,
+                }
+            })?;
+            text.push_str("spec = \"spec.toml\"\n");
+        }
+        for id in ids {
+            ca.issue(id)?.save(&certs)?;
+        }
+        for i in 1..=coordinators {
+            let port = base_port as u64 + i - 1;
+            text.push_str(&format!(
+                "\n[[coordinators]]\nid = {i}\naddr = \"127.0.0.1:{port}\"\n"
+            ));
+        }
+        let path = dir.join("cluster.toml");
+        std::fs::write(&path, text).map_err(|source| factoryos_wire::CertError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(path)
+    }
+}
+
+/// Stage ids must not be coordinator ids (nor the operator's 0).
+fn check_ids(
+    chain: &crate::spec::ChainSpec,
+    coordinators: impl IntoIterator<Item = NodeId>,
+) -> Result<(), SetupError> {
+    let taken: std::collections::BTreeSet<NodeId> = coordinators
+        .into_iter()
+        .chain(std::iter::once(crate::node::OPERATOR))
+        .collect();
+    match chain.stages.iter().find(|s| taken.contains(&s.id)) {
+        Some(s) => Err(SetupError::IdClash(s.id)),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,9 +1,13 @@
 //! # factoryos-jepsen — the harness
 //!
-//! This crate will hold (see `docs/architecture.md` and the project's issues):
+//! | module | what lives there |
+//! |---|---|
+//! | [`local`] | a cluster of real `factoryos` processes on this machine: start, kill -9, restart, clean up |
+//! | [`failover`] | the leader-failover and commit-latency measurement behind `factoryos bench failover` |
 //!
-//! * `cluster` — cluster control: local processes and network-namespace hosts
-//!   (start, stop, kill -9, pause, restart), with cleanup on exit;
+//! Still to come (see `docs/architecture.md` and the project's issues):
+//!
+//! * network-namespace hosts, with cleanup on exit;
 //! * `nemesis` — partitions, kills, pauses, packet loss and delay (through the
 //!   wire crate's fault socket), membership changes, recipe updates;
 //! * `workload`, `history` — operations and their JSON-lines history;
@@ -14,3 +18,6 @@
 //!   original system's experiments rerun side by side.
 //!
 //! It depends on `factoryos-stage`, `factoryos-coord` and `factoryos-wire`.
+
+pub mod failover;
+pub mod local;

@@ -56,3 +56,64 @@ pub fn flow(runs: usize) -> Result<()> {
     }
     Ok(())
 }
+
+pub struct FailoverArgs {
+    pub trials: usize,
+    pub coordinators: u64,
+    pub commits: usize,
+    pub timeouts: factoryos_coord::cluster::RaftTimeouts,
+    pub keep: bool,
+}
+
+pub fn failover(args: FailoverArgs) -> Result<()> {
+    use factoryos_jepsen::failover::measure;
+    use factoryos_jepsen::local::LocalCluster;
+    use factoryos_wire::NodeId;
+    args.timeouts.validate().map_err(anyhow::Error::msg)?;
+    let dir = tempfile::Builder::new()
+        .prefix("factoryos-failover-")
+        .tempdir()?;
+    let spec = dir.path().join("chain.toml");
+    std::fs::write(&spec, WINDOW)?;
+    let binary = std::env::current_exe()?;
+    let mut cluster = LocalCluster::create(
+        &dir.path().join("cluster"),
+        &binary,
+        args.coordinators,
+        Some(&spec),
+        args.timeouts,
+    )?;
+    cluster.start_all()?;
+    let bar = bar(args.trials as u64);
+    bar.set_message("trials");
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(measure(
+        &mut cluster,
+        args.trials,
+        args.commits,
+        (NodeId(11), "wood"),
+        |done| bar.set_position(done as u64),
+    ));
+    bar.finish_and_clear();
+    cluster.stop_all();
+    let t = args.timeouts;
+    println!(
+        "{} coordinators, heartbeat {} ms, election timeout {}-{} ms",
+        args.coordinators, t.heartbeat_ms, t.election_min_ms, t.election_max_ms
+    );
+    match report {
+        Ok(report) => println!("{report}"),
+        Err(e) => {
+            let kept = dir.keep();
+            anyhow::bail!("{e} (logs kept in {})", kept.join("cluster/logs").display());
+        }
+    }
+    if args.keep {
+        let kept = dir.keep();
+        println!("cluster directory kept: {}", kept.display());
+    }
+    Ok(())
+}
+
+/// The chain the failover benchmark installs (the window example).
+const WINDOW: &str = include_str!("../../examples/window.toml");

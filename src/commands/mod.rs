@@ -3,3 +3,4 @@
 pub mod bench;
 pub mod certs;
 pub mod chain;
+pub mod coord;

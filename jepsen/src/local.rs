@@ -1,0 +1,184 @@
+//! A cluster of real `factoryos` processes on this machine (loopback only).
+//!
+//! [`LocalCluster`] writes a cluster directory (certificates, `cluster.toml`,
+//! the spec), starts coordinators as child processes with their output in
+//! `logs/`, kills them with SIGKILL, restarts them, and kills whatever is
+//! still running when it is dropped, so a failing test or a Ctrl-C'd run
+//! leaves no process behind.
+
+use factoryos_coord::client::CoordClient;
+use factoryos_coord::cluster::{ClusterFile, RaftTimeouts, SetupError};
+use factoryos_coord::node::OPERATOR;
+use factoryos_wire::{NodeId, Transport};
+use rand::Rng;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// Why the cluster could not be set up or controlled.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error("cluster file: {0}")]
+    ClusterFile(#[from] factoryos_coord::cluster::ClusterFileError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("no {0} consecutive free UDP ports found on 127.0.0.1")]
+    NoPorts(u64),
+    #[error("node {0} is not part of this cluster")]
+    Unknown(NodeId),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LocalError {
+    let what = what.into();
+    move |source| LocalError::Io { what, source }
+}
+
+/// Coordinators running as child processes of this one.
+#[derive(Debug)]
+pub struct LocalCluster {
+    dir: PathBuf,
+    binary: PathBuf,
+    config: PathBuf,
+    file: ClusterFile,
+    procs: BTreeMap<NodeId, Child>,
+}
+
+impl LocalCluster {
+    /// Writes a cluster of `coordinators` into `dir` (which must not hold
+    /// one), on free loopback ports, with the given Raft timeouts.
+    pub fn create(
+        dir: &Path,
+        binary: &Path,
+        coordinators: u64,
+        spec: Option<&Path>,
+        timeouts: RaftTimeouts,
+    ) -> Result<Self, LocalError> {
+        std::fs::create_dir_all(dir.join("logs"))
+            .map_err(io(format!("create {}", dir.display())))?;
+        let base = free_ports(coordinators)?;
+        let config = ClusterFile::init_local(dir, coordinators, base, spec)?;
+        let mut text = std::fs::read_to_string(&config).map_err(io("read cluster.toml"))?;
+        text.push_str(&format!(
+            "\n[raft]\nheartbeat_ms = {}\nelection_min_ms = {}\nelection_max_ms = {}\n",
+            timeouts.heartbeat_ms, timeouts.election_min_ms, timeouts.election_max_ms
+        ));
+        std::fs::write(&config, text).map_err(io("write cluster.toml"))?;
+        let file = ClusterFile::load(&config)?;
+        Ok(LocalCluster {
+            dir: dir.to_owned(),
+            binary: binary.to_owned(),
+            config,
+            file,
+            procs: BTreeMap::new(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn file(&self) -> &ClusterFile {
+        &self.file
+    }
+
+    pub fn coordinators(&self) -> Vec<NodeId> {
+        self.file.coordinators.keys().copied().collect()
+    }
+
+    /// Starts coordinator `id` (appending to `logs/nN.log`).
+    pub fn start(&mut self, id: NodeId) -> Result<(), LocalError> {
+        if !self.file.coordinators.contains_key(&id) {
+            return Err(LocalError::Unknown(id));
+        }
+        if let Some(mut old) = self.procs.remove(&id) {
+            let _ = old.kill();
+            let _ = old.wait();
+        }
+        let log_path = self.dir.join("logs").join(format!("n{}.log", id.0));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io(format!("open {}", log_path.display())))?;
+        let err = log.try_clone().map_err(io("clone log handle"))?;
+        let child = Command::new(&self.binary)
+            .arg("coord")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--id")
+            .arg(id.0.to_string())
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(io(format!("spawn {}", self.binary.display())))?;
+        self.procs.insert(id, child);
+        Ok(())
+    }
+
+    pub fn start_all(&mut self) -> Result<(), LocalError> {
+        for id in self.coordinators() {
+            self.start(id)?;
+        }
+        Ok(())
+    }
+
+    /// Kills coordinator `id` with SIGKILL and reaps it.
+    pub fn kill(&mut self, id: NodeId) -> Result<(), LocalError> {
+        let mut child = self.procs.remove(&id).ok_or(LocalError::Unknown(id))?;
+        child.kill().map_err(io(format!("kill n{}", id.0)))?;
+        child.wait().map_err(io(format!("reap n{}", id.0)))?;
+        Ok(())
+    }
+
+    /// Whether coordinator `id` is running (it may have exited on its own).
+    pub fn is_running(&mut self, id: NodeId) -> bool {
+        match self.procs.get_mut(&id) {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// An operator client of the cluster.
+    pub fn client(&self) -> Result<(CoordClient, Transport), LocalError> {
+        Ok(self.file.client(OPERATOR)?)
+    }
+
+    /// Kills every process still running.
+    pub fn stop_all(&mut self) {
+        for (_, mut child) in std::mem::take(&mut self.procs) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+/// A base port with `n` consecutive free UDP ports on 127.0.0.1.
+fn free_ports(n: u64) -> Result<u16, LocalError> {
+    let mut rng = rand::rng();
+    for _ in 0..200 {
+        let base: u16 = rng.random_range(20_000..60_000);
+        let sockets: Vec<_> = (0..n)
+            .map_while(|i| std::net::UdpSocket::bind(("127.0.0.1", base + i as u16)).ok())
+            .collect();
+        if sockets.len() == n as usize {
+            return Ok(base);
+        }
+    }
+    Err(LocalError::NoPorts(n))
+}
