@@ -63,7 +63,19 @@ enum Command {
         /// Longest election timeout in ms (overrides the file; default 300).
         #[arg(long)]
         election_max_ms: Option<u64>,
+        /// Configuration store: `raft` (default) or `file-lock` (the original
+        /// system's shared directory and flock, kept for comparison; all
+        /// coordinators must share the data directory's filesystem).
+        #[arg(long, value_parser = ["raft", "file-lock"])]
+        coord_mode: Option<String>,
+        /// Join a running group (then run `factoryos coordinators add`)
+        /// instead of forming a new one on first start.
+        #[arg(long)]
+        join: bool,
     },
+    /// Add or remove a coordinator of a running Raft group (one change at a time).
+    #[command(subcommand)]
+    Coordinators(CoordinatorsCommand),
     /// Print the cluster's leader, term, members, flow version and stage liveness.
     Status {
         /// The cluster file; the operator certificate certs/node-0.pem is used.
@@ -76,6 +88,31 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum CoordinatorsCommand {
+    /// Add coordinator ID at ADDR (start it first with `factoryos coord --join`).
+    Add {
+        /// The cluster file; the operator certificate certs/node-0.pem is used.
+        #[arg(long)]
+        config: PathBuf,
+        /// The new coordinator's id (never one used before).
+        #[arg(long)]
+        id: u64,
+        /// Its QUIC address, e.g. 127.0.0.1:7104.
+        #[arg(long)]
+        addr: std::net::SocketAddr,
+    },
+    /// Remove coordinator ID for good (its id can never be used again).
+    Remove {
+        /// The cluster file; the operator certificate certs/node-0.pem is used.
+        #[arg(long)]
+        config: PathBuf,
+        /// The coordinator to remove.
+        #[arg(long)]
+        id: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -173,6 +210,9 @@ enum BenchCommand {
         /// Longest election timeout in ms.
         #[arg(long, default_value_t = 300)]
         election_max_ms: u64,
+        /// Which configuration store to measure; `both` runs them side by side.
+        #[arg(long, default_value = "both", value_parser = ["raft", "file-lock", "both"])]
+        coord_mode: String,
         /// Keep the cluster directory (certificates, logs, data) afterwards.
         #[arg(long)]
         keep: bool,
@@ -215,6 +255,8 @@ fn main() -> std::process::ExitCode {
             heartbeat_ms,
             election_min_ms,
             election_max_ms,
+            coord_mode,
+            join,
         } => commands::coord::coord(
             &config,
             id,
@@ -223,7 +265,15 @@ fn main() -> std::process::ExitCode {
                 election_min_ms,
                 election_max_ms,
             },
+            coord_mode.as_deref(),
+            join,
         ),
+        Command::Coordinators(CoordinatorsCommand::Add { config, id, addr }) => {
+            commands::coord::change_coordinators(&config, id, Some(addr))
+        }
+        Command::Coordinators(CoordinatorsCommand::Remove { config, id }) => {
+            commands::coord::change_coordinators(&config, id, None)
+        }
         Command::Status { config } => commands::coord::status(&config),
         Command::Cluster(ClusterCommand::Init {
             dir,
@@ -243,6 +293,7 @@ fn main() -> std::process::ExitCode {
             heartbeat_ms,
             election_min_ms,
             election_max_ms,
+            coord_mode,
             keep,
         }) => commands::bench::failover(commands::bench::FailoverArgs {
             trials: trials as usize,
@@ -253,6 +304,7 @@ fn main() -> std::process::ExitCode {
                 election_min_ms,
                 election_max_ms,
             },
+            mode: coord_mode,
             keep,
         }),
     };

@@ -41,6 +41,7 @@ async fn three_coordinator_processes_survive_a_sigkill_of_the_leader() {
         3,
         Some(spec.as_ref()),
         RaftTimeouts::default(),
+        false,
     )
     .unwrap();
     cluster.start_all().unwrap();

@@ -170,10 +170,32 @@ impl CoordClient {
     }
 
     pub async fn status(&self) -> Result<ClusterStatus, ClientError> {
-        match self.call(ClientRequest::Status).await? {
+        Self::status_of(self.call(ClientRequest::Status).await?)
+    }
+
+    fn status_of(resp: ClientResponse) -> Result<ClusterStatus, ClientError> {
+        match resp {
             ClientResponse::Status(s) => Ok(s),
+            ClientResponse::Error { message } => Err(ClientError::Refused(message)),
             other => Err(ClientError::Unexpected(Box::new(other))),
         }
+    }
+
+    /// Operator only: adds coordinator `id` (already started with `--join`).
+    pub async fn add_coordinator(
+        &self,
+        id: NodeId,
+        addr: std::net::SocketAddr,
+    ) -> Result<ClusterStatus, ClientError> {
+        Self::status_of(
+            self.call(ClientRequest::AddCoordinator { id, addr })
+                .await?,
+        )
+    }
+
+    /// Operator only: removes coordinator `id` for good.
+    pub async fn remove_coordinator(&self, id: NodeId) -> Result<ClusterStatus, ClientError> {
+        Self::status_of(self.call(ClientRequest::RemoveCoordinator { id }).await?)
     }
 
     /// The operator's id, for tools.

@@ -10,6 +10,9 @@
 //! id = 1
 //! addr = "127.0.0.1:7001"
 //!
+//! mode = "raft"                   # or "file-lock" (the original's way; see filelock.rs)
+//! shared = "data/shared"          # file-lock mode's shared directory (this default)
+//!
 //! [raft]                          # optional; these are the defaults
 //! heartbeat_ms = 50
 //! election_min_ms = 150
@@ -80,6 +83,10 @@ struct RawCluster {
     coordinators: Vec<RawMember>,
     #[serde(default)]
     raft: RaftTimeouts,
+    /// `raft` (default) or `file-lock`.
+    mode: Option<String>,
+    /// The shared directory of `file-lock` mode (default: `<data>/shared`).
+    shared: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,6 +104,25 @@ pub struct ClusterFile {
     pub spec: Option<PathBuf>,
     pub coordinators: BTreeMap<NodeId, SocketAddr>,
     pub raft: RaftTimeouts,
+    pub mode: crate::node::CoordMode,
+}
+
+/// The poll interval of file-lock mode (lock attempts and re-reads).
+pub const FILE_LOCK_POLL: Duration = Duration::from_millis(20);
+
+/// Parses a coordination mode name (`raft` or `file-lock`); file-lock mode
+/// shares `dir`.
+pub fn parse_mode(name: &str, dir: PathBuf) -> Result<crate::node::CoordMode, String> {
+    match name {
+        "raft" => Ok(crate::node::CoordMode::Raft),
+        "file-lock" | "filelock" => Ok(crate::node::CoordMode::FileLock {
+            dir,
+            poll: FILE_LOCK_POLL,
+        }),
+        other => Err(format!(
+            "unknown coordination mode {other:?}: use raft or file-lock"
+        )),
+    }
 }
 
 /// Why a cluster file is unusable.
@@ -153,12 +179,19 @@ impl ClusterFile {
             }
         }
         let base = path.parent().unwrap_or(Path::new("."));
+        let data = base.join(raw.data);
+        let shared = raw
+            .shared
+            .map(|s| base.join(s))
+            .unwrap_or_else(|| data.join("shared"));
+        let mode = parse_mode(raw.mode.as_deref().unwrap_or("raft"), shared).map_err(invalid)?;
         Ok(ClusterFile {
             certs: base.join(raw.certs),
-            data: base.join(raw.data),
+            data,
             spec: raw.spec.map(|s| base.join(s)),
             coordinators,
             raft: raw.raft,
+            mode,
         })
     }
 }
@@ -214,6 +247,8 @@ impl ClusterFile {
             transport: factoryos_wire::TransportConfig::default(),
             solver: crate::solver::SolverConfig::default(),
             probe_timeout: Duration::from_secs(1),
+            mode: self.mode.clone(),
+            join: false,
         })
     }
 

@@ -10,6 +10,8 @@
 //! | [`raft`] | openraft types, redb storage (log, vote, state machine, snapshots), network over QUIC |
 //! | [`client`] | the client stages and tools use: register, report suspect, watch/read the flow, status |
 //! | [`cluster`] | `cluster.toml`: coordinators, certificates, data, Raft timeouts |
+//! | [`config_store`] | the `ConfigStore` trait and its Raft implementation |
+//! | [`filelock`] | the original system's shared-directory + `flock` backend of `ConfigStore` |
 //! | [`node`] | a running coordinator: RPC and client serving, leader duties, peer sync |
 //! | [`generate`] | generated chains in the original system's shape (types, stages per type, complexity, seed) |
 //!
@@ -30,6 +32,8 @@
 pub mod bench;
 pub mod client;
 pub mod cluster;
+pub mod config_store;
+pub mod filelock;
 pub mod generate;
 pub mod node;
 pub mod raft;

@@ -1,29 +1,33 @@
-//! A coordinator: one member of the Raft group, serving Raft RPCs and
-//! clients on its QUIC endpoint, and doing the leader's duties while it
-//! leads.
+//! A coordinator: one participant of the configuration store, serving
+//! clients (and, in Raft mode, Raft RPCs) on its QUIC endpoint, and doing the
+//! leader's duties while it leads.
 //!
 //! Tasks of a running coordinator:
 //!
 //! * **inbound** — Raft RPCs go to the local Raft; client requests are served
-//!   here (reads from the applied configuration, writes through Raft; a
-//!   follower forwards writes to the leader).
+//!   here (reads from the applied configuration, writes through the store; a
+//!   Raft follower forwards writes to the leader).
 //! * **leader duties** — while this node leads: install the bootstrap spec,
 //!   confirm suspects with its own probe (dead → `MarkDead`, alive → route
 //!   around the broken link with `AvoidLink`), and whenever the configuration
 //!   is newer than the flow, solve and propose `CommitFlow { based_on }`.
 //! * **peers** — keeps the transport's peer book in step with the registered
 //!   stages (so they may connect, and the leader can probe them).
+//!
+//! The store is a [`ConfigStore`]: the Raft group ([`RaftStore`]) or the
+//! original's shared directory and file lock ([`FileLockStore`]).
 
-use crate::raft::network::{self, ForwardedWrite, Network};
+use crate::config_store::{ConfigStore, MembershipChange, RaftStore, StoreError};
+use crate::filelock::FileLockStore;
+use crate::raft::network::Network;
 use crate::raft::{store, Raft};
 use crate::solver::{solve, SolverConfig};
 use crate::state::{ClusterConfig, Command, CommandResponse};
-use factoryos_wire::message::{ClientRequest, ClientResponse, Message, RaftRpc};
+use factoryos_wire::message::{ClientRequest, ClientResponse, Message};
 use factoryos_wire::model::{ClusterStatus, Liveness, Spec};
 use factoryos_wire::{
     FlowVersion, Inbound, NodeId, NodeIdentity, PeerBook, Responder, Transport, TransportConfig,
 };
-use openraft::error::{ClientWriteError, RaftError};
 use openraft::BasicNode;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::SocketAddr;
@@ -35,6 +39,20 @@ use tokio::task::JoinHandle;
 
 /// The operator id: tools such as `factoryos status` use certificate 0.
 pub const OPERATOR: NodeId = NodeId(0);
+
+/// Which configuration store the coordinators use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoordMode {
+    /// The Raft group (the default).
+    Raft,
+    /// The original system's shared directory and `flock` (see [`crate::filelock`]).
+    FileLock {
+        /// The directory every coordinator shares.
+        dir: PathBuf,
+        /// How often the lock is tried and the configuration re-read.
+        poll: Duration,
+    },
+}
 
 /// Everything a coordinator needs to start.
 #[derive(Debug, Clone)]
@@ -54,6 +72,10 @@ pub struct CoordinatorOptions {
     pub solver: SolverConfig,
     /// How long the leader waits for a suspect to answer its probe.
     pub probe_timeout: Duration,
+    pub mode: CoordMode,
+    /// Join a running group (added with `AddCoordinator`) instead of
+    /// initialising a new one on first start.
+    pub join: bool,
 }
 
 /// Why a coordinator could not start.
@@ -77,10 +99,15 @@ pub enum CoordError {
 /// A running coordinator.
 pub struct Coordinator {
     id: NodeId,
-    raft: Raft,
+    backend: Backend,
     transport: Transport,
     config: watch::Receiver<Arc<ClusterConfig>>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+enum Backend {
+    Raft(RaftStore),
+    FileLock(FileLockStore),
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -92,11 +119,9 @@ impl std::fmt::Debug for Coordinator {
 }
 
 #[derive(Clone)]
-struct Shared {
-    id: NodeId,
-    raft: Raft,
+struct Shared<S> {
+    store: S,
     transport: Transport,
-    config: watch::Receiver<Arc<ClusterConfig>>,
     solver: SolverConfig,
     probe_timeout: Duration,
     bootstrap_spec: Option<Spec>,
@@ -125,9 +150,6 @@ impl Coordinator {
             path: opts.data_dir.clone(),
             source,
         })?;
-        let (log_store, state_machine) = store::open(&opts.data_dir.join("raft.redb"))?;
-        let config_rx = state_machine.subscribe();
-
         let book = PeerBook::new();
         book.allow(OPERATOR);
         for (member, addr) in &opts.members {
@@ -139,65 +161,28 @@ impl Coordinator {
         let (transport, inbox) =
             Transport::bind_socket(&opts.identity, socket, book, opts.transport.clone(), None)?;
 
-        let t = opts.timeouts;
-        let raft_config = openraft::Config {
-            cluster_name: "factoryos".into(),
-            heartbeat_interval: t.heartbeat_ms,
-            election_timeout_min: t.election_min_ms,
-            election_timeout_max: t.election_max_ms,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1000),
-            max_in_snapshot_log_to_keep: 200,
-            ..Default::default()
-        }
-        .validate()?;
-        let network = Network::new(transport.clone(), t.heartbeat());
-        let raft = Raft::new(
-            id.0,
-            Arc::new(raft_config),
-            network,
-            log_store,
-            state_machine,
-        )
-        .await
-        .map_err(|e| CoordError::Raft(e.to_string()))?;
-
-        let initialized = raft
-            .is_initialized()
-            .await
-            .map_err(|e| CoordError::Raft(e.to_string()))?;
-        if !initialized {
-            let nodes: BTreeMap<u64, BasicNode> = opts
-                .members
-                .iter()
-                .map(|(id, addr)| (id.0, BasicNode::new(addr.to_string())))
-                .collect();
-            // Every member initialises with the same membership; openraft
-            // accepts that, and refuses it once a log exists.
-            if let Err(e) = raft.initialize(nodes).await {
-                tracing::debug!(error = %e, "initialize refused (already initialised elsewhere)");
+        let (backend, config, tasks) = match &opts.mode {
+            CoordMode::Raft => {
+                let store = start_raft(&opts, &transport).await?;
+                let config = store.config();
+                let tasks = spawn_tasks(&opts, &transport, store.clone(), inbox);
+                (Backend::Raft(store), config, tasks)
             }
-        }
-
-        let shared = Shared {
-            id,
-            raft: raft.clone(),
-            transport: transport.clone(),
-            config: config_rx.clone(),
-            solver: opts.solver.clone(),
-            probe_timeout: opts.probe_timeout,
-            bootstrap_spec: opts.spec.clone(),
+            CoordMode::FileLock { dir, poll } => {
+                let members = opts.members.keys().copied().collect();
+                let store = FileLockStore::open(dir, id, members, *poll)
+                    .map_err(|e| CoordError::Raft(e.to_string()))?;
+                let config = store.config();
+                let tasks = spawn_tasks(&opts, &transport, store.clone(), inbox);
+                (Backend::FileLock(store), config, tasks)
+            }
         };
-        let tasks = vec![
-            tokio::spawn(serve_inbound(shared.clone(), inbox)),
-            tokio::spawn(leader_duties(shared.clone())),
-            tokio::spawn(sync_peers(shared)),
-        ];
-        tracing::info!(node = %id, addr = %opts.listen, "coordinator started");
+        tracing::info!(node = %id, addr = %opts.listen, mode = ?opts.mode, "coordinator started");
         Ok(Coordinator {
             id,
-            raft,
+            backend,
             transport,
-            config: config_rx,
+            config,
             tasks,
         })
     }
@@ -206,8 +191,12 @@ impl Coordinator {
         self.id
     }
 
-    pub fn raft(&self) -> &Raft {
-        &self.raft
+    /// The Raft handle (Raft mode only).
+    pub fn raft(&self) -> Option<&Raft> {
+        match &self.backend {
+            Backend::Raft(store) => Some(store.raft()),
+            Backend::FileLock(_) => None,
+        }
     }
 
     pub fn transport(&self) -> &Transport {
@@ -221,7 +210,18 @@ impl Coordinator {
 
     /// Leader, term, members, flow version and stage liveness as this node sees them.
     pub fn status(&self) -> ClusterStatus {
-        status(&self.raft, &self.config.borrow())
+        match &self.backend {
+            Backend::Raft(store) => store.status(),
+            Backend::FileLock(store) => store.status(),
+        }
+    }
+
+    /// Proposes a command through this coordinator's store.
+    pub async fn propose(&self, cmd: Command) -> Result<CommandResponse, StoreError> {
+        match &self.backend {
+            Backend::Raft(store) => store.propose(cmd).await,
+            Backend::FileLock(store) => store.propose(cmd).await,
+        }
     }
 
     /// Stops Raft, the tasks and the endpoint.
@@ -229,26 +229,82 @@ impl Coordinator {
         for t in &self.tasks {
             t.abort();
         }
-        let _ = self.raft.shutdown().await;
+        if let Backend::Raft(store) = &self.backend {
+            let _ = store.raft().shutdown().await;
+        }
         self.transport.shutdown().await;
     }
 }
 
-fn status(raft: &Raft, config: &ClusterConfig) -> ClusterStatus {
-    let metrics = raft.metrics().borrow().clone();
-    let mut s = config.status();
-    s.leader = metrics.current_leader.map(NodeId);
-    s.term = metrics.current_term;
-    s.members = metrics
-        .membership_config
-        .membership()
-        .voter_ids()
-        .map(NodeId)
-        .collect();
-    s
+/// Opens the redb storage, starts Raft and initialises the group on first start.
+async fn start_raft(
+    opts: &CoordinatorOptions,
+    transport: &Transport,
+) -> Result<RaftStore, CoordError> {
+    let id = opts.identity.id();
+    let (log_store, state_machine) = store::open(&opts.data_dir.join("raft.redb"))?;
+    let config = state_machine.subscribe();
+    let t = opts.timeouts;
+    let raft_config = openraft::Config {
+        cluster_name: "factoryos".into(),
+        heartbeat_interval: t.heartbeat_ms,
+        election_timeout_min: t.election_min_ms,
+        election_timeout_max: t.election_max_ms,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1000),
+        max_in_snapshot_log_to_keep: 200,
+        ..Default::default()
+    }
+    .validate()?;
+    let network = Network::new(transport.clone(), t.heartbeat());
+    let raft = Raft::new(
+        id.0,
+        Arc::new(raft_config),
+        network,
+        log_store,
+        state_machine,
+    )
+    .await
+    .map_err(|e| CoordError::Raft(e.to_string()))?;
+    let initialized = raft
+        .is_initialized()
+        .await
+        .map_err(|e| CoordError::Raft(e.to_string()))?;
+    if !initialized && !opts.join {
+        let nodes: BTreeMap<u64, BasicNode> = opts
+            .members
+            .iter()
+            .map(|(id, addr)| (id.0, BasicNode::new(addr.to_string())))
+            .collect();
+        // Every member initialises with the same membership; openraft
+        // accepts that, and refuses it once a log exists.
+        if let Err(e) = raft.initialize(nodes).await {
+            tracing::debug!(error = %e, "initialize refused (already initialised elsewhere)");
+        }
+    }
+    Ok(RaftStore::new(id, raft, transport.clone(), config))
 }
 
-async fn serve_inbound(shared: Shared, mut inbox: mpsc::Receiver<Inbound>) {
+fn spawn_tasks<S: ConfigStore>(
+    opts: &CoordinatorOptions,
+    transport: &Transport,
+    store: S,
+    inbox: mpsc::Receiver<Inbound>,
+) -> Vec<JoinHandle<()>> {
+    let shared = Shared {
+        store,
+        transport: transport.clone(),
+        solver: opts.solver.clone(),
+        probe_timeout: opts.probe_timeout,
+        bootstrap_spec: opts.spec.clone(),
+    };
+    vec![
+        tokio::spawn(serve_inbound(shared.clone(), inbox)),
+        tokio::spawn(leader_duties(shared.clone())),
+        tokio::spawn(sync_peers(shared)),
+    ]
+}
+
+async fn serve_inbound<S: ConfigStore>(shared: Shared<S>, mut inbox: mpsc::Receiver<Inbound>) {
     while let Some(item) = inbox.recv().await {
         let Inbound::Request { from, env, reply } = item else {
             // Coordinators receive no one-way traffic; ignore it.
@@ -258,12 +314,12 @@ async fn serve_inbound(shared: Shared, mut inbox: mpsc::Receiver<Inbound>) {
         tokio::spawn(async move {
             match env.body {
                 Message::RaftRequest { rpc, payload } => {
-                    let result = network::serve(&shared.raft, rpc, &payload).await;
+                    let result = shared.store.serve_raft(rpc, payload).await;
                     reply.respond(FlowVersion(0), Message::RaftResponse { result });
                 }
                 Message::ClientRequest(req) => {
                     let resp = handle_client(&shared, from, req).await;
-                    let version = shared.config.borrow().flow.version;
+                    let version = shared.store.config().borrow().flow.version;
                     reply.respond(version, Message::ClientResponse(resp));
                 }
                 other => {
@@ -278,7 +334,21 @@ async fn serve_inbound(shared: Shared, mut inbox: mpsc::Receiver<Inbound>) {
 /// How long a `WatchFlow` long poll waits before answering with the current flow.
 const WATCH_WAIT: Duration = Duration::from_secs(10);
 
-async fn handle_client(shared: &Shared, from: NodeId, req: ClientRequest) -> ClientResponse {
+fn store_error(e: StoreError) -> ClientResponse {
+    match e {
+        StoreError::NotLeader { leader } => ClientResponse::NotLeader { leader },
+        StoreError::Unavailable(message) => ClientResponse::Error { message },
+    }
+}
+
+async fn handle_client<S: ConfigStore>(
+    shared: &Shared<S>,
+    from: NodeId,
+    req: ClientRequest,
+) -> ClientResponse {
+    let operator_only = |what: &str| ClientResponse::Error {
+        message: format!("only the operator may {what}"),
+    };
     match req {
         ClientRequest::Register { stage } => {
             if stage.id != from && from != OPERATOR {
@@ -298,149 +368,97 @@ async fn handle_client(shared: &Shared, from: NodeId, req: ClientRequest) -> Cli
             )
             .await
         }
+        ClientRequest::UpdateRecipe { item, recipe } if from == OPERATOR => {
+            write(shared, Command::UpdateRecipe { item, recipe }).await
+        }
+        ClientRequest::AddStage { stage } if from == OPERATOR => {
+            shared.transport.peers().insert(stage.id, stage.addr);
+            write(shared, Command::AddStage { stage }).await
+        }
+        ClientRequest::RemoveStage { stage } if from == OPERATOR => {
+            write(shared, Command::RemoveStage { stage }).await
+        }
+        ClientRequest::AddCoordinator { id, addr } if from == OPERATOR => {
+            change(shared, MembershipChange::Add { id, addr }).await
+        }
+        ClientRequest::RemoveCoordinator { id } if from == OPERATOR => {
+            change(shared, MembershipChange::Remove { id }).await
+        }
+        ClientRequest::AddCoordinator { .. } | ClientRequest::RemoveCoordinator { .. } => {
+            operator_only("change the coordinators")
+        }
+        ClientRequest::UpdateRecipe { .. } => operator_only("update recipes"),
+        ClientRequest::AddStage { .. } => operator_only("add stages"),
+        ClientRequest::RemoveStage { .. } => operator_only("remove stages"),
         ClientRequest::WatchFlow { known } => {
-            let mut rx = shared.config.clone();
+            let mut rx = shared.store.config();
             let _ = tokio::time::timeout(WATCH_WAIT, rx.wait_for(|c| c.flow.version > known)).await;
             let flow = rx.borrow().flow.clone();
             ClientResponse::Flow(flow)
         }
         ClientRequest::ReadFlow { linearizable } => {
             if linearizable {
-                if let Err(resp) = linearize(shared).await {
-                    return resp;
+                if let Err(e) = shared.store.sync().await {
+                    return store_error(e);
                 }
             }
-            ClientResponse::Flow(shared.config.borrow().flow.clone())
+            ClientResponse::Flow(shared.store.config().borrow().flow.clone())
         }
-        ClientRequest::Status => {
-            ClientResponse::Status(status(&shared.raft, &shared.config.borrow()))
-        }
+        ClientRequest::Status => ClientResponse::Status(shared.store.status()),
     }
 }
 
-/// Makes the local state at least as new as anything committed before the
-/// call: directly on the leader, or by waiting until this follower has
-/// applied what the leader confirmed.
-async fn linearize(shared: &Shared) -> Result<(), ClientResponse> {
-    match shared.raft.ensure_linearizable().await {
-        Ok(_) => Ok(()),
-        Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
-            let Some(leader) = f.leader_id else {
-                return Err(ClientResponse::NotLeader { leader: None });
-            };
-            // Ask the leader for a linearizable read and wait until we have applied its flow.
-            match shared
-                .transport
-                .request(
-                    NodeId(leader),
-                    FlowVersion(0),
-                    Message::ClientRequest(ClientRequest::ReadFlow { linearizable: true }),
-                )
-                .await
-            {
-                Ok(env) => match env.body {
-                    Message::ClientResponse(ClientResponse::Flow(flow)) => {
-                        let mut rx = shared.config.clone();
-                        let _ = tokio::time::timeout(
-                            WATCH_WAIT,
-                            rx.wait_for(|c| c.flow.version >= flow.version),
-                        )
-                        .await;
-                        Ok(())
-                    }
-                    Message::ClientResponse(other) => Err(other),
-                    _ => Err(ClientResponse::NotLeader { leader: None }),
-                },
-                Err(e) => Err(ClientResponse::Error {
-                    message: format!("leader {leader} unreachable: {e}"),
-                }),
-            }
-        }
-        Err(e) => Err(ClientResponse::Error {
-            message: e.to_string(),
-        }),
+async fn change<S: ConfigStore>(shared: &Shared<S>, change: MembershipChange) -> ClientResponse {
+    match shared.store.change_coordinators(change).await {
+        Ok(_) => ClientResponse::Status(shared.store.status()),
+        Err(e) => store_error(e),
     }
 }
 
-/// Proposes `cmd` through Raft (forwarding to the leader from a follower).
-async fn write(shared: &Shared, cmd: Command) -> ClientResponse {
-    match propose(shared, cmd).await {
+/// Proposes `cmd` and turns the outcome into a client answer.
+async fn write<S: ConfigStore>(shared: &Shared<S>, cmd: Command) -> ClientResponse {
+    match shared.store.propose(cmd).await {
         Ok(CommandResponse::Applied { index }) => ClientResponse::Committed { index },
         Ok(CommandResponse::FlowCommitted { version }) => {
             ClientResponse::Committed { index: version.0 }
         }
         Ok(CommandResponse::Rejected { reason }) => ClientResponse::Error { message: reason },
-        Err(resp) => resp,
-    }
-}
-
-async fn propose(shared: &Shared, cmd: Command) -> Result<CommandResponse, ClientResponse> {
-    match shared.raft.client_write(cmd.clone()).await {
-        Ok(r) => Ok(r.data),
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-            let Some(leader) = f.leader_id else {
-                return Err(ClientResponse::NotLeader { leader: None });
-            };
-            if leader == shared.id.0 {
-                return Err(ClientResponse::NotLeader { leader: None });
-            }
-            let answer: Result<ForwardedWrite, _> = network::call(
-                &shared.transport,
-                NodeId(leader),
-                RaftRpc::ClientWrite,
-                &cmd,
-                Duration::from_secs(5),
-            )
-            .await;
-            match answer {
-                Ok(Ok(resp)) => Ok(resp),
-                Ok(Err(e)) => Err(ClientResponse::NotLeader {
-                    leader: forward_target(&e),
-                }),
-                Err(e) => Err(ClientResponse::Error {
-                    message: format!("leader {leader} unreachable: {e}"),
-                }),
-            }
-        }
-        Err(e) => Err(ClientResponse::Error {
-            message: e.to_string(),
-        }),
-    }
-}
-
-fn forward_target(e: &RaftError<u64, ClientWriteError<u64, BasicNode>>) -> Option<NodeId> {
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => f.leader_id.map(NodeId),
-        _ => None,
+        Err(e) => store_error(e),
     }
 }
 
 /// The leader's loop: react to every new configuration and leadership change.
-async fn leader_duties(shared: Shared) {
-    let mut config = shared.config.clone();
-    let mut metrics = shared.raft.metrics();
+async fn leader_duties<S: ConfigStore>(shared: Shared<S>) {
+    let mut config = shared.store.config();
+    let mut leading = shared.store.leading();
     let probing: Arc<Mutex<HashSet<NodeId>>> = Arc::default();
     loop {
-        let leading = metrics.borrow().current_leader == Some(shared.id.0)
-            && metrics.borrow().state.is_leader();
-        if leading {
-            let snapshot = config.borrow().clone();
+        if *leading.borrow_and_update() {
+            let snapshot = config.borrow_and_update().clone();
             lead_once(&shared, &snapshot, &probing).await;
         }
         // Wait for something to change (bounded, so a failed proposal is retried).
         tokio::select! {
             r = config.changed() => if r.is_err() { return },
-            r = metrics.changed() => if r.is_err() { return },
+            r = leading.changed() => if r.is_err() { return },
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
     }
 }
 
-async fn lead_once(shared: &Shared, cfg: &ClusterConfig, probing: &Arc<Mutex<HashSet<NodeId>>>) {
+async fn lead_once<S: ConfigStore>(
+    shared: &Shared<S>,
+    cfg: &ClusterConfig,
+    probing: &Arc<Mutex<HashSet<NodeId>>>,
+) {
     if cfg.spec.is_none() {
         if let Some(spec) = &shared.bootstrap_spec {
-            if let Err(e) = propose(shared, Command::SetSpec { spec: spec.clone() }).await {
-                tracing::warn!(?e, "could not install the bootstrap spec");
+            if let Err(e) = shared
+                .store
+                .propose(Command::SetSpec { spec: spec.clone() })
+                .await
+            {
+                tracing::warn!(error = %e, "could not install the bootstrap spec");
             }
         }
         return;
@@ -472,7 +490,11 @@ async fn lead_once(shared: &Shared, cfg: &ClusterConfig, probing: &Arc<Mutex<Has
     }
 }
 
-async fn confirm_suspect(shared: &Shared, suspect: NodeId, reporters: BTreeSet<NodeId>) {
+async fn confirm_suspect<S: ConfigStore>(
+    shared: &Shared<S>,
+    suspect: NodeId,
+    reporters: BTreeSet<NodeId>,
+) {
     let probe = shared
         .transport
         .request(suspect, FlowVersion(0), Message::Heartbeat { seq: 0 });
@@ -482,22 +504,31 @@ async fn confirm_suspect(shared: &Shared, suspect: NodeId, reporters: BTreeSet<N
     );
     if !alive {
         tracing::info!(stage = %suspect, "suspect confirmed dead by the leader's probe");
-        let _ = propose(shared, Command::MarkDead { stage: suspect }).await;
+        let _ = shared
+            .store
+            .propose(Command::MarkDead { stage: suspect })
+            .await;
         return;
     }
     tracing::info!(stage = %suspect, ?reporters, "suspect answers the leader: a broken link, not a death");
-    let flow = shared.config.borrow().flow.clone();
+    let flow = shared.store.config().borrow().flow.clone();
     for reporter in reporters {
         for (supplier, consumer) in [(suspect, reporter), (reporter, suspect)] {
             if flow.serves(supplier, consumer) {
-                let _ = propose(shared, Command::AvoidLink { supplier, consumer }).await;
+                let _ = shared
+                    .store
+                    .propose(Command::AvoidLink { supplier, consumer })
+                    .await;
             }
         }
     }
-    let _ = propose(shared, Command::MarkAlive { stage: suspect }).await;
+    let _ = shared
+        .store
+        .propose(Command::MarkAlive { stage: suspect })
+        .await;
 }
 
-async fn commit_flow(shared: &Shared, cfg: &ClusterConfig) {
+async fn commit_flow<S: ConfigStore>(shared: &Shared<S>, cfg: &ClusterConfig) {
     let Some(spec) = &cfg.spec else { return };
     let started = Instant::now();
     let stages = cfg.solver_stages();
@@ -513,7 +544,7 @@ async fn commit_flow(shared: &Shared, cfg: &ClusterConfig) {
         based_on: cfg.config_version,
         edges: plan.edges,
     };
-    match propose(shared, cmd).await {
+    match shared.store.propose(cmd).await {
         Ok(CommandResponse::FlowCommitted { version }) => tracing::info!(
             %version,
             based_on = cfg.config_version,
@@ -528,13 +559,13 @@ async fn commit_flow(shared: &Shared, cfg: &ClusterConfig) {
             tracing::debug!(%reason, "flow proposal refused; recomputing")
         }
         Ok(other) => tracing::warn!(?other, "unexpected answer to CommitFlow"),
-        Err(e) => tracing::debug!(?e, "flow proposal failed; will retry"),
+        Err(e) => tracing::debug!(error = %e, "flow proposal failed; will retry"),
     }
 }
 
 /// Keeps the peer book in step with registered stages.
-async fn sync_peers(shared: Shared) {
-    let mut config = shared.config.clone();
+async fn sync_peers<S: ConfigStore>(shared: Shared<S>) {
+    let mut config = shared.store.config();
     loop {
         {
             let cfg = config.borrow_and_update();

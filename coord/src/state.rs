@@ -60,6 +60,10 @@ pub enum Command {
         supplier: NodeId,
         consumer: NodeId,
     },
+    /// A coordinator leaves the Raft group for good: its id is never reused.
+    RetireCoordinator {
+        id: NodeId,
+    },
     /// Installs a flow computed from the configuration at `based_on`.
     CommitFlow {
         based_on: u64,
@@ -92,8 +96,10 @@ pub struct StageRecord {
 pub struct ClusterConfig {
     pub spec: Option<Spec>,
     pub stages: BTreeMap<NodeId, StageRecord>,
-    /// Ids removed for good.
+    /// Stage ids removed for good.
     pub retired: BTreeSet<NodeId>,
+    /// Coordinator ids removed for good.
+    pub retired_coordinators: BTreeSet<NodeId>,
     /// Links reported broken between live stages; cleared when either end
     /// registers again (a restart) or dies.
     pub avoid: BTreeSet<(NodeId, NodeId)>,
@@ -221,6 +227,10 @@ impl ClusterConfig {
                 if self.avoid.insert((*supplier, *consumer)) {
                     self.config_version = index;
                 }
+                applied
+            }
+            Command::RetireCoordinator { id } => {
+                self.retired_coordinators.insert(*id);
                 applied
             }
             Command::CommitFlow { based_on, edges } => {

@@ -1,8 +1,10 @@
-//! A 3-coordinator Raft group over real QUIC on loopback, in one process.
+//! Three coordinators over real QUIC on loopback, in one process, once with
+//! the Raft store and once with the file-lock store (the behaviour both must
+//! share).
 
 use factoryos_coord::client::CoordClient;
 use factoryos_coord::cluster::RaftTimeouts;
-use factoryos_coord::node::{Coordinator, CoordinatorOptions, OPERATOR};
+use factoryos_coord::node::{CoordMode, Coordinator, CoordinatorOptions, OPERATOR};
 use factoryos_coord::solver::SolverConfig;
 use factoryos_coord::state::{Command, CommandResponse};
 use factoryos_wire::model::{Liveness, Spec, StageDescriptor};
@@ -22,6 +24,7 @@ fn window() -> Spec {
 }
 
 struct Rig {
+    mode: CoordMode,
     ca: ClusterCa,
     dir: tempfile::TempDir,
     members: BTreeMap<NodeId, SocketAddr>,
@@ -29,7 +32,7 @@ struct Rig {
 }
 
 impl Rig {
-    fn new(n: u64) -> Rig {
+    fn new(n: u64, file_lock: bool) -> Rig {
         let mut members = BTreeMap::new();
         let mut sockets = BTreeMap::new();
         for id in 1..=n {
@@ -37,9 +40,19 @@ impl Rig {
             members.insert(NodeId(id), s.local_addr().unwrap());
             sockets.insert(NodeId(id), s);
         }
+        let dir = tempfile::tempdir().unwrap();
+        let mode = if file_lock {
+            CoordMode::FileLock {
+                dir: dir.path().join("shared"),
+                poll: Duration::from_millis(20),
+            }
+        } else {
+            CoordMode::Raft
+        };
         Rig {
+            mode,
             ca: ClusterCa::generate("test").unwrap(),
-            dir: tempfile::tempdir().unwrap(),
+            dir,
             members,
             sockets,
         }
@@ -57,6 +70,8 @@ impl Rig {
             transport: TransportConfig::default(),
             solver: SolverConfig::default(),
             probe_timeout: Duration::from_secs(1),
+            mode: self.mode.clone(),
+            join: false,
         }
     }
 
@@ -136,9 +151,37 @@ async fn leader_of(coords: &[Coordinator]) -> NodeId {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn elects_commits_flows_and_survives_the_leaders_death() {
-    let mut rig = Rig::new(3);
+macro_rules! both_modes {
+    ($body:ident, $raft:ident, $filelock:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $raft() {
+            $body(false).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $filelock() {
+            $body(true).await
+        }
+    };
+}
+
+both_modes!(
+    elects_commits_flows_and_survives_the_leaders_death,
+    raft_elects_commits_flows_and_survives_the_leaders_death,
+    filelock_elects_commits_flows_and_survives_the_leaders_death
+);
+both_modes!(
+    a_stale_commit_flow_is_refused,
+    raft_refuses_a_stale_commit_flow,
+    filelock_refuses_a_stale_commit_flow
+);
+both_modes!(
+    a_suspect_is_probed,
+    raft_probes_suspects,
+    filelock_probes_suspects
+);
+
+async fn elects_commits_flows_and_survives_the_leaders_death(file_lock: bool) {
+    let mut rig = Rig::new(3, file_lock);
     let mut coords = Vec::new();
     for id in 1..=3 {
         coords.push(rig.start(NodeId(id)).await);
@@ -209,9 +252,8 @@ async fn elects_commits_flows_and_survives_the_leaders_death() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stale_commit_flow_is_refused() {
-    let mut rig = Rig::new(3);
+async fn a_stale_commit_flow_is_refused(file_lock: bool) {
+    let mut rig = Rig::new(3, file_lock);
     let mut coords = Vec::new();
     for id in 1..=3 {
         coords.push(rig.start(NodeId(id)).await);
@@ -233,11 +275,10 @@ async fn a_stale_commit_flow_is_refused() {
         based_on: cfg.config_version - 1,
         edges: vec![],
     };
-    let r = l.raft().client_write(stale).await.unwrap();
+    let r = l.propose(stale).await.unwrap();
     assert!(
-        matches!(&r.data, CommandResponse::Rejected { reason } if reason.starts_with("stale flow")),
-        "{:?}",
-        r.data
+        matches!(&r, CommandResponse::Rejected { reason } if reason.starts_with("stale flow")),
+        "{r:?}"
     );
     assert_eq!(
         l.config().borrow().flow.version,
@@ -249,9 +290,9 @@ async fn a_stale_commit_flow_is_refused() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_suspect_is_probed_a_live_one_is_routed_around_a_dead_one_marked_dead() {
-    let mut rig = Rig::new(3);
+/// A live suspect is routed around; a dead one is marked dead.
+async fn a_suspect_is_probed(file_lock: bool) {
+    let mut rig = Rig::new(3, file_lock);
     let mut coords = Vec::new();
     for id in 1..=3 {
         coords.push(rig.start(NodeId(id)).await);
@@ -314,6 +355,61 @@ async fn a_suspect_is_probed_a_live_one_is_routed_around_a_dead_one_marked_dead(
             .then_some(())
     })
     .await;
+    for c in coords {
+        c.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinators_are_added_and_removed_one_path_and_ids_are_never_reused() {
+    let mut rig = Rig::new(4, false);
+    // Only 1-3 form the group; 4 starts later and joins.
+    let four = rig.members[&NodeId(4)];
+    let mut coords = Vec::new();
+    for id in 1..=3 {
+        let mut opts = rig.options(NodeId(id));
+        opts.members.remove(&NodeId(4));
+        let socket = rig.sockets.remove(&NodeId(id)).unwrap();
+        coords.push(Coordinator::start_on(opts, socket).await.unwrap());
+    }
+    leader_of(&coords).await;
+    let mut opts = rig.options(NodeId(4));
+    opts.join = true;
+    let socket = rig.sockets.remove(&NodeId(4)).unwrap();
+    coords.push(Coordinator::start_on(opts, socket).await.unwrap());
+
+    rig.members.remove(&NodeId(4));
+    let (client, _t, _inbox) = rig.client(OPERATOR);
+    let status = client.add_coordinator(NodeId(4), four).await.unwrap();
+    assert_eq!(
+        status.members,
+        vec![NodeId(1), NodeId(2), NodeId(3), NodeId(4)]
+    );
+    // The new member applies the log like the others.
+    client
+        .register(stage(11, "wood", "127.0.0.1:9".parse().unwrap()))
+        .await
+        .unwrap();
+    let mut rx = coords[3].config();
+    tokio::time::timeout(
+        DEADLINE,
+        rx.wait_for(|c| c.stages.contains_key(&NodeId(11))),
+    )
+    .await
+    .expect("the joined coordinator applies new entries")
+    .unwrap();
+
+    let status = client.remove_coordinator(NodeId(4)).await.unwrap();
+    assert_eq!(status.members, vec![NodeId(1), NodeId(2), NodeId(3)]);
+    let err = client.add_coordinator(NodeId(4), four).await.unwrap_err();
+    assert!(err.to_string().contains("ids are never reused"), "{err}");
+    // Only the operator may change the group.
+    let (stage_client, _t2, _i2) = rig.client(NodeId(11));
+    let err = stage_client
+        .remove_coordinator(NodeId(3))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("only the operator"), "{err}");
     for c in coords {
         c.shutdown().await;
     }

@@ -50,19 +50,25 @@ pub struct LocalCluster {
 
 impl LocalCluster {
     /// Writes a cluster of `coordinators` into `dir` (which must not hold
-    /// one), on free loopback ports, with the given Raft timeouts.
+    /// one), on free loopback ports, with the given Raft timeouts; with
+    /// `file_lock`, the coordinators use the file-lock store instead of Raft.
     pub fn create(
         dir: &Path,
         binary: &Path,
         coordinators: u64,
         spec: Option<&Path>,
         timeouts: RaftTimeouts,
+        file_lock: bool,
     ) -> Result<Self, LocalError> {
         std::fs::create_dir_all(dir.join("logs"))
             .map_err(io(format!("create {}", dir.display())))?;
         let base = free_ports(coordinators)?;
         let config = ClusterFile::init_local(dir, coordinators, base, spec)?;
         let mut text = std::fs::read_to_string(&config).map_err(io("read cluster.toml"))?;
+        if file_lock {
+            // Top-level keys must come before the first table.
+            text = format!("mode = \"file-lock\"\n{text}");
+        }
         text.push_str(&format!(
             "\n[raft]\nheartbeat_ms = {}\nelection_min_ms = {}\nelection_max_ms = {}\n",
             timeouts.heartbeat_ms, timeouts.election_min_ms, timeouts.election_max_ms

@@ -62,55 +62,84 @@ pub struct FailoverArgs {
     pub coordinators: u64,
     pub commits: usize,
     pub timeouts: factoryos_coord::cluster::RaftTimeouts,
+    /// Which stores to measure: "raft", "file-lock" or "both".
+    pub mode: String,
     pub keep: bool,
 }
 
 pub fn failover(args: FailoverArgs) -> Result<()> {
-    use factoryos_jepsen::failover::measure;
+    use factoryos_jepsen::failover::{measure, percentile, FailoverReport};
     use factoryos_jepsen::local::LocalCluster;
     use factoryos_wire::NodeId;
     args.timeouts.validate().map_err(anyhow::Error::msg)?;
+    let modes: Vec<bool> = match args.mode.as_str() {
+        "raft" => vec![false],
+        "file-lock" => vec![true],
+        _ => vec![false, true],
+    };
     let dir = tempfile::Builder::new()
         .prefix("factoryos-failover-")
         .tempdir()?;
     let spec = dir.path().join("chain.toml");
     std::fs::write(&spec, WINDOW)?;
     let binary = std::env::current_exe()?;
-    let mut cluster = LocalCluster::create(
-        &dir.path().join("cluster"),
-        &binary,
-        args.coordinators,
-        Some(&spec),
-        args.timeouts,
-    )?;
-    cluster.start_all()?;
-    let bar = bar(args.trials as u64);
-    bar.set_message("trials");
     let runtime = tokio::runtime::Runtime::new()?;
-    let report = runtime.block_on(measure(
-        &mut cluster,
-        args.trials,
-        args.commits,
-        (NodeId(11), "wood"),
-        |done| bar.set_position(done as u64),
-    ));
-    bar.finish_and_clear();
-    cluster.stop_all();
     let t = args.timeouts;
-    println!(
-        "{} coordinators, heartbeat {} ms, election timeout {}-{} ms",
-        args.coordinators, t.heartbeat_ms, t.election_min_ms, t.election_max_ms
-    );
-    match report {
-        Ok(report) => println!("{report}"),
-        Err(e) => {
-            let kept = dir.keep();
-            anyhow::bail!("{e} (logs kept in {})", kept.join("cluster/logs").display());
+    let mut reports: Vec<(&str, FailoverReport)> = Vec::new();
+    for file_lock in modes {
+        let name = if file_lock { "file-lock" } else { "raft" };
+        let mut cluster = LocalCluster::create(
+            &dir.path().join(name),
+            &binary,
+            args.coordinators,
+            Some(&spec),
+            args.timeouts,
+            file_lock,
+        )?;
+        cluster.start_all()?;
+        let bar = bar(args.trials as u64);
+        bar.set_message(name.to_string());
+        let report = runtime.block_on(measure(
+            &mut cluster,
+            args.trials,
+            args.commits,
+            (NodeId(11), "wood"),
+            |done| bar.set_position(done as u64),
+        ));
+        bar.finish_and_clear();
+        cluster.stop_all();
+        match report {
+            Ok(report) => reports.push((name, report)),
+            Err(e) => {
+                let kept = dir.keep();
+                anyhow::bail!(
+                    "{name}: {e} (logs kept in {})",
+                    kept.join(name).join("logs").display()
+                );
+            }
         }
+    }
+    println!(
+        "{} coordinators; Raft heartbeat {} ms, election timeout {}-{} ms; file-lock poll {} ms",
+        args.coordinators,
+        t.heartbeat_ms,
+        t.election_min_ms,
+        t.election_max_ms,
+        factoryos_coord::cluster::FILE_LOCK_POLL.as_millis()
+    );
+    for (name, report) in &reports {
+        println!("== {name}\n{report}");
+    }
+    if let [(_, raft), (_, lock)] = reports.as_slice() {
+        let p50 = |r: &FailoverReport| percentile(&r.failovers, 0.5).as_secs_f64();
+        println!(
+            "failover p50 ratio raft / file-lock: {:.2} (same run, same machine)",
+            p50(raft) / p50(lock).max(1e-9)
+        );
     }
     if args.keep {
         let kept = dir.keep();
-        println!("cluster directory kept: {}", kept.display());
+        println!("cluster directories kept: {}", kept.display());
     }
     Ok(())
 }

@@ -30,10 +30,21 @@ impl TimeoutFlags {
     }
 }
 
-pub fn coord(config: &Path, id: u64, flags: TimeoutFlags) -> Result<()> {
+pub fn coord(
+    config: &Path,
+    id: u64,
+    flags: TimeoutFlags,
+    mode: Option<&str>,
+    join: bool,
+) -> Result<()> {
     let cluster = ClusterFile::load(config)?;
     let mut opts = cluster.coordinator_options(NodeId(id))?;
+    opts.join = join;
     opts.timeouts = flags.apply(opts.timeouts)?;
+    if let Some(mode) = mode {
+        opts.mode = factoryos_coord::cluster::parse_mode(mode, cluster.data.join("shared"))
+            .map_err(anyhow::Error::msg)?;
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let node = Coordinator::start(opts)
@@ -70,6 +81,28 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+pub fn change_coordinators(
+    config: &Path,
+    id: u64,
+    add: Option<std::net::SocketAddr>,
+) -> Result<()> {
+    let cluster = ClusterFile::load(config)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let (client, transport) = cluster.client(OPERATOR).context(
+            "the operator certificate (node-0) is needed: `factoryos certs issue --node 0`",
+        )?;
+        let status = match add {
+            Some(addr) => client.add_coordinator(NodeId(id), addr).await?,
+            None => client.remove_coordinator(NodeId(id)).await?,
+        };
+        let members: Vec<String> = status.members.iter().map(|m| m.to_string()).collect();
+        println!("coordinators now: {}", members.join(", "));
+        transport.shutdown().await;
+        Ok(())
+    })
 }
 
 pub fn status(config: &Path) -> Result<()> {

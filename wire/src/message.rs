@@ -15,7 +15,7 @@
 //! ```
 
 use crate::ids::{FlowVersion, ItemType, LotId, NodeId, RequestId, SnapshotId};
-use crate::model::{ClusterStatus, Flow, Lot, StageDescriptor};
+use crate::model::{ClusterStatus, Flow, Lot, Recipe, StageDescriptor};
 use serde::{Deserialize, Serialize};
 
 /// What travels in one frame: who sent it, under which flow, and the message.
@@ -116,6 +116,19 @@ pub enum ClientRequest {
     ReadFlow { linearizable: bool },
     /// Leader, term, members, flow version, stage liveness.
     Status,
+    /// Operator only: a new recipe for `item` (its version is bumped).
+    UpdateRecipe { item: ItemType, recipe: Recipe },
+    /// Operator only: declare a new stage.
+    AddStage { stage: StageDescriptor },
+    /// Operator only: retire a stage for good (its id is never reused).
+    RemoveStage { stage: NodeId },
+    /// Operator only: add a coordinator (started with `--join`) to the Raft group.
+    AddCoordinator {
+        id: NodeId,
+        addr: std::net::SocketAddr,
+    },
+    /// Operator only: remove a coordinator from the Raft group; its id is never reused.
+    RemoveCoordinator { id: NodeId },
 }
 
 /// Answers of the coordination cluster.

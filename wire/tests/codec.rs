@@ -88,6 +88,26 @@ fn client_request() -> impl Strategy<Value = ClientRequest> {
         }),
         any::<bool>().prop_map(|linearizable| ClientRequest::ReadFlow { linearizable }),
         Just(ClientRequest::Status),
+        (
+            item(),
+            proptest::collection::btree_map(item(), 1u32..9, 0..3),
+            1u32..9,
+            any::<u32>()
+        )
+            .prop_map(
+                |(item, inputs, yield_units, version)| ClientRequest::UpdateRecipe {
+                    item,
+                    recipe: factoryos_wire::model::Recipe {
+                        inputs,
+                        yield_units,
+                        version
+                    },
+                }
+            ),
+        stage().prop_map(|stage| ClientRequest::AddStage { stage }),
+        node().prop_map(|stage| ClientRequest::RemoveStage { stage }),
+        (node(), addr()).prop_map(|(id, addr)| ClientRequest::AddCoordinator { id, addr }),
+        node().prop_map(|id| ClientRequest::RemoveCoordinator { id }),
     ]
 }
 

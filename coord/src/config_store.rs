@@ -1,0 +1,326 @@
+//! The configuration store behind a coordinator, as one trait with two
+//! implementations: [`RaftStore`] (the Raft group) and
+//! [`crate::filelock::FileLockStore`] (the original system's shared
+//! directory and `flock`, kept to be measured against).
+//!
+//! The coordinator's client serving and leader duties are written once,
+//! against this trait.
+
+use crate::raft::network::{self, ForwardedWrite};
+use crate::raft::Raft;
+use crate::state::{ClusterConfig, Command, CommandResponse};
+use factoryos_wire::message::{ClientRequest, ClientResponse, Message, RaftRpc};
+use factoryos_wire::model::ClusterStatus;
+use factoryos_wire::{FlowVersion, NodeId, Transport};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader { leader: Option<NodeId> },
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A replicated (or shared) cluster configuration with one leader.
+pub trait ConfigStore: Clone + Send + Sync + 'static {
+    /// Applies `cmd` through the store; its response once applied.
+    fn propose(
+        &self,
+        cmd: Command,
+    ) -> impl Future<Output = Result<CommandResponse, StoreError>> + Send;
+
+    /// The newest configuration this participant has applied.
+    fn config(&self) -> watch::Receiver<Arc<ClusterConfig>>;
+
+    /// Whether this participant leads now (and must do the leader's duties).
+    fn leading(&self) -> watch::Receiver<bool>;
+
+    /// Makes the local configuration at least as new as anything committed
+    /// before the call (a linearizable read).
+    fn sync(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Leader, term, members, flow version, stage liveness.
+    fn status(&self) -> ClusterStatus;
+
+    /// Adds or removes a coordinator; the voters afterwards. Changes go one
+    /// at a time through the leader; a removed id can never come back.
+    fn change_coordinators(
+        &self,
+        change: MembershipChange,
+    ) -> impl Future<Output = Result<Vec<NodeId>, StoreError>> + Send;
+
+    /// Serves a Raft RPC from a peer (only the Raft store has any).
+    fn serve_raft(
+        &self,
+        rpc: RaftRpc,
+        payload: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<u8>, String>> + Send;
+}
+
+/// A change of the coordinator group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipChange {
+    Add {
+        id: NodeId,
+        addr: std::net::SocketAddr,
+    },
+    Remove {
+        id: NodeId,
+    },
+}
+
+/// The Raft group as a [`ConfigStore`].
+#[derive(Clone)]
+pub struct RaftStore {
+    id: NodeId,
+    raft: Raft,
+    transport: Transport,
+    config: watch::Receiver<Arc<ClusterConfig>>,
+    leading: watch::Receiver<bool>,
+    /// Serialises membership changes made through this node.
+    membership: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for RaftStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftStore")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a follower waits for the leader to answer a forwarded write.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a follower waits to apply what the leader confirmed.
+const CATCH_UP: Duration = Duration::from_secs(10);
+
+impl RaftStore {
+    /// Wraps a running Raft node; spawns a task that follows its leadership.
+    pub fn new(
+        id: NodeId,
+        raft: Raft,
+        transport: Transport,
+        config: watch::Receiver<Arc<ClusterConfig>>,
+    ) -> Self {
+        let (tx, leading) = watch::channel(false);
+        let mut metrics = raft.metrics();
+        let peers = transport.peers().clone();
+        tokio::spawn(async move {
+            loop {
+                let now = {
+                    let m = metrics.borrow_and_update();
+                    // Every member of the group may connect and be dialled.
+                    for (member, node) in m.membership_config.membership().nodes() {
+                        if let Ok(addr) = node.addr.parse() {
+                            if peers.addr(NodeId(*member)) != Some(addr) {
+                                peers.insert(NodeId(*member), addr);
+                            }
+                        }
+                    }
+                    m.state.is_leader() && m.current_leader == Some(id.0)
+                };
+                tx.send_if_modified(|v| std::mem::replace(v, now) != now);
+                if metrics.changed().await.is_err() || tx.is_closed() {
+                    return;
+                }
+            }
+        });
+        RaftStore {
+            id,
+            raft,
+            transport,
+            config,
+            leading,
+            membership: Arc::default(),
+        }
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+}
+
+fn forward_target(
+    e: &RaftError<u64, ClientWriteError<u64, openraft::BasicNode>>,
+) -> Option<NodeId> {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => f.leader_id.map(NodeId),
+        _ => None,
+    }
+}
+
+impl ConfigStore for RaftStore {
+    async fn propose(&self, cmd: Command) -> Result<CommandResponse, StoreError> {
+        match self.raft.client_write(cmd.clone()).await {
+            Ok(r) => Ok(r.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                let leader = match f.leader_id {
+                    Some(l) if l != self.id.0 => NodeId(l),
+                    _ => return Err(StoreError::NotLeader { leader: None }),
+                };
+                let answer: Result<ForwardedWrite, _> = network::call(
+                    &self.transport,
+                    leader,
+                    RaftRpc::ClientWrite,
+                    &cmd,
+                    FORWARD_TIMEOUT,
+                )
+                .await;
+                match answer {
+                    Ok(Ok(resp)) => Ok(resp),
+                    Ok(Err(e)) => Err(StoreError::NotLeader {
+                        leader: forward_target(&e),
+                    }),
+                    Err(e) => Err(StoreError::Unavailable(format!(
+                        "leader {leader} unreachable: {e}"
+                    ))),
+                }
+            }
+            Err(e) => Err(StoreError::Unavailable(e.to_string())),
+        }
+    }
+
+    fn config(&self) -> watch::Receiver<Arc<ClusterConfig>> {
+        self.config.clone()
+    }
+
+    fn leading(&self) -> watch::Receiver<bool> {
+        self.leading.clone()
+    }
+
+    async fn sync(&self) -> Result<(), StoreError> {
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                let leader = match f.leader_id {
+                    Some(l) if l != self.id.0 => NodeId(l),
+                    _ => return Err(StoreError::NotLeader { leader: None }),
+                };
+                // The leader's linearizable flow, then wait until we applied it.
+                let asked = self
+                    .transport
+                    .request(
+                        leader,
+                        FlowVersion(0),
+                        Message::ClientRequest(ClientRequest::ReadFlow { linearizable: true }),
+                    )
+                    .await
+                    .map_err(|e| {
+                        StoreError::Unavailable(format!("leader {leader} unreachable: {e}"))
+                    })?;
+                match asked.body {
+                    Message::ClientResponse(ClientResponse::Flow(flow)) => {
+                        let mut rx = self.config.clone();
+                        tokio::time::timeout(
+                            CATCH_UP,
+                            rx.wait_for(|c| c.flow.version >= flow.version),
+                        )
+                        .await
+                        .map_err(|_| {
+                            StoreError::Unavailable("could not catch up with the leader".into())
+                        })?
+                        .map_err(|_| StoreError::Unavailable("shutting down".into()))?;
+                        Ok(())
+                    }
+                    Message::ClientResponse(ClientResponse::NotLeader { leader }) => {
+                        Err(StoreError::NotLeader { leader })
+                    }
+                    _ => Err(StoreError::Unavailable(format!(
+                        "leader {leader} answered oddly"
+                    ))),
+                }
+            }
+            Err(e) => Err(StoreError::Unavailable(e.to_string())),
+        }
+    }
+
+    fn status(&self) -> ClusterStatus {
+        let metrics = self.raft.metrics().borrow().clone();
+        let mut s = self.config.borrow().status();
+        s.leader = metrics.current_leader.map(NodeId);
+        s.term = metrics.current_term;
+        s.members = metrics
+            .membership_config
+            .membership()
+            .voter_ids()
+            .map(NodeId)
+            .collect();
+        s
+    }
+
+    async fn change_coordinators(
+        &self,
+        change: MembershipChange,
+    ) -> Result<Vec<NodeId>, StoreError> {
+        let _one_at_a_time = self.membership.lock().await;
+        let leader = self.raft.current_leader().await;
+        if leader != Some(self.id.0) {
+            return Err(StoreError::NotLeader {
+                leader: leader.map(NodeId),
+            });
+        }
+        let voters = || -> std::collections::BTreeSet<u64> {
+            self.raft
+                .metrics()
+                .borrow()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .collect()
+        };
+        let raft_err = |e: RaftError<u64, ClientWriteError<u64, openraft::BasicNode>>| {
+            StoreError::Unavailable(e.to_string())
+        };
+        match change {
+            MembershipChange::Add { id, addr } => {
+                if self.config.borrow().retired_coordinators.contains(&id) {
+                    return Err(StoreError::Unavailable(format!(
+                        "coordinator {id} was removed; ids are never reused"
+                    )));
+                }
+                if !voters().contains(&id.0) {
+                    self.transport.peers().insert(id, addr);
+                    self.raft
+                        .add_learner(id.0, openraft::BasicNode::new(addr.to_string()), true)
+                        .await
+                        .map_err(raft_err)?;
+                    let mut next = voters();
+                    next.insert(id.0);
+                    self.raft
+                        .change_membership(next, false)
+                        .await
+                        .map_err(raft_err)?;
+                }
+            }
+            MembershipChange::Remove { id } => {
+                let mut next = voters();
+                if !next.remove(&id.0) {
+                    return Err(StoreError::Unavailable(format!(
+                        "{id} is not a coordinator"
+                    )));
+                }
+                if next.is_empty() {
+                    return Err(StoreError::Unavailable(
+                        "cannot remove the last coordinator".into(),
+                    ));
+                }
+                self.propose(Command::RetireCoordinator { id }).await?;
+                self.raft
+                    .change_membership(next, false)
+                    .await
+                    .map_err(raft_err)?;
+            }
+        }
+        Ok(voters().into_iter().map(NodeId).collect())
+    }
+
+    async fn serve_raft(&self, rpc: RaftRpc, payload: Vec<u8>) -> Result<Vec<u8>, String> {
+        network::serve(&self.raft, rpc, &payload).await
+    }
+}
