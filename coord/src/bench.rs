@@ -2,7 +2,7 @@
 //! generated chains of growing size, fresh and after one stage's death.
 
 use crate::generate::{generate, ChainShape, Complexity};
-use crate::solver::{solve, SolverConfig, StageState};
+use crate::solver::{solve, SolverConfig};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -36,18 +36,9 @@ pub fn measure(types: usize, per_type: usize, complexity: Complexity, runs: usiz
     shape.complexity = complexity;
     shape.replicate_ends = true;
     let chain = generate(&shape);
-    let mut stages: Vec<StageState> = chain
-        .stages
-        .iter()
-        .map(|s| StageState {
-            id: s.id,
-            item: s.item.clone(),
-            capacity: s.capacity,
-            live: true,
-        })
-        .collect();
-    let config = SolverConfig::default();
+    let mut stages = chain.stage_states(&BTreeSet::new());
     let none = BTreeSet::new();
+    let config = SolverConfig::default();
     let mut fresh = Vec::new();
     let mut recompute = Vec::new();
     let mut edges = 0;

@@ -46,6 +46,22 @@ pub struct StageDecl {
 }
 
 impl ChainSpec {
+    /// The declared stages as the solver sees them, those in `dead` not live.
+    pub fn stage_states(
+        &self,
+        dead: &std::collections::BTreeSet<NodeId>,
+    ) -> Vec<crate::solver::StageState> {
+        self.stages
+            .iter()
+            .map(|s| crate::solver::StageState {
+                id: s.id,
+                item: s.item.clone(),
+                capacity: s.capacity,
+                live: !dead.contains(&s.id),
+            })
+            .collect()
+    }
+
     /// Raw-material types (no inputs), in spec order.
     pub fn raw_types(&self) -> Vec<&ItemType> {
         self.spec

@@ -1,7 +1,7 @@
 //! `factoryos spec check` and `factoryos flow`.
 
 use anyhow::{bail, Result};
-use factoryos_coord::solver::{solve, SolverConfig, StageState};
+use factoryos_coord::solver::{solve, SolverConfig};
 use factoryos_coord::{render, spec};
 use factoryos_wire::ids::parse_id_list;
 use std::collections::BTreeSet;
@@ -54,16 +54,7 @@ pub fn flow(file: &Path, dead: Option<&str>, dot: bool, max_suppliers: usize) ->
             );
         }
     }
-    let stages: Vec<StageState> = chain
-        .stages
-        .iter()
-        .map(|s| StageState {
-            id: s.id,
-            item: s.item.clone(),
-            capacity: s.capacity,
-            live: !dead.contains(&s.id),
-        })
-        .collect();
+    let stages = chain.stage_states(&dead);
     let config = SolverConfig { max_suppliers };
     let plan = solve(&chain.spec, &stages, &[], &BTreeSet::new(), &config)?;
     if dot {

@@ -83,6 +83,18 @@ async fn shutdown_signal() {
     }
 }
 
+/// A client speaking as the operator (certificate node-0).
+fn operator_client(
+    cluster: &ClusterFile,
+) -> Result<(
+    factoryos_coord::client::CoordClient,
+    factoryos_wire::Transport,
+)> {
+    cluster
+        .client(OPERATOR)
+        .context("the operator certificate (node-0) is needed: `factoryos certs issue --node 0`")
+}
+
 pub fn change_coordinators(
     config: &Path,
     id: u64,
@@ -91,9 +103,7 @@ pub fn change_coordinators(
     let cluster = ClusterFile::load(config)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let (client, transport) = cluster.client(OPERATOR).context(
-            "the operator certificate (node-0) is needed: `factoryos certs issue --node 0`",
-        )?;
+        let (client, transport) = operator_client(&cluster)?;
         let status = match add {
             Some(addr) => client.add_coordinator(NodeId(id), addr).await?,
             None => client.remove_coordinator(NodeId(id)).await?,
@@ -109,9 +119,7 @@ pub fn status(config: &Path) -> Result<()> {
     let cluster = ClusterFile::load(config)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let (client, transport) = cluster.client(OPERATOR).context(
-            "the operator certificate (node-0) is needed: `factoryos certs issue --node 0`",
-        )?;
+        let (client, transport) = operator_client(&cluster)?;
         let status = client.status().await?;
         let leader = status
             .leader

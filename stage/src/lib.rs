@@ -1,17 +1,20 @@
 //! # factoryos-stage — the stage runtime
 //!
-//! This crate will hold (see `docs/architecture.md` and the project's issues):
+//! | module | what lives there |
+//! |---|---|
+//! | [`core`] | the sans-IO protocol state machine: cycles, inventories, lot trading, fencing, heartbeats |
+//! | [`records`] | what the WAL holds: lot records, sequence, flow version; [`records::WalOp`] |
+//! | [`audit`] | the lot invariant checked across all stages' records |
+//! | [`metrics`] | the original's per-stage counters |
 //!
-//! * `core` — the sans-IO protocol state machine: manufacture cycles, inbound
-//!   and outbound inventory, lot trading (`RequestBatch`, `BatchSent`,
-//!   `BatchUnavailable`, `WaitingForBatch`, `DeliveryConfirmed`), fencing by
-//!   flow version, heartbeats and suspicion;
-//! * `wal` — the redb write-ahead log of every lot's state and every
-//!   consumption, group-committed per cycle;
-//! * `recovery` — WAL replay after a crash, re-sending in-transit lots;
-//! * `shell` — the async runtime wiring the core to the QUIC transport, redb
-//!   and the coordination client;
-//! * `snapshot` — Chandy-Lamport snapshots over the FIFO neighbour streams;
-//! * `metrics` — the original's per-stage counters.
+//! Still to come (see `docs/architecture.md` and the project's issues):
+//! the redb WAL, the async shell wiring the core to the QUIC transport and
+//! the coordination client, recovery on restart, multi-stage hosting and
+//! Chandy-Lamport snapshots.
 //!
 //! It depends on `factoryos-coord` (the client) and `factoryos-wire`.
+
+pub mod audit;
+pub mod core;
+pub mod metrics;
+pub mod records;
