@@ -76,6 +76,28 @@ enum Command {
     /// Add or remove a coordinator of a running Raft group (one change at a time).
     #[command(subcommand)]
     Coordinators(CoordinatorsCommand),
+    /// Run a stage (or several in one process) until Ctrl-C or SIGTERM.
+    Stage {
+        /// The cluster file; its spec declares the stage.
+        #[arg(long)]
+        config: PathBuf,
+        /// The stage's id.
+        #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+        id: Option<u64>,
+        /// Several stages hosted in this process, each with its own endpoint,
+        /// WAL and identity: `11,12` or `11-16`.
+        #[arg(long, value_name = "IDS")]
+        ids: Option<String>,
+        /// Time between manufacture cycles, in ms.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+        cycle_ms: u64,
+    },
+    /// Check the lot invariant across every stage's WAL (stop the stages first).
+    Audit {
+        /// The cluster file; its spec lists the stages.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Print the cluster's leader, term, members, flow version and stage liveness.
     Status {
         /// The cluster file; the operator certificate certs/node-0.pem is used.
@@ -275,6 +297,16 @@ fn main() -> std::process::ExitCode {
             commands::coord::change_coordinators(&config, id, None)
         }
         Command::Status { config } => commands::coord::status(&config),
+        Command::Audit { config } => commands::stage::audit(&config),
+        Command::Stage {
+            config,
+            id,
+            ids,
+            cycle_ms,
+        } => {
+            let ids = ids.unwrap_or_else(|| id.map(|i| i.to_string()).unwrap_or_default());
+            commands::stage::stage(&config, &ids, cycle_ms)
+        }
         Command::Cluster(ClusterCommand::Init {
             dir,
             coordinators,

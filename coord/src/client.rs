@@ -181,6 +181,15 @@ impl CoordClient {
         }
     }
 
+    /// The addresses of every registered stage.
+    pub async fn directory(&self) -> Result<Vec<(NodeId, std::net::SocketAddr)>, ClientError> {
+        match self.call(ClientRequest::Directory).await? {
+            ClientResponse::Directory(d) => Ok(d),
+            ClientResponse::Error { message } => Err(ClientError::Refused(message)),
+            other => Err(ClientError::Unexpected(Box::new(other))),
+        }
+    }
+
     /// Operator only: adds coordinator `id` (already started with `--join`).
     pub async fn add_coordinator(
         &self,

@@ -405,6 +405,16 @@ async fn handle_client<S: ConfigStore>(
             ClientResponse::Flow(shared.store.config().borrow().flow.clone())
         }
         ClientRequest::Status => ClientResponse::Status(shared.store.status()),
+        ClientRequest::Directory => ClientResponse::Directory(
+            shared
+                .store
+                .config()
+                .borrow()
+                .stages
+                .iter()
+                .map(|(id, r)| (*id, r.desc.addr))
+                .collect(),
+        ),
     }
 }
 

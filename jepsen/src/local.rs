@@ -1,10 +1,10 @@
 //! A cluster of real `factoryos` processes on this machine (loopback only).
 //!
 //! [`LocalCluster`] writes a cluster directory (certificates, `cluster.toml`,
-//! the spec), starts coordinators as child processes with their output in
-//! `logs/`, kills them with SIGKILL, restarts them, and kills whatever is
-//! still running when it is dropped, so a failing test or a Ctrl-C'd run
-//! leaves no process behind.
+//! the spec), starts coordinators and stages as child processes with their
+//! output in `logs/`, kills them with SIGKILL or stops them with SIGTERM,
+//! restarts them, and kills whatever is still running when it is dropped, so
+//! a failing test or a Ctrl-C'd run leaves no process behind.
 
 use factoryos_coord::client::CoordClient;
 use factoryos_coord::cluster::{ClusterFile, RaftTimeouts, SetupError};
@@ -101,6 +101,50 @@ impl LocalCluster {
         if !self.file.coordinators.contains_key(&id) {
             return Err(LocalError::Unknown(id));
         }
+        self.spawn(id, &["coord".into(), "--id".into(), id.0.to_string()])
+    }
+
+    /// Starts stage `id` of the spec with cycles of `cycle_ms`.
+    pub fn start_stage(&mut self, id: NodeId, cycle_ms: u64) -> Result<(), LocalError> {
+        self.spawn(
+            id,
+            &[
+                "stage".into(),
+                "--id".into(),
+                id.0.to_string(),
+                "--cycle-ms".into(),
+                cycle_ms.to_string(),
+            ],
+        )
+    }
+
+    /// The metrics stage `id` last wrote (`data/nN/metrics.json`).
+    pub fn stage_metrics(&self, id: NodeId) -> Option<BTreeMap<String, u64>> {
+        let path = self.metrics_path(id);
+        let text = std::fs::read_to_string(path).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    pub fn metrics_path(&self, id: NodeId) -> PathBuf {
+        self.file
+            .data
+            .join(format!("n{}", id.0))
+            .join("metrics.json")
+    }
+
+    /// Asks process `id` to stop (SIGTERM) and waits for it.
+    pub fn terminate(&mut self, id: NodeId) -> Result<(), LocalError> {
+        let mut child = self.procs.remove(&id).ok_or(LocalError::Unknown(id))?;
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: plain kill(2) on a child we spawned and have not reaped.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        child.wait().map_err(io(format!("reap n{}", id.0)))?;
+        Ok(())
+    }
+
+    fn spawn(&mut self, id: NodeId, args: &[String]) -> Result<(), LocalError> {
         if let Some(mut old) = self.procs.remove(&id) {
             let _ = old.kill();
             let _ = old.wait();
@@ -113,11 +157,10 @@ impl LocalCluster {
             .map_err(io(format!("open {}", log_path.display())))?;
         let err = log.try_clone().map_err(io("clone log handle"))?;
         let child = Command::new(&self.binary)
-            .arg("coord")
+            .arg(&args[0])
             .arg("--config")
             .arg(&self.config)
-            .arg("--id")
-            .arg(id.0.to_string())
+            .args(&args[1..])
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
@@ -138,7 +181,7 @@ impl LocalCluster {
         Ok(())
     }
 
-    /// Kills coordinator `id` with SIGKILL and reaps it.
+    /// Kills process `id` (coordinator or stage) with SIGKILL and reaps it.
     pub fn kill(&mut self, id: NodeId) -> Result<(), LocalError> {
         let mut child = self.procs.remove(&id).ok_or(LocalError::Unknown(id))?;
         child.kill().map_err(io(format!("kill n{}", id.0)))?;

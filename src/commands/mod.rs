@@ -4,3 +4,4 @@ pub mod bench;
 pub mod certs;
 pub mod chain;
 pub mod coord;
+pub mod stage;

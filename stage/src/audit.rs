@@ -133,6 +133,56 @@ pub fn audit(stages: &[(NodeId, &Records)]) -> AuditReport {
     report
 }
 
+/// Audits the WALs of the given stages under `data` (`data/nN/wal.redb`).
+/// The stages must be stopped (redb holds a lock on an open file).
+pub fn audit_wals(
+    data: &std::path::Path,
+    stages: &[NodeId],
+) -> Result<AuditReport, crate::wal::WalError> {
+    let mut all = Vec::new();
+    for id in stages {
+        let path = data.join(format!("n{}", id.0)).join("wal.redb");
+        if !path.exists() {
+            continue;
+        }
+        let (_, records) = crate::wal::Wal::open(&path)?;
+        all.push((*id, records));
+    }
+    let refs: Vec<(NodeId, &Records)> = all.iter().map(|(id, r)| (*id, r)).collect();
+    Ok(audit(&refs))
+}
+
+impl std::fmt::Display for AuditReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} lots produced ({} units): {} consumed, {} held, {} in transit, {} shipped as final products",
+            self.lots_produced,
+            self.units_produced,
+            self.units_consumed,
+            self.units_held,
+            self.units_in_transit,
+            self.units_shipped
+        )?;
+        write!(
+            f,
+            "lost {}, duplicated {}, miscounted {}, of unknown origin {}, in transit {}: {}",
+            self.lost.len(),
+            self.duplicated.len(),
+            self.miscounted.len(),
+            self.orphans.len(),
+            self.in_transit.len(),
+            if self.is_settled() {
+                "settled"
+            } else if self.is_clean() {
+                "clean"
+            } else {
+                "VIOLATED"
+            }
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

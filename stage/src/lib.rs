@@ -6,10 +6,11 @@
 //! | [`records`] | what the WAL holds: lot records, sequence, flow version; [`records::WalOp`] |
 //! | [`audit`] | the lot invariant checked across all stages' records |
 //! | [`metrics`] | the original's per-stage counters |
+//! | [`shell`] | the async runtime: WAL commit then send, per-peer FIFO outboxes, registration, flow watching |
+//! | [`setup`] | stage options from `cluster.toml` and the spec |
+//! | [`wal`] | the redb WAL: one transaction per batch of transitions (group commit) |
 //!
 //! Still to come (see `docs/architecture.md` and the project's issues):
-//! the redb WAL, the async shell wiring the core to the QUIC transport and
-//! the coordination client, recovery on restart, multi-stage hosting and
 //! Chandy-Lamport snapshots.
 //!
 //! It depends on `factoryos-coord` (the client) and `factoryos-wire`.
@@ -18,3 +19,6 @@ pub mod audit;
 pub mod core;
 pub mod metrics;
 pub mod records;
+pub mod setup;
+pub mod shell;
+pub mod wal;

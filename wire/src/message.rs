@@ -116,6 +116,8 @@ pub enum ClientRequest {
     ReadFlow { linearizable: bool },
     /// Leader, term, members, flow version, stage liveness.
     Status,
+    /// The addresses of every registered stage.
+    Directory,
     /// Operator only: a new recipe for `item` (its version is bumped).
     UpdateRecipe { item: ItemType, recipe: Recipe },
     /// Operator only: declare a new stage.
@@ -140,6 +142,7 @@ pub enum ClientResponse {
     },
     Flow(Flow),
     Status(ClusterStatus),
+    Directory(Vec<(NodeId, std::net::SocketAddr)>),
     /// This coordinator is not the leader and could not forward.
     NotLeader {
         leader: Option<NodeId>,

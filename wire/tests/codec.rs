@@ -88,6 +88,7 @@ fn client_request() -> impl Strategy<Value = ClientRequest> {
         }),
         any::<bool>().prop_map(|linearizable| ClientRequest::ReadFlow { linearizable }),
         Just(ClientRequest::Status),
+        Just(ClientRequest::Directory),
         (
             item(),
             proptest::collection::btree_map(item(), 1u32..9, 0..3),
@@ -130,6 +131,7 @@ fn client_response() -> impl Strategy<Value = ClientResponse> {
         any::<u64>().prop_map(|index| ClientResponse::Committed { index }),
         flow().prop_map(ClientResponse::Flow),
         status.prop_map(ClientResponse::Status),
+        proptest::collection::vec((node(), addr()), 0..4).prop_map(ClientResponse::Directory),
         proptest::option::of(node()).prop_map(|leader| ClientResponse::NotLeader { leader }),
         ".{0,40}".prop_map(|message| ClientResponse::Error { message }),
     ]

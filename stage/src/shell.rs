@@ -1,0 +1,365 @@
+//! The async shell around the sans-IO core: one task owns the core and the
+//! WAL and runs the loop
+//!
+//! ```text
+//! inputs (messages, flows, ticks) -> core -> commit WAL batch -> send -> ...
+//! ```
+//!
+//! Messages that are ready together are fed to the core before one
+//! `take_output`, so their writes share one transaction (group commit).
+//! Sends go through one FIFO queue per peer, drained by its own task, so a
+//! dead peer (whose dial takes the connect timeout) never stalls the loop.
+//! A WAL error stops the stage: it must never act on a transition it could
+//! not make durable.
+
+use crate::core::{Output, StageConfig, StageCore};
+use crate::metrics::StageMetrics;
+use crate::wal::{Wal, WalError};
+use factoryos_coord::client::CoordClient;
+use factoryos_wire::message::Message;
+use factoryos_wire::model::{Flow, StageDescriptor};
+use factoryos_wire::{
+    FaultController, FlowVersion, Inbound, NodeId, NodeIdentity, PeerBook, Transport,
+    TransportConfig,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// Everything one stage needs to run.
+#[derive(Debug, Clone)]
+pub struct StageOptions {
+    pub core: StageConfig,
+    pub identity: NodeIdentity,
+    /// Where its QUIC endpoint listens (port 0: any free port).
+    pub listen: SocketAddr,
+    pub wal_path: PathBuf,
+    /// Where metrics are written (JSON, replaced atomically every second).
+    pub metrics_path: Option<PathBuf>,
+    pub coordinators: BTreeMap<NodeId, SocketAddr>,
+    /// How often the core's clock advances.
+    pub tick: Duration,
+    /// Relative capacity announced at registration.
+    pub capacity: u32,
+    pub transport: TransportConfig,
+    pub faults: Option<FaultController>,
+}
+
+/// Why a stage stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error(transparent)]
+    Transport(#[from] factoryos_wire::TransportError),
+    #[error("the WAL task failed: {0}")]
+    Join(String),
+}
+
+/// A running stage.
+#[derive(Debug)]
+pub struct StageHandle {
+    id: NodeId,
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<(), StageError>>,
+    metrics: watch::Receiver<StageMetrics>,
+}
+
+impl StageHandle {
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The core's counters, refreshed every tick.
+    pub fn metrics(&self) -> watch::Receiver<StageMetrics> {
+        self.metrics.clone()
+    }
+
+    /// Stops the loop after its current round (everything committed stays committed).
+    pub async fn stop(self) -> Result<(), StageError> {
+        let _ = self.stop.send(true);
+        self.task
+            .await
+            .map_err(|e| StageError::Join(e.to_string()))?
+    }
+}
+
+/// Opens the WAL, binds the endpoint, registers with the coordinators and
+/// starts the stage's loop.
+pub async fn start(opts: StageOptions) -> Result<StageHandle, StageError> {
+    let id = opts.identity.id();
+    let (wal, records) = Wal::open(&opts.wal_path)?;
+    let core = StageCore::new(opts.core.clone(), records);
+    tracing::info!(
+        stage = %id,
+        in_queue = core.metrics().wal_recovered_in_queue,
+        in_transit = core.metrics().wal_recovered_in_transit,
+        inbound = core.metrics().wal_recovered_inbound,
+        "WAL replayed"
+    );
+    let book = PeerBook::new();
+    book.allow(NodeId(0));
+    for (c, addr) in &opts.coordinators {
+        book.insert(*c, *addr);
+    }
+    let (transport, inbox) = Transport::bind(
+        &opts.identity,
+        opts.listen,
+        book,
+        opts.transport.clone(),
+        opts.faults.clone(),
+    )?;
+    let addr = transport
+        .local_addr()
+        .map_err(|source| factoryos_wire::TransportError::Bind {
+            addr: opts.listen,
+            source,
+        })?;
+    let client = CoordClient::new(
+        transport.clone(),
+        opts.coordinators.keys().copied().collect(),
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (metrics_tx, metrics_rx) = watch::channel(core.metrics().clone());
+    let descriptor = StageDescriptor {
+        id,
+        item: opts.core.item.clone(),
+        addr,
+        recipe_version: opts.core.recipe.version,
+        capacity: opts.capacity,
+    };
+    let runner = Runner {
+        core,
+        wal: Arc::new(wal),
+        transport,
+        client,
+        outboxes: HashMap::new(),
+        metrics: metrics_tx,
+        metrics_path: opts.metrics_path.clone(),
+        started: Instant::now(),
+    };
+    let task = tokio::spawn(runner.run(descriptor, inbox, stop_rx, opts.tick));
+    Ok(StageHandle {
+        id,
+        addr,
+        stop: stop_tx,
+        task,
+        metrics: metrics_rx,
+    })
+}
+
+struct Runner {
+    core: StageCore,
+    wal: Arc<Wal>,
+    transport: Transport,
+    client: CoordClient,
+    outboxes: HashMap<NodeId, mpsc::UnboundedSender<(FlowVersion, Message)>>,
+    metrics: watch::Sender<StageMetrics>,
+    metrics_path: Option<PathBuf>,
+    started: Instant,
+}
+
+impl Runner {
+    fn now(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    async fn run(
+        mut self,
+        descriptor: StageDescriptor,
+        mut inbox: mpsc::Receiver<Inbound>,
+        mut stop: watch::Receiver<bool>,
+        tick: Duration,
+    ) -> Result<(), StageError> {
+        // Register (retrying until a coordinator takes it), then follow the flow.
+        let (flow_tx, mut flow_rx) = mpsc::channel::<Flow>(4);
+        tokio::spawn(follow_flow(self.client.clone(), descriptor, flow_tx));
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut last_metrics_file = Instant::now();
+        loop {
+            tokio::select! {
+                _ = stop.changed() => break,
+                item = inbox.recv() => {
+                    let Some(item) = item else { break };
+                    self.handle(item);
+                    // Group commit: take everything else that is ready.
+                    while let Ok(item) = inbox.try_recv() {
+                        self.handle(item);
+                    }
+                }
+                flow = flow_rx.recv() => {
+                    if let Some(flow) = flow {
+                        self.learn_addresses(&flow).await;
+                        let now = self.now();
+                        self.core.set_flow(now, &flow);
+                    }
+                }
+                _ = ticker.tick() => {
+                    let now = self.now();
+                    self.core.tick(now);
+                    self.metrics.send_replace(self.core.metrics().clone());
+                    if last_metrics_file.elapsed() >= Duration::from_secs(1) {
+                        last_metrics_file = Instant::now();
+                        self.write_metrics();
+                    }
+                }
+            }
+            let out = self.core.take_output();
+            self.execute(out).await?;
+        }
+        self.write_metrics();
+        self.transport.shutdown().await;
+        Ok(())
+    }
+
+    fn handle(&mut self, item: Inbound) {
+        let now = self.now();
+        match item {
+            Inbound::Message { from, env } => self.core.on_message(now, from, &env),
+            // The leader's probe of a suspect: answer at once.
+            Inbound::Request { env, reply, .. } => {
+                reply.respond(self.core.flow_version(), env.body);
+            }
+        }
+    }
+
+    /// Commit, then send: the one ordering rule of the core.
+    async fn execute(&mut self, out: Output) -> Result<(), StageError> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        if !out.wal.is_empty() {
+            let wal = self.wal.clone();
+            let ops = out.wal;
+            tokio::task::spawn_blocking(move || wal.commit(&ops))
+                .await
+                .map_err(|e| StageError::Join(e.to_string()))??;
+        }
+        let version = self.core.flow_version();
+        for (to, msg) in out.send {
+            self.outbox(to).send((version, msg)).ok();
+        }
+        for suspect in out.suspects {
+            let client = self.client.clone();
+            tokio::spawn(async move {
+                if let Err(e) = client.report_suspect(suspect).await {
+                    tracing::warn!(%suspect, error = %e, "could not report a suspect");
+                }
+            });
+        }
+        if let Some(v) = out.flow_behind {
+            tracing::debug!(newer = %v, "a peer knows a newer flow");
+        }
+        Ok(())
+    }
+
+    /// The FIFO queue to `to`, with its sender task.
+    fn outbox(&mut self, to: NodeId) -> &mpsc::UnboundedSender<(FlowVersion, Message)> {
+        self.outboxes.entry(to).or_insert_with(|| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<(FlowVersion, Message)>();
+            let transport = self.transport.clone();
+            tokio::spawn(async move {
+                while let Some((version, msg)) = rx.recv().await {
+                    // At most once: a failed send is counted by the transport and
+                    // repaired by the protocol (retransmits, request timeouts).
+                    let _ = transport.send(to, version, msg).await;
+                }
+            });
+            tx
+        })
+    }
+
+    /// Makes sure every stage of the flow can be dialled and may connect.
+    async fn learn_addresses(&mut self, flow: &Flow) {
+        let book = self.transport.peers().clone();
+        let missing = flow
+            .edges
+            .iter()
+            .flat_map(|e| [e.supplier, e.consumer])
+            .any(|n| book.addr(n).is_none());
+        if !missing {
+            return;
+        }
+        match self.client.directory().await {
+            Ok(dir) => {
+                for (id, addr) in dir {
+                    book.insert(id, addr);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read the stage directory"),
+        }
+    }
+
+    fn write_metrics(&self) {
+        let Some(path) = &self.metrics_path else {
+            return;
+        };
+        let mut all: BTreeMap<String, u64> = self
+            .core
+            .metrics()
+            .snapshot()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        all.extend(self.transport.counters().snapshot());
+        all.insert("outbound_lots".into(), self.core.outbound_len() as u64);
+        all.insert("in_transit_lots".into(), self.core.in_transit_len() as u64);
+        let Ok(json) = serde_json::to_vec_pretty(&all) else {
+            return;
+        };
+        let tmp = path.with_extension("json.tmp");
+        if std::fs::write(&tmp, json)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .is_err()
+        {
+            tracing::debug!(path = %path.display(), "could not write metrics");
+        }
+    }
+}
+
+/// Registers the stage, then long-polls the flow forever, forwarding every
+/// newer version.
+async fn follow_flow(client: CoordClient, descriptor: StageDescriptor, tx: mpsc::Sender<Flow>) {
+    let id = descriptor.id;
+    loop {
+        match client.register(descriptor.clone()).await {
+            Ok(index) => {
+                tracing::info!(stage = %id, index, "registered");
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(stage = %id, error = %e, "registration failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    let mut known = FlowVersion(0);
+    loop {
+        match client.watch_flow(known).await {
+            Ok(flow) if flow.version > known => {
+                known = flow.version;
+                if tx.send(flow).await.is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(stage = %id, error = %e, "flow watch failed; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        if tx.is_closed() {
+            return;
+        }
+    }
+}
