@@ -91,6 +91,9 @@ enum Command {
         /// Time between manufacture cycles, in ms.
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
         cycle_ms: u64,
+        /// How often each stage rewrites data/nN/metrics.json, in ms.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
+        metrics_ms: u64,
     },
     /// Check the lot invariant across every stage's WAL (stop the stages first).
     Audit {
@@ -239,6 +242,21 @@ enum BenchCommand {
         #[arg(long)]
         keep: bool,
     },
+    /// A supplier's SIGKILL seen from its consumers (window chain, real processes).
+    Stage {
+        /// Time between manufacture cycles, in ms.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(5..))]
+        cycle_ms: u64,
+        /// Seconds of production before the kill.
+        #[arg(long, default_value_t = 5)]
+        warmup: u64,
+    },
+    /// Durable WAL transitions/s: one per redb commit vs group commits.
+    Wal {
+        /// Seconds per batch size.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+    },
     /// Flow solver time for generated chains from 100 to 10,000 stages.
     Flow {
         /// Repetitions per chain shape.
@@ -303,9 +321,10 @@ fn main() -> std::process::ExitCode {
             id,
             ids,
             cycle_ms,
+            metrics_ms,
         } => {
             let ids = ids.unwrap_or_else(|| id.map(|i| i.to_string()).unwrap_or_default());
-            commands::stage::stage(&config, &ids, cycle_ms)
+            commands::stage::stage(&config, &ids, cycle_ms, metrics_ms)
         }
         Command::Cluster(ClusterCommand::Init {
             dir,
@@ -318,6 +337,10 @@ fn main() -> std::process::ExitCode {
             rtt_samples,
         }) => commands::bench::wire(messages, rtt_samples),
         Command::Bench(BenchCommand::Flow { runs }) => commands::bench::flow(runs as usize),
+        Command::Bench(BenchCommand::Wal { seconds }) => commands::bench::wal(seconds),
+        Command::Bench(BenchCommand::Stage { cycle_ms, warmup }) => {
+            commands::bench::stage(cycle_ms, warmup)
+        }
         Command::Bench(BenchCommand::Failover {
             trials,
             coordinators,

@@ -246,7 +246,9 @@ impl ClusterFile {
             spec: chain.map(|c| c.spec),
             transport: factoryos_wire::TransportConfig::default(),
             solver: crate::solver::SolverConfig::default(),
-            probe_timeout: Duration::from_secs(1),
+            // Loopback and LAN answer in well under a millisecond; half a
+            // second leaves room for a loaded machine.
+            probe_timeout: Duration::from_millis(500),
             mode: self.mode.clone(),
             join: false,
         })

@@ -3,6 +3,7 @@
 //! | module | what lives there |
 //! |---|---|
 //! | [`local`] | a cluster of real `factoryos` processes on this machine: start, kill -9, restart, clean up |
+//! | [`stage_kill`] | a supplier's SIGKILL seen from its consumers, behind `factoryos bench stage` |
 //! | [`failover`] | the leader-failover and commit-latency measurement behind `factoryos bench failover` |
 //!
 //! Still to come (see `docs/architecture.md` and the project's issues):
@@ -21,3 +22,4 @@
 
 pub mod failover;
 pub mod local;
+pub mod stage_kill;

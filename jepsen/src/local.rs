@@ -46,6 +46,7 @@ pub struct LocalCluster {
     config: PathBuf,
     file: ClusterFile,
     procs: BTreeMap<NodeId, Child>,
+    metrics_ms: u64,
 }
 
 impl LocalCluster {
@@ -81,6 +82,7 @@ impl LocalCluster {
             config,
             file,
             procs: BTreeMap::new(),
+            metrics_ms: 1000,
         })
     }
 
@@ -104,6 +106,11 @@ impl LocalCluster {
         self.spawn(id, &["coord".into(), "--id".into(), id.0.to_string()])
     }
 
+    /// How often stages started from now on write their metrics file.
+    pub fn set_metrics_interval(&mut self, ms: u64) {
+        self.metrics_ms = ms.max(10);
+    }
+
     /// Starts stage `id` of the spec with cycles of `cycle_ms`.
     pub fn start_stage(&mut self, id: NodeId, cycle_ms: u64) -> Result<(), LocalError> {
         self.spawn(
@@ -114,6 +121,8 @@ impl LocalCluster {
                 id.0.to_string(),
                 "--cycle-ms".into(),
                 cycle_ms.to_string(),
+                "--metrics-ms".into(),
+                self.metrics_ms.to_string(),
             ],
         )
     }

@@ -146,3 +146,76 @@ pub fn failover(args: FailoverArgs) -> Result<()> {
 
 /// The chain the failover benchmark installs (the window example).
 const WINDOW: &str = include_str!("../../examples/window.toml");
+
+pub fn wal(seconds: u64) -> Result<()> {
+    use factoryos_stage::wal::measure_commits;
+    let dir = tempfile::Builder::new()
+        .prefix("factoryos-wal-")
+        .tempdir()?;
+    let each = std::time::Duration::from_secs(seconds.max(1));
+    let batches = [1usize, 4, 16, 64];
+    let bar = bar(batches.len() as u64);
+    bar.set_message("batch sizes");
+    let mut rows = Vec::new();
+    for batch in batches {
+        let (n, elapsed) = measure_commits(dir.path(), batch, each)?;
+        rows.push((batch, n, elapsed));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    println!(
+        "redb WAL, immediate durability, quick repair on; {}s per batch size, in {}",
+        each.as_secs(),
+        dir.path().display()
+    );
+    let base = rows[0].1 as f64 / rows[0].2.as_secs_f64();
+    for (batch, n, elapsed) in rows {
+        let per_sec = n as f64 / elapsed.as_secs_f64();
+        println!(
+            "  {batch:>3} transitions per commit: {per_sec:>9.0} transitions/s  ({:>7.0} commits/s, x{:.1} the one-per-commit rate)",
+            per_sec / batch as f64,
+            per_sec / base
+        );
+    }
+    Ok(())
+}
+
+pub fn stage(cycle_ms: u64, warmup_s: u64) -> Result<()> {
+    use factoryos_jepsen::local::LocalCluster;
+    let dir = tempfile::Builder::new()
+        .prefix("factoryos-stage-bench-")
+        .tempdir()?;
+    let spec = dir.path().join("chain.toml");
+    std::fs::write(&spec, WINDOW)?;
+    let mut cluster = LocalCluster::create(
+        &dir.path().join("cluster"),
+        &std::env::current_exe()?,
+        3,
+        Some(&spec),
+        factoryos_coord::cluster::RaftTimeouts::default(),
+        false,
+    )?;
+    cluster.set_metrics_interval(5);
+    cluster.start_all()?;
+    for id in 11..=16 {
+        cluster.start_stage(factoryos_wire::NodeId(id), cycle_ms)?;
+    }
+    eprintln!("running the window chain: warm-up {warmup_s} s, then a SIGKILL of stage 13 ...");
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(factoryos_jepsen::stage_kill::run(
+        &mut cluster,
+        std::time::Duration::from_millis(cycle_ms),
+        std::time::Duration::from_secs(warmup_s),
+    ));
+    cluster.stop_all();
+    match report {
+        Ok(r) => {
+            println!("{r}");
+            Ok(())
+        }
+        Err(e) => {
+            let kept = dir.keep();
+            anyhow::bail!("{e} (cluster kept in {})", kept.display())
+        }
+    }
+}

@@ -7,7 +7,7 @@ use factoryos_wire::NodeId;
 use std::path::Path;
 use std::time::Duration;
 
-pub fn stage(config: &Path, ids: &str, cycle_ms: u64) -> Result<()> {
+pub fn stage(config: &Path, ids: &str, cycle_ms: u64, metrics_ms: u64) -> Result<()> {
     let cluster = ClusterFile::load(config)?;
     let ids: Vec<NodeId> = parse_id_list(ids).map_err(anyhow::Error::msg)?;
     if ids.is_empty() {
@@ -16,7 +16,8 @@ pub fn stage(config: &Path, ids: &str, cycle_ms: u64) -> Result<()> {
     let cycle = Duration::from_millis(cycle_ms);
     let mut all = Vec::new();
     for id in &ids {
-        let opts = factoryos_stage::setup::options(&cluster, *id, cycle)?;
+        let mut opts = factoryos_stage::setup::options(&cluster, *id, cycle)?;
+        opts.metrics_every = Duration::from_millis(metrics_ms);
         std::fs::create_dir_all(opts.wal_path.parent().expect("wal path has a parent"))
             .with_context(|| format!("creating the data directory of {id}"))?;
         all.push(opts);

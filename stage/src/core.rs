@@ -15,7 +15,13 @@
 //!   (held plus requested), asking the flow's suppliers of that input, the
 //!   least loaded relative to its share first, at most `max_in_flight`
 //!   requests per supplier, and leaving a supplier alone for one cycle after
-//!   it answered `BatchUnavailable`.
+//!   it answered `BatchUnavailable`. A supplier silent for three heartbeat
+//!   periods is not asked, and what was asked of it no longer counts, so the
+//!   others are asked at once, long before the leader declares it dead.
+//! * A supplier with nothing in stock parks a request (bounded) and serves it
+//!   from the next lot it makes; after `park_timeout` it answers
+//!   `BatchUnavailable`. A trade is then three messages: `RequestBatch`,
+//!   `BatchSent`, `DeliveryConfirmed`.
 //! * A supplier serves a `RequestBatch` only if the current flow names the
 //!   requester as its consumer, and only if the request carries a flow
 //!   version at least as new as its own (else it is refused and counted).
@@ -56,6 +62,9 @@ pub struct StageConfig {
     pub max_in_flight: usize,
     /// A request unanswered this long is given up (its slot freed).
     pub request_timeout: Duration,
+    /// A supplier with nothing in stock parks a request this long, serving it
+    /// as soon as it makes a lot, before answering `BatchUnavailable`.
+    pub park_timeout: Duration,
     /// An unconfirmed lot is re-sent this often.
     pub retransmit: Duration,
     /// An explicit heartbeat goes to a neighbour we sent nothing to for this long.
@@ -77,6 +86,7 @@ impl StageConfig {
             target_cycles: 3,
             max_in_flight: 2,
             request_timeout: Duration::from_millis(1000),
+            park_timeout: Duration::from_millis(500),
             retransmit: Duration::from_millis(500),
             heartbeat_every: Duration::from_millis(200),
             suspect_after: Duration::from_millis(1000),
@@ -146,6 +156,8 @@ pub struct StageCore {
     /// Lots received since the last `take_output` (not durable yet).
     uncommitted: HashSet<LotId>,
     pending: BTreeMap<RequestId, (ItemType, Pending)>,
+    /// Requests waiting here for a lot: (consumer, request, item, parked at).
+    parked: VecDeque<(NodeId, RequestId, ItemType, Duration)>,
     next_req: u64,
     /// Units in the last lot received per input item (to size requests).
     lot_size: HashMap<ItemType, u32>,
@@ -227,6 +239,7 @@ impl StageCore {
             received,
             uncommitted: HashSet::new(),
             pending: BTreeMap::new(),
+            parked: VecDeque::new(),
             lot_size: HashMap::new(),
             unavailable_until: HashMap::new(),
             last_heard: BTreeMap::new(),
@@ -397,34 +410,62 @@ impl StageCore {
             return;
         }
         match self.outbound.pop_front() {
-            Some(lot) => {
-                self.out.wal.push(WalOp::Out(OutRecord {
-                    lot: lot.clone(),
-                    state: OutState::InTransit { to: from },
-                }));
-                self.in_transit.insert(
-                    lot.id,
-                    Transit {
-                        lot: lot.clone(),
-                        to: from,
-                        last_sent: Some(now),
-                    },
-                );
-                self.metrics.batches_sent += 1;
-                self.send(
-                    now,
-                    from,
-                    Message::BatchSent {
-                        req: Some(req),
-                        lot,
-                    },
-                );
-            }
+            Some(lot) => self.ship(now, from, req, lot),
             None => {
-                self.metrics.batch_unavailable_sent += 1;
-                self.send(now, from, unavailable);
+                // Nothing in stock: keep the request (bounded) and serve it
+                // from the next lot made, instead of a round trip of refusals.
+                let limit = self.consumers.len().max(1) * self.cfg.max_in_flight;
+                if self.parked.len() < limit {
+                    self.parked.push_back((from, req, item.clone(), now));
+                } else {
+                    self.metrics.batch_unavailable_sent += 1;
+                    self.send(now, from, unavailable);
+                }
             }
         }
+    }
+
+    /// Sends `lot` to `to` in answer to `req`: in transit first (WAL), then sent.
+    fn ship(&mut self, now: Duration, to: NodeId, req: RequestId, lot: Lot) {
+        self.out.wal.push(WalOp::Out(OutRecord {
+            lot: lot.clone(),
+            state: OutState::InTransit { to },
+        }));
+        self.in_transit.insert(
+            lot.id,
+            Transit {
+                lot: lot.clone(),
+                to,
+                last_sent: Some(now),
+            },
+        );
+        self.metrics.batches_sent += 1;
+        self.send(
+            now,
+            to,
+            Message::BatchSent {
+                req: Some(req),
+                lot,
+            },
+        );
+    }
+
+    /// Serves parked requests from the outbound inventory; answers those
+    /// parked too long (or from stages the flow no longer names) unavailable.
+    fn serve_parked(&mut self, now: Duration) {
+        let mut keep = VecDeque::new();
+        while let Some((to, req, item, at)) = self.parked.pop_front() {
+            let expired = now.saturating_sub(at) >= self.cfg.park_timeout;
+            if !self.consumers.contains(&to) || expired {
+                self.metrics.batch_unavailable_sent += 1;
+                self.send(now, to, Message::BatchUnavailable { req, item });
+            } else if let Some(lot) = self.outbound.pop_front() {
+                self.ship(now, to, req, lot);
+            } else {
+                keep.push_back((to, req, item, at));
+            }
+        }
+        self.parked = keep;
     }
 
     fn on_batch(&mut self, now: Duration, from: NodeId, req: Option<RequestId>, lot: &Lot) {
@@ -486,6 +527,7 @@ impl StageCore {
             }
             self.next_cycle = Some(n);
         }
+        self.serve_parked(now);
         self.expire_requests(now);
         self.request_inputs(now);
         self.retransmit(now);
@@ -586,8 +628,20 @@ impl StageCore {
             };
             let target = units * self.cfg.target_cycles.max(1);
             let lot = *self.lot_size.get(&item).unwrap_or(&1) as u64;
+            // A supplier silent for three heartbeat periods is probably down: do
+            // not wait on what was asked of it, and ask the others instead.
+            let silent_after = self.cfg.heartbeat_every * 3;
+            let responsive = |core: &Self, s: NodeId| {
+                core.last_heard
+                    .get(&s)
+                    .is_none_or(|t| now.saturating_sub(*t) < silent_after)
+            };
             loop {
-                let requested = self.pending.values().filter(|(i, _)| i == &item).count() as u64;
+                let requested = self
+                    .pending
+                    .values()
+                    .filter(|(i, p)| i == &item && responsive(self, p.supplier))
+                    .count() as u64;
                 if self.held_units(&item) as u64 + requested * lot >= target as u64 {
                     break;
                 }
@@ -596,6 +650,7 @@ impl StageCore {
                     .iter()
                     .filter(|(s, share)| {
                         *share > 0
+                            && responsive(self, *s)
                             && self.in_flight(*s) < self.cfg.max_in_flight
                             && self.unavailable_until.get(s).is_none_or(|t| *t <= now)
                     })

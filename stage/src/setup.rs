@@ -42,6 +42,7 @@ pub fn options(
     core.cycle = cycle;
     // Time-based settings follow the cycle, with floors for tiny cycles.
     core.request_timeout = (cycle * 10).max(Duration::from_millis(500));
+    core.park_timeout = core.request_timeout / 2;
     core.retransmit = (cycle * 5).max(Duration::from_millis(250));
     core.heartbeat_every = (cycle * 2).max(Duration::from_millis(100));
     core.suspect_after = (cycle * 10).max(Duration::from_millis(1000));
@@ -58,6 +59,7 @@ pub fn options(
         listen: decl.addr.unwrap_or(SocketAddr::new(default_ip, 0)),
         wal_path: dir.join("wal.redb"),
         metrics_path: Some(dir.join("metrics.json")),
+        metrics_every: Duration::from_secs(1),
         coordinators: cluster.coordinators.clone(),
         tick: (cycle / 10).clamp(Duration::from_millis(2), Duration::from_millis(20)),
         capacity: decl.capacity,

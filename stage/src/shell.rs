@@ -38,8 +38,9 @@ pub struct StageOptions {
     /// Where its QUIC endpoint listens (port 0: any free port).
     pub listen: SocketAddr,
     pub wal_path: PathBuf,
-    /// Where metrics are written (JSON, replaced atomically every second).
+    /// Where metrics are written (JSON, replaced atomically every `metrics_every`).
     pub metrics_path: Option<PathBuf>,
+    pub metrics_every: Duration,
     pub coordinators: BTreeMap<NodeId, SocketAddr>,
     /// How often the core's clock advances.
     pub tick: Duration,
@@ -145,6 +146,7 @@ pub async fn start(opts: StageOptions) -> Result<StageHandle, StageError> {
         outboxes: HashMap::new(),
         metrics: metrics_tx,
         metrics_path: opts.metrics_path.clone(),
+        metrics_every: opts.metrics_every,
         started: Instant::now(),
     };
     let task = tokio::spawn(runner.run(descriptor, inbox, stop_rx, opts.tick));
@@ -165,6 +167,7 @@ struct Runner {
     outboxes: HashMap<NodeId, mpsc::UnboundedSender<(FlowVersion, Message)>>,
     metrics: watch::Sender<StageMetrics>,
     metrics_path: Option<PathBuf>,
+    metrics_every: Duration,
     started: Instant,
 }
 
@@ -208,7 +211,7 @@ impl Runner {
                     let now = self.now();
                     self.core.tick(now);
                     self.metrics.send_replace(self.core.metrics().clone());
-                    if last_metrics_file.elapsed() >= Duration::from_secs(1) {
+                    if last_metrics_file.elapsed() >= self.metrics_every {
                         last_metrics_file = Instant::now();
                         self.write_metrics();
                     }
@@ -279,21 +282,19 @@ impl Runner {
         })
     }
 
-    /// Makes sure every stage of the flow can be dialled and may connect.
+    /// Refreshes the addresses of every registered stage: a new flow may
+    /// follow a restart on another port, or name a stage we never met.
     async fn learn_addresses(&mut self, flow: &Flow) {
-        let book = self.transport.peers().clone();
-        let missing = flow
-            .edges
-            .iter()
-            .flat_map(|e| [e.supplier, e.consumer])
-            .any(|n| book.addr(n).is_none());
-        if !missing {
+        if flow.edges.is_empty() {
             return;
         }
+        let book = self.transport.peers().clone();
         match self.client.directory().await {
             Ok(dir) => {
                 for (id, addr) in dir {
-                    book.insert(id, addr);
+                    if book.addr(id) != Some(addr) {
+                        book.insert(id, addr);
+                    }
                 }
             }
             Err(e) => tracing::warn!(error = %e, "could not read the stage directory"),
@@ -314,6 +315,7 @@ impl Runner {
         all.extend(self.transport.counters().snapshot());
         all.insert("outbound_lots".into(), self.core.outbound_len() as u64);
         all.insert("in_transit_lots".into(), self.core.in_transit_len() as u64);
+        all.insert("uptime_ms".into(), self.now().as_millis() as u64);
         let Ok(json) = serde_json::to_vec_pretty(&all) else {
             return;
         };

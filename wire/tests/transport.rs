@@ -394,3 +394,35 @@ async fn the_fault_socket_delays_and_blackholes_real_traffic() {
     }
     eprintln!("base rtt {base:?}, with 150 ms one-way delay {delayed:?}");
 }
+
+#[tokio::test]
+async fn a_peer_that_moves_to_another_address_is_dialled_there() {
+    init_tracing();
+    let ca = ClusterCa::generate("t").unwrap();
+    let book = PeerBook::new();
+    let a = node(&ca, 1, &book);
+    let mut b = node(&ca, 2, &book);
+    a.transport
+        .send(NodeId(2), FlowVersion(0), hb(1))
+        .await
+        .unwrap();
+    assert!(matches!(next(&mut b.inbox).await, Inbound::Message { .. }));
+    // b restarts elsewhere (its old endpoint silently gone), and the book learns the new address.
+    let identity = b.identity.clone();
+    drop(b);
+    let mut b2 = node_with(identity, LOCALHOST, &book, None);
+    let start = Instant::now();
+    a.transport
+        .send(NodeId(2), FlowVersion(0), hb(2))
+        .await
+        .unwrap();
+    match next(&mut b2.inbox).await {
+        Inbound::Message { env, .. } => assert_eq!(env.body, hb(2)),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "no idle-timeout wait: {:?}",
+        start.elapsed()
+    );
+}

@@ -171,7 +171,7 @@ fn a_request_is_served_in_transit_first_and_confirmed_into_delivered() {
 }
 
 #[test]
-fn an_empty_supplier_answers_unavailable_and_is_left_alone_for_a_cycle() {
+fn an_empty_supplier_parks_a_request_serves_it_from_its_next_lot_or_answers_unavailable() {
     let mut s = StageCore::new(wood(11), Records::default());
     s.set_flow(Duration::ZERO, &window_flow(5));
     s.take_output();
@@ -187,17 +187,58 @@ fn an_empty_supplier_answers_unavailable_and_is_left_alone_for_a_cycle() {
             },
         ),
     );
+    assert!(s.take_output().send.is_empty(), "parked, not refused");
+    s.tick(STEP * 2); // makes a lot, which goes to the parked request
     let out = s.take_output();
-    assert!(matches!(
-        &out.send[..],
-        [(
-            NodeId(13),
-            Message::BatchUnavailable {
-                req: RequestId(1),
+    assert!(out.send.iter().any(|(to, m)| *to == NodeId(13)
+        && matches!(
+            m,
+            Message::BatchSent {
+                req: Some(RequestId(1)),
                 ..
             }
-        )]
-    ));
+        )));
+    assert!(out.wal.iter().any(|op| matches!(
+        op,
+        WalOp::Out(OutRecord {
+            state: OutState::InTransit { .. },
+            ..
+        })
+    )));
+
+    // A supplier that makes nothing (outbound blocked) answers after park_timeout.
+    let mut cfg = wood(12);
+    cfg.outbound_cap = 0;
+    let mut s = StageCore::new(cfg, Records::default());
+    s.set_flow(Duration::ZERO, &window_flow(5));
+    s.on_message(
+        STEP,
+        NodeId(13),
+        &env(
+            13,
+            5,
+            Message::RequestBatch {
+                req: RequestId(2),
+                item: "wood".into(),
+            },
+        ),
+    );
+    s.tick(STEP * 2);
+    assert!(!s
+        .take_output()
+        .send
+        .iter()
+        .any(|(_, m)| matches!(m, Message::BatchUnavailable { .. })));
+    s.tick(STEP + Duration::from_millis(500));
+    let out = s.take_output();
+    assert!(out.send.iter().any(|(to, m)| *to == NodeId(13)
+        && matches!(
+            m,
+            Message::BatchUnavailable {
+                req: RequestId(2),
+                ..
+            }
+        )));
 
     let mut c = StageCore::new(frame(13), Records::default());
     c.set_flow(Duration::ZERO, &window_flow(5));

@@ -388,8 +388,20 @@ impl Transport {
         link: &mut Link,
     ) -> Result<quinn::Connection, TransportError> {
         if let Some(conn) = &link.conn {
-            if conn.close_reason().is_none() {
+            // A peer that moved (restarted on another port) is dialled anew
+            // rather than written to at its old address until the idle timeout.
+            let moved = self
+                .inner
+                .peers
+                .addr(to)
+                .is_some_and(|addr| addr != conn.remote_address());
+            if conn.close_reason().is_none() && !moved {
                 return Ok(conn.clone());
+            }
+            if moved {
+                conn.close(0u32.into(), b"peer moved");
+                link.retry_at = None;
+                link.failures = 0;
             }
             link.conn = None;
             link.stream = None;
