@@ -94,6 +94,19 @@ enum Command {
         /// How often each stage rewrites data/nN/metrics.json, in ms.
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
         metrics_ms: u64,
+        /// Keep each input near this many cycles' worth of units (the target buffer).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+        target_cycles: u32,
+        /// Most requests in flight to one supplier.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+        max_in_flight: u16,
+        /// Most lots waiting in the outbound inventory before cycles block.
+        #[arg(long, default_value_t = 8)]
+        outbound_cap: usize,
+        /// Heartbeat deadline in ms: a neighbour silent this long is reported
+        /// suspect (default: 10 cycles, at least 1000).
+        #[arg(long)]
+        suspect_ms: Option<u64>,
     },
     /// Check the lot invariant across every stage's WAL (stop the stages first).
     Audit {
@@ -322,9 +335,20 @@ fn main() -> std::process::ExitCode {
             ids,
             cycle_ms,
             metrics_ms,
+            target_cycles,
+            max_in_flight,
+            outbound_cap,
+            suspect_ms,
         } => {
             let ids = ids.unwrap_or_else(|| id.map(|i| i.to_string()).unwrap_or_default());
-            commands::stage::stage(&config, &ids, cycle_ms, metrics_ms)
+            let tuning = factoryos_stage::setup::Tuning {
+                cycle: std::time::Duration::from_millis(cycle_ms),
+                target_cycles,
+                max_in_flight: max_in_flight as usize,
+                outbound_cap,
+                suspect_after: suspect_ms.map(std::time::Duration::from_millis),
+            };
+            commands::stage::stage(&config, &ids, tuning, metrics_ms)
         }
         Command::Cluster(ClusterCommand::Init {
             dir,

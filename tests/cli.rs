@@ -106,6 +106,15 @@ fn every_command_has_help() {
         vec!["bench", "flow", "--help"],
         vec!["spec", "check", "--help"],
         vec!["flow", "--help"],
+        vec!["stage", "--help"],
+        vec!["audit", "--help"],
+        vec!["coord", "--help"],
+        vec!["status", "--help"],
+        vec!["cluster", "init", "--help"],
+        vec!["coordinators", "add", "--help"],
+        vec!["bench", "failover", "--help"],
+        vec!["bench", "wal", "--help"],
+        vec!["bench", "stage", "--help"],
     ] {
         let out = factoryos().args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");

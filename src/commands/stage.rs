@@ -5,19 +5,22 @@ use factoryos_coord::cluster::ClusterFile;
 use factoryos_wire::ids::parse_id_list;
 use factoryos_wire::NodeId;
 use std::path::Path;
-use std::time::Duration;
 
-pub fn stage(config: &Path, ids: &str, cycle_ms: u64, metrics_ms: u64) -> Result<()> {
+pub fn stage(
+    config: &Path,
+    ids: &str,
+    tuning: factoryos_stage::setup::Tuning,
+    metrics_ms: u64,
+) -> Result<()> {
     let cluster = ClusterFile::load(config)?;
     let ids: Vec<NodeId> = parse_id_list(ids).map_err(anyhow::Error::msg)?;
     if ids.is_empty() {
         bail!("no stage ids given");
     }
-    let cycle = Duration::from_millis(cycle_ms);
     let mut all = Vec::new();
     for id in &ids {
-        let mut opts = factoryos_stage::setup::options(&cluster, *id, cycle)?;
-        opts.metrics_every = Duration::from_millis(metrics_ms);
+        let mut opts = factoryos_stage::setup::options(&cluster, *id, tuning)?;
+        opts.metrics_every = std::time::Duration::from_millis(metrics_ms);
         std::fs::create_dir_all(opts.wal_path.parent().expect("wal path has a parent"))
             .with_context(|| format!("creating the data directory of {id}"))?;
         all.push(opts);

@@ -20,12 +20,39 @@ pub enum StageSetupError {
     Certs(#[from] factoryos_wire::CertError),
 }
 
-/// Options for stage `id` of `cluster`, with cycles of `cycle`.
+/// Tunables of a stage's trading and failure detection.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    pub cycle: Duration,
+    /// Keep each input near this many cycles' worth of units.
+    pub target_cycles: u32,
+    /// Most requests in flight to one supplier.
+    pub max_in_flight: usize,
+    /// Most lots waiting outbound before cycles block.
+    pub outbound_cap: usize,
+    /// Silence after which a neighbour is reported suspect (default: 10 cycles, at least 1 s).
+    pub suspect_after: Option<Duration>,
+}
+
+impl Tuning {
+    pub fn new(cycle: Duration) -> Self {
+        Tuning {
+            cycle,
+            target_cycles: 3,
+            max_in_flight: 2,
+            outbound_cap: 8,
+            suspect_after: None,
+        }
+    }
+}
+
+/// Options for stage `id` of `cluster` with the given tuning.
 pub fn options(
     cluster: &ClusterFile,
     id: NodeId,
-    cycle: Duration,
+    tuning: Tuning,
 ) -> Result<StageOptions, StageSetupError> {
+    let cycle = tuning.cycle;
     let chain = cluster.chain()?.ok_or(StageSetupError::NoSpec)?;
     let decl = chain
         .stages
@@ -45,7 +72,12 @@ pub fn options(
     core.park_timeout = core.request_timeout / 2;
     core.retransmit = (cycle * 5).max(Duration::from_millis(250));
     core.heartbeat_every = (cycle * 2).max(Duration::from_millis(100));
-    core.suspect_after = (cycle * 10).max(Duration::from_millis(1000));
+    core.suspect_after = tuning
+        .suspect_after
+        .unwrap_or((cycle * 10).max(Duration::from_millis(1000)));
+    core.target_cycles = tuning.target_cycles.max(1);
+    core.max_in_flight = tuning.max_in_flight.max(1);
+    core.outbound_cap = tuning.outbound_cap;
     // Without a declared address, listen where the coordinators are reachable
     // (loopback for a local cluster) on any free port.
     let default_ip = match cluster.coordinators.values().next() {

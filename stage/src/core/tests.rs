@@ -285,6 +285,64 @@ fn an_empty_supplier_parks_a_request_serves_it_from_its_next_lot_or_answers_unav
 }
 
 #[test]
+fn confirmations_of_unknown_lots_change_nothing_and_waiting_delays_the_resend() {
+    let mut s = StageCore::new(wood(11), Records::default());
+    s.set_flow(Duration::ZERO, &window_flow(5));
+    s.tick(Duration::ZERO);
+    s.take_output();
+    // A confirmation for a lot never sent: ignored, nothing written.
+    s.on_message(
+        STEP,
+        NodeId(13),
+        &env(
+            13,
+            5,
+            Message::DeliveryConfirmed {
+                lot: LotId::new(NodeId(99), 1),
+            },
+        ),
+    );
+    assert!(s.take_output().wal.is_empty());
+    s.on_message(
+        STEP,
+        NodeId(13),
+        &env(
+            13,
+            5,
+            Message::RequestBatch {
+                req: RequestId(1),
+                item: "wood".into(),
+            },
+        ),
+    );
+    let lot = s
+        .take_output()
+        .send
+        .iter()
+        .find_map(|(_, m)| match m {
+            Message::BatchSent { lot, .. } => Some(lot.id),
+            _ => None,
+        })
+        .unwrap();
+    let resent = |out: &Output| {
+        out.send
+            .iter()
+            .any(|(_, m)| matches!(m, Message::BatchSent { req: None, .. }))
+    };
+    // At 400 ms the consumer says it is still committing: the re-send due at
+    // 510 ms moves to 900 ms.
+    s.on_message(
+        Duration::from_millis(400),
+        NodeId(13),
+        &env(13, 5, Message::WaitingForBatch { lot }),
+    );
+    s.tick(Duration::from_millis(600));
+    assert!(!resent(&s.take_output()));
+    s.tick(Duration::from_millis(900));
+    assert!(resent(&s.take_output()));
+}
+
+#[test]
 fn stale_and_foreign_requests_are_refused_and_counted() {
     let mut s = StageCore::new(wood(11), Records::default());
     s.set_flow(Duration::ZERO, &window_flow(5));
