@@ -4,6 +4,7 @@
 //! |---|---|
 //! | [`local`] | a cluster of real `factoryos` processes on this machine: start, kill -9, restart, clean up |
 //! | [`stage_kill`] | a supplier's SIGKILL seen from its consumers, behind `factoryos bench stage` |
+//! | [`experiment`] | `factoryos run`: a local cluster on a generated chain, faults at rates, results vs the ideal twin |
 //! | [`failover`] | the leader-failover and commit-latency measurement behind `factoryos bench failover` |
 //!
 //! Still to come (see `docs/architecture.md` and the project's issues):
@@ -15,11 +16,10 @@
 //! * `checker` — linearizability of config-store operations, the lot
 //!   invariant, one leader per term, flow fencing, liveness;
 //! * `report` — verdicts, timelines and plots;
-//! * `experiment` — the local run (`factoryos run`), the ideal twin and the
-//!   original system's experiments rerun side by side.
 //!
 //! It depends on `factoryos-stage`, `factoryos-coord` and `factoryos-wire`.
 
+pub mod experiment;
 pub mod failover;
 pub mod local;
 pub mod stage_kill;

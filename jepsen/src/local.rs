@@ -106,6 +106,27 @@ impl LocalCluster {
         self.spawn(id, &["coord".into(), "--id".into(), id.0.to_string()])
     }
 
+    /// Starts several stages in one host process, known by the first id
+    /// (kill or terminate that id to stop them all).
+    pub fn start_stage_group(&mut self, ids: &[NodeId], cycle_ms: u64) -> Result<(), LocalError> {
+        let Some(first) = ids.first() else {
+            return Ok(());
+        };
+        let list: Vec<String> = ids.iter().map(|i| i.0.to_string()).collect();
+        self.spawn(
+            *first,
+            &[
+                "stage".into(),
+                "--ids".into(),
+                list.join(","),
+                "--cycle-ms".into(),
+                cycle_ms.to_string(),
+                "--metrics-ms".into(),
+                self.metrics_ms.to_string(),
+            ],
+        )
+    }
+
     /// How often stages started from now on write their metrics file.
     pub fn set_metrics_interval(&mut self, ms: u64) {
         self.metrics_ms = ms.max(10);

@@ -4,4 +4,5 @@ pub mod bench;
 pub mod certs;
 pub mod chain;
 pub mod coord;
+pub mod run;
 pub mod stage;

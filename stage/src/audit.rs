@@ -20,6 +20,8 @@ pub struct AuditReport {
     pub units_held: u64,
     pub units_in_transit: u64,
     pub units_shipped: u64,
+    /// Final products made (lots shipped).
+    pub lots_shipped: u64,
     /// Lots recorded delivered whose consumer does not hold them.
     pub lost: Vec<LotId>,
     /// Lots held by more than one stage, or held while still in the producer's queue.
@@ -98,6 +100,7 @@ pub fn audit(stages: &[(NodeId, &Records)]) -> AuditReport {
                 }
                 OutState::Shipped => {
                     report.units_shipped += r.lot.units as u64;
+                    report.lots_shipped += 1;
                     if !held.is_empty() {
                         report.duplicated.push(r.lot.id);
                     }

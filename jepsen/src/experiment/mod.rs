@@ -1,0 +1,448 @@
+//! `factoryos run`: a whole local cluster of real processes on a generated
+//! (or given) chain, faults injected at the original's rates, and the
+//! results: the original's metric table, a summary against the ideal twin,
+//! and files.
+
+pub mod ideal;
+pub mod results;
+
+use crate::local::{LocalCluster, LocalError};
+use factoryos_coord::cluster::RaftTimeouts;
+use factoryos_coord::generate::{generate, ChainShape, Complexity};
+use factoryos_coord::spec::ChainSpec;
+use factoryos_wire::NodeId;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use results::{Fault, Recovery, StageMetrics, Summary};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// A chain size, as in the original's experiments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    /// 5 types x 2 stages.
+    Small,
+    /// 8 types x 2 stages.
+    Med,
+    /// 20 types x 2 stages.
+    Large,
+    /// 200 types x 5 stages (1,000 stages, hosted 50 to a process).
+    Xl,
+}
+
+impl Preset {
+    pub fn shape(self) -> (usize, usize) {
+        match self {
+            Preset::Small => (5, 2),
+            Preset::Med => (8, 2),
+            Preset::Large => (20, 2),
+            Preset::Xl => (200, 5),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Small => "small",
+            Preset::Med => "med",
+            Preset::Large => "large",
+            Preset::Xl => "xl",
+        }
+    }
+}
+
+impl std::str::FromStr for Preset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "small" => Ok(Preset::Small),
+            "med" | "medium" => Ok(Preset::Med),
+            "large" => Ok(Preset::Large),
+            "xl" => Ok(Preset::Xl),
+            other => Err(format!(
+                "unknown preset {other:?}: use small, med, large or xl"
+            )),
+        }
+    }
+}
+
+/// Everything a run needs.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub preset: Preset,
+    /// A spec file instead of a generated chain.
+    pub spec: Option<PathBuf>,
+    pub num_types: Option<usize>,
+    pub nodes_per_type: Option<usize>,
+    pub complexity: Complexity,
+    pub seed: u64,
+    pub replicate_ends: bool,
+    pub duration: Duration,
+    pub cycle: Duration,
+    /// Stage crashes per minute.
+    pub failure_rate: f64,
+    /// Recoveries per minute.
+    pub recover_rate: f64,
+    /// Whether the Raft leader may be killed too.
+    pub leader_can_fail: bool,
+    pub file_lock: bool,
+    pub coordinators: u64,
+    /// The run directory (cluster, logs, results).
+    pub out: PathBuf,
+    /// The `factoryos` binary to start processes with.
+    pub binary: PathBuf,
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Local(#[from] LocalError),
+    #[error("spec: {0}")]
+    Spec(#[from] factoryos_coord::spec::SpecErrors),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("the cluster did not come up within {0:?}: {1}")]
+    Startup(Duration, String),
+    #[error("audit: {0}")]
+    Wal(#[from] factoryos_stage::wal::WalError),
+}
+
+/// Live figures for a progress display.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub elapsed: Duration,
+    pub final_products: u64,
+    pub successful_ratio: f64,
+    pub live: usize,
+    pub dead: usize,
+    pub leader: Option<NodeId>,
+    pub last_op: Option<String>,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub table: String,
+    pub summary: Summary,
+    pub out: PathBuf,
+}
+
+/// The chain of a run: a spec file, or the original's shape.
+pub fn chain(config: &RunConfig) -> Result<ChainSpec, RunError> {
+    if let Some(path) = &config.spec {
+        return Ok(factoryos_coord::spec::load(path)?);
+    }
+    let (types, per_type) = config.preset.shape();
+    let mut shape = ChainShape::new(
+        config.num_types.unwrap_or(types),
+        config.nodes_per_type.unwrap_or(per_type),
+    );
+    shape.complexity = config.complexity;
+    shape.seed = config.seed;
+    shape.replicate_ends = config.replicate_ends;
+    shape.first_id = 11;
+    Ok(generate(&shape))
+}
+
+const STARTUP: Duration = Duration::from_secs(60);
+/// Stages per host process for large chains.
+const HOST_GROUP: usize = 50;
+
+/// Runs the experiment. `stop` ends it early (Ctrl-C); results are still made.
+pub async fn run(
+    config: &RunConfig,
+    mut progress: impl FnMut(&Progress),
+    stop: watch::Receiver<bool>,
+) -> Result<RunReport, RunError> {
+    let chain = chain(config)?;
+    std::fs::create_dir_all(&config.out)?;
+    let spec_path = config.out.join("chain.toml");
+    std::fs::write(&spec_path, factoryos_coord::spec::render(&chain))?;
+    let mut cluster = LocalCluster::create(
+        &config.out.join("cluster"),
+        &config.binary,
+        config.coordinators,
+        Some(&spec_path),
+        RaftTimeouts::default(),
+        config.file_lock,
+    )?;
+    cluster.set_metrics_interval(500);
+    cluster.start_all()?;
+
+    // Stages: one process each, or hosted in groups for large chains.
+    let ids: Vec<NodeId> = chain.stages.iter().map(|s| s.id).collect();
+    let cycle_ms = config.cycle.as_millis().max(1) as u64;
+    let groups: Vec<Vec<NodeId>> = if ids.len() > 100 {
+        ids.chunks(HOST_GROUP).map(|c| c.to_vec()).collect()
+    } else {
+        ids.iter().map(|i| vec![*i]).collect()
+    };
+    for g in &groups {
+        cluster.start_stage_group(g, cycle_ms)?;
+    }
+    // Which process hosts each stage (a crash takes the whole host down).
+    let host_of: BTreeMap<NodeId, NodeId> = groups
+        .iter()
+        .flat_map(|g| g.iter().map(move |s| (*s, g[0])))
+        .collect();
+    let item_of: BTreeMap<NodeId, String> = chain
+        .stages
+        .iter()
+        .map(|s| (s.id, s.item.to_string()))
+        .collect();
+    let final_type = chain.spec.final_type.to_string();
+    let raw: BTreeSet<String> = chain.raw_types().iter().map(|t| t.to_string()).collect();
+
+    let (client, transport) = cluster.client()?;
+    // The clock starts once every stage is registered and a flow committed.
+    let started = Instant::now();
+    loop {
+        if let Ok(s) = client.status().await {
+            if s.stages.len() == ids.len() && s.flow_version.0 > 0 {
+                break;
+            }
+        }
+        if started.elapsed() > STARTUP {
+            return Err(RunError::Startup(
+                STARTUP,
+                "not every stage registered".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let mut rng = SmallRng::seed_from_u64(config.seed ^ 0x5eed);
+    let per_s = |per_min: f64| per_min / 60.0;
+    let next_in = |rng: &mut SmallRng, rate: f64| -> Option<Duration> {
+        (rate > 0.0).then(|| Duration::from_secs_f64(-rng.random::<f64>().max(1e-12).ln() / rate))
+    };
+    let clock = Instant::now();
+    let mut next_crash = next_in(&mut rng, per_s(config.failure_rate));
+    let mut next_recover = next_in(&mut rng, per_s(config.recover_rate));
+    let mut dead_hosts: BTreeSet<NodeId> = BTreeSet::new();
+    let mut dead_coords: BTreeSet<NodeId> = BTreeSet::new();
+    let mut faults: Vec<Fault> = Vec::new();
+    let mut recoveries: Vec<(Recovery, Instant)> = Vec::new();
+    let mut view = Progress::default();
+    let mut last_status = Instant::now() - Duration::from_secs(1);
+    while clock.elapsed() < config.duration && !*stop.borrow() {
+        let now = clock.elapsed();
+        if next_crash.is_some_and(|t| now >= t) {
+            next_crash = next_in(&mut rng, per_s(config.failure_rate)).map(|d| now + d);
+            // Candidates: hosts whose stages all leave a live stage of their type behind.
+            let live_of = |item: &str, dead: &BTreeSet<NodeId>| {
+                ids.iter()
+                    .filter(|s| item_of[s] == item && !dead.contains(&host_of[s]))
+                    .count()
+            };
+            let mut candidates: Vec<NodeId> = groups
+                .iter()
+                .map(|g| g[0])
+                .filter(|h| !dead_hosts.contains(h))
+                .filter(|h| {
+                    let mut after = dead_hosts.clone();
+                    after.insert(*h);
+                    groups
+                        .iter()
+                        .find(|g| g[0] == *h)
+                        .expect("host of a group")
+                        .iter()
+                        .all(|s| live_of(&item_of[s], &after) > 0)
+                })
+                .collect();
+            let mut leader = None;
+            if config.leader_can_fail && dead_coords.is_empty() {
+                leader = client.status().await.ok().and_then(|s| s.leader);
+                candidates.extend(leader);
+            }
+            if !candidates.is_empty() {
+                let victim = candidates[rng.random_range(0..candidates.len())];
+                cluster.kill(victim)?;
+                let op = if Some(victim) == leader {
+                    "kill-leader"
+                } else {
+                    "crash"
+                };
+                if op == "kill-leader" {
+                    dead_coords.insert(victim);
+                } else {
+                    dead_hosts.insert(victim);
+                }
+                faults.push(Fault {
+                    at_s: now.as_secs_f64(),
+                    op: op.into(),
+                    node: victim.0,
+                });
+                view.last_op = Some(format!("{op} {victim} at {:.1}s", now.as_secs_f64()));
+                tracing::info!(%victim, op, at_s = now.as_secs_f64(), "fault injected");
+            }
+        }
+        if next_recover.is_some_and(|t| now >= t) {
+            next_recover = next_in(&mut rng, per_s(config.recover_rate)).map(|d| now + d);
+            let pool: Vec<NodeId> = dead_hosts
+                .iter()
+                .chain(dead_coords.iter())
+                .copied()
+                .collect();
+            if !pool.is_empty() {
+                let back = pool[rng.random_range(0..pool.len())];
+                if dead_coords.remove(&back) {
+                    cluster.start(back)?;
+                } else {
+                    dead_hosts.remove(&back);
+                    let group = groups
+                        .iter()
+                        .find(|g| g[0] == back)
+                        .expect("host of a group")
+                        .clone();
+                    for s in &group {
+                        let _ = std::fs::remove_file(cluster.metrics_path(*s));
+                    }
+                    cluster.start_stage_group(&group, cycle_ms)?;
+                    recoveries.push((
+                        Recovery {
+                            at_s: now.as_secs_f64(),
+                            node: back.0,
+                            first_lot_ms: None,
+                        },
+                        Instant::now(),
+                    ));
+                }
+                view.last_op = Some(format!("recover {back} at {:.1}s", now.as_secs_f64()));
+                tracing::info!(node = %back, at_s = now.as_secs_f64(), "recovered");
+            }
+        }
+        // Recoveries: the restarted stage's first lot.
+        for (r, at) in recoveries
+            .iter_mut()
+            .filter(|(r, _)| r.first_lot_ms.is_none())
+        {
+            let made = cluster
+                .stage_metrics(NodeId(r.node))
+                .and_then(|m| m.get("successful_manufacture_cycles").copied())
+                .unwrap_or(0);
+            if made > 0 {
+                r.first_lot_ms = Some(at.elapsed().as_millis() as u64);
+            }
+        }
+        if last_status.elapsed() >= Duration::from_millis(500) {
+            last_status = Instant::now();
+            let metrics = read_metrics(&cluster, &ids);
+            view.elapsed = now;
+            view.final_products = metrics
+                .iter()
+                .filter(|(id, _)| item_of[&NodeId(**id)] == final_type)
+                .map(|(_, m)| m.get("final_products").copied().unwrap_or(0))
+                .sum();
+            view.successful_ratio = successful_ratio(&metrics, &item_of, &raw);
+            view.dead = ids
+                .iter()
+                .filter(|s| dead_hosts.contains(&host_of[s]))
+                .count();
+            view.live = ids.len() - view.dead;
+            view.leader = client.status().await.ok().and_then(|s| s.leader);
+            progress(&view);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = clock.elapsed();
+
+    // Stop every stage cleanly so its last metrics and WAL writes are in.
+    for g in &groups {
+        if !dead_hosts.contains(&g[0]) {
+            cluster.terminate(g[0])?;
+        }
+    }
+    transport.shutdown().await;
+    cluster.stop_all();
+
+    let metrics = read_metrics(&cluster, &ids);
+    let audit = factoryos_stage::audit::audit_wals(&cluster.file().data, &ids)?;
+    let all_live = chain.stage_states(&BTreeSet::new());
+    let cycles = (elapsed.as_secs_f64() / config.cycle.as_secs_f64()) as u64;
+    let ideal = ideal::final_products(&chain.spec, &all_live, cycles, 8);
+    let sum = |names: &[&str]| -> u64 {
+        metrics
+            .values()
+            .map(|m| {
+                names
+                    .iter()
+                    .map(|n| m.get(*n).copied().unwrap_or(0))
+                    .sum::<u64>()
+            })
+            .sum()
+    };
+    let lots = sum(&["batches_received"]).max(1) as f64;
+    let trade = sum(&[
+        "RequestBatch_sent",
+        "BatchSent_sent",
+        "BatchUnavailable_sent",
+        "DeliveryConfirmed_sent",
+        "WaitingForBatch_sent",
+    ]) as f64;
+    let summary = Summary {
+        preset: if config.spec.is_some() {
+            "spec".into()
+        } else {
+            config.preset.name().into()
+        },
+        seed: config.seed,
+        types: chain.spec.types.len(),
+        stages: ids.len(),
+        coordinators: config.coordinators,
+        coord_mode: if config.file_lock {
+            "file-lock"
+        } else {
+            "raft"
+        }
+        .into(),
+        duration_s: elapsed.as_secs_f64(),
+        cycle_ms,
+        final_products: audit.lots_shipped,
+        ideal_final_products: ideal,
+        efficiency: audit.lots_shipped as f64 / ideal.max(1) as f64,
+        successful_cycle_ratio: successful_ratio(&metrics, &item_of, &raw),
+        messages_per_lot: trade / lots,
+        heartbeats_per_lot: sum(&["Heartbeat_sent"]) as f64 / lots,
+        lots_lost: audit.lost.len(),
+        lots_duplicated: audit.duplicated.len(),
+        lots_miscounted: audit.miscounted.len(),
+        lots_in_transit: audit.in_transit.len(),
+        faults_injected: faults.len(),
+        faults,
+        recoveries: recoveries.into_iter().map(|(r, _)| r).collect(),
+    };
+    results::write_files(&config.out, &metrics, &summary)?;
+    let table = results::render_table(&results::table(&metrics));
+    Ok(RunReport {
+        table,
+        summary,
+        out: config.out.clone(),
+    })
+}
+
+fn read_metrics(cluster: &LocalCluster, ids: &[NodeId]) -> StageMetrics {
+    ids.iter()
+        .filter_map(|id| cluster.stage_metrics(*id).map(|m| (id.0, m)))
+        .collect()
+}
+
+/// Successful cycles over all cycles, of the stages that are not raw materials.
+fn successful_ratio(
+    metrics: &StageMetrics,
+    item_of: &BTreeMap<NodeId, String>,
+    raw: &BTreeSet<String>,
+) -> f64 {
+    let (ok, total) = metrics
+        .iter()
+        .filter(|(id, _)| !raw.contains(&item_of[&NodeId(**id)]))
+        .fold((0u64, 0u64), |(ok, total), (_, m)| {
+            (
+                ok + m.get("successful_manufacture_cycles").copied().unwrap_or(0),
+                total + m.get("total_manufacture_cycles").copied().unwrap_or(0),
+            )
+        });
+    ok as f64 / total.max(1) as f64
+}

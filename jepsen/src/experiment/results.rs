@@ -1,0 +1,223 @@
+//! The results of a run: the original's metric table, a summary, and the
+//! files written to `--out`.
+
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+use std::path::Path;
+
+/// Per stage, every metric it reported.
+pub type StageMetrics = BTreeMap<u64, BTreeMap<String, u64>>;
+
+/// One row of the table: a metric over stages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub metric: String,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+    pub median: f64,
+    pub std: f64,
+    pub var: f64,
+}
+
+/// Statistics of every metric over the stages that reported (a metric a
+/// stage did not report counts as 0 for it). `std`/`var` are the sample
+/// ones (NaN with fewer than two stages), as in the original's tables.
+pub fn table(metrics: &StageMetrics) -> Vec<Row> {
+    let names: BTreeSet<&String> = metrics.values().flat_map(|m| m.keys()).collect();
+    names
+        .into_iter()
+        .map(|name| {
+            let mut v: Vec<f64> = metrics
+                .values()
+                .map(|m| m.get(name).copied().unwrap_or(0) as f64)
+                .collect();
+            v.sort_by(|a, b| a.total_cmp(b));
+            let n = v.len() as f64;
+            let mean = v.iter().sum::<f64>() / n.max(1.0);
+            let median = if v.is_empty() {
+                f64::NAN
+            } else if v.len() % 2 == 1 {
+                v[v.len() / 2]
+            } else {
+                (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+            };
+            let var = if v.len() < 2 {
+                f64::NAN
+            } else {
+                v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+            };
+            Row {
+                metric: name.clone(),
+                min: v.first().copied().unwrap_or(f64::NAN),
+                max: v.last().copied().unwrap_or(f64::NAN),
+                mean,
+                median,
+                std: var.sqrt(),
+                var,
+            }
+        })
+        .collect()
+}
+
+/// The table as text, aligned like the original's.
+pub fn render_table(rows: &[Row]) -> String {
+    let width = rows
+        .iter()
+        .map(|r| r.metric.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<width$} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12}",
+        "metric_name", "min", "max", "mean", "median", "std", "var"
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{:<width$} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>12.2}",
+            r.metric, r.min, r.max, r.mean, r.median, r.std, r.var
+        );
+    }
+    out
+}
+
+/// One fault the run injected.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fault {
+    /// Seconds since the run started.
+    pub at_s: f64,
+    pub op: String,
+    pub node: u64,
+}
+
+/// One recovery: a restarted stage and how long it took to make a lot again.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recovery {
+    pub at_s: f64,
+    pub node: u64,
+    /// Restart -> first successful cycle, if it made one before the run ended.
+    pub first_lot_ms: Option<u64>,
+}
+
+/// The run's summary (`summary.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub preset: String,
+    /// The generator's and the fault schedule's seed (rerun with `--seed`).
+    pub seed: u64,
+    pub types: usize,
+    pub stages: usize,
+    pub coordinators: u64,
+    pub coord_mode: String,
+    pub duration_s: f64,
+    pub cycle_ms: u64,
+    pub final_products: u64,
+    pub ideal_final_products: u64,
+    pub efficiency: f64,
+    pub successful_cycle_ratio: f64,
+    pub messages_per_lot: f64,
+    pub heartbeats_per_lot: f64,
+    pub lots_lost: usize,
+    pub lots_duplicated: usize,
+    pub lots_miscounted: usize,
+    pub lots_in_transit: usize,
+    pub faults_injected: usize,
+    pub faults: Vec<Fault>,
+    pub recoveries: Vec<Recovery>,
+}
+
+impl Summary {
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{} chain (seed {}): {} types, {} stages, {} coordinators ({}), {:.0} s of {} ms cycles",
+            self.preset, self.seed, self.types, self.stages, self.coordinators, self.coord_mode, self.duration_s, self.cycle_ms
+        );
+        let _ = writeln!(
+            s,
+            "final products        {} (ideal twin: {}) -> efficiency {:.3}",
+            self.final_products, self.ideal_final_products, self.efficiency
+        );
+        let _ = writeln!(
+            s,
+            "successful cycles     {:.1}% of all cycles of non-raw stages",
+            self.successful_cycle_ratio * 100.0
+        );
+        let _ = writeln!(
+            s,
+            "messages per lot      {:.2} trade messages + {:.2} heartbeats",
+            self.messages_per_lot, self.heartbeats_per_lot
+        );
+        let recovered: Vec<String> = self
+            .recoveries
+            .iter()
+            .map(|r| match r.first_lot_ms {
+                Some(ms) => format!("n{} in {ms} ms", r.node),
+                None => format!("n{} (no lot yet)", r.node),
+            })
+            .collect();
+        let _ = writeln!(s, "faults injected       {}", self.faults_injected);
+        let _ = writeln!(
+            s,
+            "recoveries            {}{}",
+            self.recoveries.len(),
+            if recovered.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", recovered.join(", "))
+            }
+        );
+        let _ = write!(
+            s,
+            "lots lost {}, duplicated {}, miscounted {} (audit of every WAL; {} still in transit)",
+            self.lots_lost, self.lots_duplicated, self.lots_miscounted, self.lots_in_transit
+        );
+        s
+    }
+}
+
+/// Writes `metrics.csv` (stage,metric,value) and `summary.json` into `out`.
+pub fn write_files(out: &Path, metrics: &StageMetrics, summary: &Summary) -> std::io::Result<()> {
+    std::fs::create_dir_all(out)?;
+    let mut csv = String::from("stage,metric,value\n");
+    for (stage, m) in metrics {
+        for (name, v) in m {
+            let _ = writeln!(csv, "{stage},{name},{v}");
+        }
+    }
+    std::fs::write(out.join("metrics.csv"), csv)?;
+    let json = serde_json::to_vec_pretty(summary).map_err(std::io::Error::other)?;
+    std::fs::write(out.join("summary.json"), json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_matches_a_hand_computation() {
+        let mut m: StageMetrics = BTreeMap::new();
+        for (stage, v) in [(1, 2), (2, 4), (3, 9)] {
+            m.insert(stage, BTreeMap::from([("x".to_string(), v)]));
+        }
+        m.get_mut(&1).unwrap().insert("only_one".into(), 5);
+        let rows = table(&m);
+        let x = rows.iter().find(|r| r.metric == "x").unwrap();
+        assert_eq!((x.min, x.max, x.median), (2.0, 9.0, 4.0));
+        assert!((x.mean - 5.0).abs() < 1e-9);
+        assert!(
+            (x.var - 13.0).abs() < 1e-9,
+            "sample variance of 2,4,9 is 13"
+        );
+        let only = rows.iter().find(|r| r.metric == "only_one").unwrap();
+        assert_eq!((only.min, only.max), (0.0, 5.0), "missing counts as 0");
+        let text = render_table(&rows);
+        assert!(text.starts_with("metric_name"));
+        assert!(text.contains("x  "), "{text}");
+    }
+}

@@ -1,0 +1,142 @@
+//! `factoryos run` end to end: a short small-preset run with crashes and
+//! recoveries, and a run interrupted with Ctrl-C.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn factoryos() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_factoryos"))
+}
+
+const METRIC_ROWS: &[&str] = &[
+    "successful_manufacture_cycles",
+    "skipped_manufacture_cycles",
+    "total_manufacture_cycles",
+    "RequestBatch_sent",
+    "RequestBatch_received",
+    "BatchSent_sent",
+    "BatchSent_received",
+    "BatchUnavailable_sent",
+    "WaitingForBatch_received",
+    "DeliveryConfirmed_sent",
+    "batches_requested",
+    "batches_received",
+    "batches_delivered",
+    "heartbeats_sent",
+    "nodes_reported_suspect",
+    "wal_recovered_in_queue",
+    "wal_recovered_in_transit",
+    "wal_recovered_inbound",
+    "final_products",
+];
+
+#[test]
+fn a_short_small_run_with_failures_loses_nothing_and_reports_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let out = factoryos()
+        .args([
+            "run",
+            "--preset",
+            "small",
+            "--duration",
+            "20",
+            "--seed",
+            "7",
+        ])
+        .args(["--failure-rate", "30", "--recover-rate", "30"])
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "run failed (seed 7):\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.starts_with("metric_name"), "{stdout}");
+    for row in METRIC_ROWS {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(row)),
+            "no `{row}` row in:\n{stdout}"
+        );
+    }
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("summary.json")).unwrap()).unwrap();
+    for key in [
+        "efficiency",
+        "final_products",
+        "ideal_final_products",
+        "successful_cycle_ratio",
+        "messages_per_lot",
+        "lots_lost",
+        "lots_duplicated",
+        "faults_injected",
+        "recoveries",
+    ] {
+        assert!(
+            summary.get(key).is_some(),
+            "summary.json lacks {key}: {summary}"
+        );
+    }
+    assert_eq!(summary["lots_lost"], 0, "{summary}");
+    assert_eq!(summary["lots_duplicated"], 0, "{summary}");
+    assert_eq!(summary["lots_miscounted"], 0, "{summary}");
+    assert!(summary["efficiency"].as_f64().unwrap() > 0.0, "{summary}");
+    assert!(
+        summary["faults_injected"].as_u64().unwrap() >= 1,
+        "{summary}"
+    );
+    let csv = std::fs::read_to_string(out_dir.join("metrics.csv")).unwrap();
+    assert!(csv.starts_with("stage,metric,value\n") && csv.lines().count() > 100);
+}
+
+#[test]
+fn ctrl_c_mid_run_stops_early_and_leaves_no_process_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let mut child = factoryos()
+        .args(["run", "--duration", "120"])
+        .arg("--out")
+        .arg(&out_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the stages are up (their metrics files appear), then interrupt.
+    let start = Instant::now();
+    while !out_dir.join("cluster/data/n11/metrics.json").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the run never started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let status = child.wait().unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(100),
+        "the run did not stop early"
+    );
+    assert!(
+        status.success(),
+        "an interrupted run still reports: {status}"
+    );
+    assert!(out_dir.join("summary.json").exists());
+    // No process of this run is left.
+    let marker = out_dir.to_string_lossy().to_string();
+    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let left: Vec<String> = String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .filter(|l| l.contains(&marker) && !l.contains("ps -eo"))
+        .map(str::to_owned)
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
