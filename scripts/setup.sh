@@ -3,9 +3,10 @@
 # checks the toolchain. Idempotent; safe to run on every test run.
 set -euo pipefail
 
-# System packages the tests use. The partition harness (network namespaces,
-# nftables) will add iproute2 and nftables here when it lands.
-PACKAGES=()
+# System packages the tests use: the DejaVu font for the run's PNG plots.
+# The partition harness (network namespaces, nftables) will add iproute2 and
+# nftables here when it lands.
+PACKAGES=(fonts-dejavu-core)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

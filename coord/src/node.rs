@@ -29,7 +29,7 @@ use factoryos_wire::{
     FlowVersion, Inbound, NodeId, NodeIdentity, PeerBook, Responder, Transport, TransportConfig,
 };
 use openraft::BasicNode;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -441,7 +441,8 @@ async fn write<S: ConfigStore>(shared: &Shared<S>, cmd: Command) -> ClientRespon
 async fn leader_duties<S: ConfigStore>(shared: Shared<S>) {
     let mut config = shared.store.config();
     let mut leading = shared.store.leading();
-    let probing: Arc<Mutex<HashSet<NodeId>>> = Arc::default();
+    // Per stage: None while a probe runs, or when the last one ended.
+    let probing: Arc<Mutex<HashMap<NodeId, Option<Instant>>>> = Arc::default();
     loop {
         if *leading.borrow_and_update() {
             let snapshot = config.borrow_and_update().clone();
@@ -459,7 +460,7 @@ async fn leader_duties<S: ConfigStore>(shared: Shared<S>) {
 async fn lead_once<S: ConfigStore>(
     shared: &Shared<S>,
     cfg: &ClusterConfig,
-    probing: &Arc<Mutex<HashSet<NodeId>>>,
+    probing: &Arc<Mutex<HashMap<NodeId, Option<Instant>>>>,
 ) {
     if cfg.spec.is_none() {
         if let Some(spec) = &shared.bootstrap_spec {
@@ -473,25 +474,40 @@ async fn lead_once<S: ConfigStore>(
         }
         return;
     }
-    // Confirm suspects with our own probe, one probe per suspect at a time.
+    // Confirm suspects with our own probe, and probe the dead now and then
+    // (a stage declared dead by mistake, or back without re-registering, is
+    // revived): one probe per stage at a time.
     for (id, record) in &cfg.stages {
-        if record.liveness != Liveness::Suspect {
+        let revive = record.liveness == Liveness::Dead;
+        if record.liveness == Liveness::Alive {
             continue;
         }
-        let fresh = probing
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(*id);
+        let fresh = {
+            let mut p = probing.lock().unwrap_or_else(|e| e.into_inner());
+            // Absent: never probed; None: a probe is running; Some(t): it ended at t.
+            let due = p
+                .get(id)
+                .is_none_or(|last| last.is_some_and(|t: Instant| t.elapsed() >= REVIVE_EVERY));
+            if due {
+                p.insert(*id, None);
+            }
+            due
+        };
         if fresh {
             let shared = shared.clone();
             let probing = probing.clone();
             let (id, reporters) = (*id, record.suspected_by.clone());
             tokio::spawn(async move {
-                confirm_suspect(&shared, id, reporters).await;
+                if revive {
+                    revive_if_alive(&shared, id).await;
+                } else {
+                    confirm_suspect(&shared, id, reporters).await;
+                }
+                // Remember when: the dead are probed again after REVIVE_EVERY.
                 probing
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .remove(&id);
+                    .insert(id, Some(Instant::now()));
             });
         }
     }
@@ -500,18 +516,41 @@ async fn lead_once<S: ConfigStore>(
     }
 }
 
+/// How often the leader probes a stage it holds dead.
+const REVIVE_EVERY: Duration = Duration::from_secs(2);
+
+/// Whether `stage` answers a heartbeat request, trying twice (a loaded
+/// machine may miss one deadline; a dead stage misses both).
+async fn probe<S: ConfigStore>(shared: &Shared<S>, stage: NodeId) -> bool {
+    for _ in 0..2 {
+        let request =
+            shared
+                .transport
+                .request(stage, FlowVersion(0), Message::Heartbeat { seq: 0 });
+        if matches!(
+            tokio::time::timeout(shared.probe_timeout, request).await,
+            Ok(Ok(_))
+        ) {
+            return true;
+        }
+    }
+    false
+}
+
+/// A stage held dead that answers is alive again.
+async fn revive_if_alive<S: ConfigStore>(shared: &Shared<S>, stage: NodeId) {
+    if probe(shared, stage).await {
+        tracing::info!(%stage, "a stage held dead answers the leader: alive again");
+        let _ = shared.store.propose(Command::MarkAlive { stage }).await;
+    }
+}
+
 async fn confirm_suspect<S: ConfigStore>(
     shared: &Shared<S>,
     suspect: NodeId,
     reporters: BTreeSet<NodeId>,
 ) {
-    let probe = shared
-        .transport
-        .request(suspect, FlowVersion(0), Message::Heartbeat { seq: 0 });
-    let alive = matches!(
-        tokio::time::timeout(shared.probe_timeout, probe).await,
-        Ok(Ok(_))
-    );
+    let alive = probe(shared, suspect).await;
     if !alive {
         tracing::info!(stage = %suspect, "suspect confirmed dead by the leader's probe");
         let _ = shared

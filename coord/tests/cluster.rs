@@ -330,6 +330,21 @@ async fn a_suspect_is_probed(file_lock: bool) {
     })
     .await;
 
+    // A live stage held dead by mistake is probed again and revived.
+    let l = leader_of(&coords).await;
+    let leader = coords.iter().find(|c| c.id() == l).unwrap();
+    leader
+        .propose(Command::MarkDead { stage: NodeId(11) })
+        .await
+        .unwrap();
+    eventually("11 revived", async || {
+        let s = c13.status().await.ok()?;
+        s.stages
+            .contains(&(NodeId(11), Liveness::Alive))
+            .then_some(())
+    })
+    .await;
+
     c13.report_suspect(NodeId(11)).await.unwrap();
     // The leader probes 11, finds it alive, and routes 13 around the link.
     eventually("the link 11 -> 13 avoided", async || {

@@ -118,10 +118,12 @@ pub fn main(args: RunArgs) -> Result<()> {
     println!("{}", report.table);
     println!("{}", report.summary.render());
     println!(
-        "\nfiles: {}/metrics.csv, summary.json; cluster and logs in {}/cluster",
-        report.out.display(),
+        "\nfiles in {}: metrics.csv, summary.json, final_products.png, cycle_outcomes.png; cluster and logs in cluster/",
         report.out.display()
     );
+    for note in &report.plot_notes {
+        eprintln!("plot skipped: {note}");
+    }
     if report.summary.lots_lost > 0
         || report.summary.lots_duplicated > 0
         || report.summary.lots_miscounted > 0

@@ -4,6 +4,7 @@
 //! and files.
 
 pub mod ideal;
+pub mod plots;
 pub mod results;
 
 use crate::local::{LocalCluster, LocalError};
@@ -127,6 +128,8 @@ pub struct RunReport {
     pub table: String,
     pub summary: Summary,
     pub out: PathBuf,
+    /// Why a plot was not drawn, if one was not.
+    pub plot_notes: Vec<String>,
 }
 
 /// The chain of a run: a spec file, or the original's shape.
@@ -226,6 +229,8 @@ pub async fn run(
     let mut faults: Vec<Fault> = Vec::new();
     let mut recoveries: Vec<(Recovery, Instant)> = Vec::new();
     let mut view = Progress::default();
+    let mut series: Vec<(f64, u64)> = vec![(0.0, 0)];
+    let mut windows: Vec<(NodeId, f64, Option<f64>)> = Vec::new();
     let mut last_status = Instant::now() - Duration::from_secs(1);
     while clock.elapsed() < config.duration && !*stop.borrow() {
         let now = clock.elapsed();
@@ -270,6 +275,7 @@ pub async fn run(
                 } else {
                     dead_hosts.insert(victim);
                 }
+                windows.push((victim, now.as_secs_f64(), None));
                 faults.push(Fault {
                     at_s: now.as_secs_f64(),
                     op: op.into(),
@@ -288,6 +294,13 @@ pub async fn run(
                 .collect();
             if !pool.is_empty() {
                 let back = pool[rng.random_range(0..pool.len())];
+                if let Some(w) = windows
+                    .iter_mut()
+                    .rev()
+                    .find(|w| w.0 == back && w.2.is_none())
+                {
+                    w.2 = Some(now.as_secs_f64());
+                }
                 if dead_coords.remove(&back) {
                     cluster.start(back)?;
                 } else {
@@ -343,6 +356,7 @@ pub async fn run(
                 .count();
             view.live = ids.len() - view.dead;
             view.leader = client.status().await.ok().and_then(|s| s.leader);
+            series.push((now.as_secs_f64(), view.final_products));
             progress(&view);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -415,11 +429,52 @@ pub async fn run(
         recoveries: recoveries.into_iter().map(|(r, _)| r).collect(),
     };
     results::write_files(&config.out, &metrics, &summary)?;
+    series.push((elapsed.as_secs_f64(), summary.final_products));
+    let shaded: Vec<plots::Window> = windows
+        .iter()
+        .map(|(_, start, end)| plots::Window {
+            start_s: *start,
+            end_s: end.unwrap_or(elapsed.as_secs_f64()),
+        })
+        .collect();
+    let title = format!(
+        "{} chain, {} stages: final products (efficiency {:.2})",
+        summary.preset, summary.stages, summary.efficiency
+    );
+    let ideal_per_s = ideal as f64 / elapsed.as_secs_f64().max(1e-9);
+    let outcomes: Vec<plots::Outcomes> = metrics
+        .iter()
+        .map(|(id, m)| plots::Outcomes {
+            stage: *id,
+            item: item_of[&NodeId(*id)].clone(),
+            successful: m.get("successful_manufacture_cycles").copied().unwrap_or(0),
+            skipped: m.get("skipped_manufacture_cycles").copied().unwrap_or(0),
+            blocked: m.get("blocked_manufacture_cycles").copied().unwrap_or(0),
+        })
+        .collect();
+    let mut plot_notes = Vec::new();
+    if let Err(e) = plots::final_products(
+        &config.out.join("final_products.png"),
+        &series,
+        &shaded,
+        ideal_per_s,
+        &title,
+    ) {
+        plot_notes.push(e.to_string());
+    }
+    if let Err(e) = plots::cycle_outcomes(
+        &config.out.join("cycle_outcomes.png"),
+        &outcomes,
+        "cycle outcomes per stage",
+    ) {
+        plot_notes.push(e.to_string());
+    }
     let table = results::render_table(&results::table(&metrics));
     Ok(RunReport {
         table,
         summary,
         out: config.out.clone(),
+        plot_notes,
     })
 }
 
