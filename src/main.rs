@@ -4,8 +4,7 @@
 
 mod commands;
 
-use anyhow::Result;
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -25,7 +24,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Start a whole local cluster and print the experiment's results.
-    Run(RunArgs),
+    Run(commands::run::RunArgs),
     /// Make the cluster CA and node certificates (mutual TLS).
     #[command(subcommand)]
     Certs(CertsCommand),
@@ -181,59 +180,6 @@ enum SpecCommand {
     },
 }
 
-#[derive(Args, Debug)]
-struct RunArgs {
-    /// Chain preset: small (5 types x 2 stages), med (8 x 2), large (20 x 2),
-    /// xl (200 x 5, hosted 50 stages to a process).
-    #[arg(long, default_value = "small")]
-    preset: factoryos_jepsen::experiment::Preset,
-    /// A spec file (TOML) instead of a generated chain.
-    #[arg(long, conflicts_with_all = ["num_types", "nodes_per_type"])]
-    spec: Option<PathBuf>,
-    /// Generator: number of item types (raw and final included).
-    #[arg(long)]
-    num_types: Option<usize>,
-    /// Generator: stages per type.
-    #[arg(long)]
-    nodes_per_type: Option<usize>,
-    /// Generator: how densely the middle types depend on each other.
-    #[arg(long, default_value = "low")]
-    complexity: factoryos_coord::generate::Complexity,
-    /// Generator seed, and the fault schedule's: same seed, same chain.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Give the raw and final types as many stages as the others.
-    #[arg(long)]
-    replicate_ends: bool,
-    /// How long to run, in seconds (counted once every stage is registered).
-    #[arg(long, default_value_t = 60)]
-    duration: u64,
-    /// Time between manufacture cycles, in ms.
-    #[arg(long, default_value_t = 100)]
-    cycle: u64,
-    /// Stage crashes (SIGKILL) per minute; the last live stage of a type is spared.
-    #[arg(long, default_value_t = 0.0)]
-    failure_rate: f64,
-    /// Recoveries (restart from the WAL) per minute.
-    #[arg(long, default_value_t = 0.0)]
-    recover_rate: f64,
-    /// Recipe updates per minute (not supported yet: refused when above 0).
-    #[arg(long, default_value_t = 0.0)]
-    update_dep_rate: f64,
-    /// Let crashes pick the coordinators' leader too.
-    #[arg(long)]
-    leader_can_fail: bool,
-    /// Configuration store of the coordinators.
-    #[arg(long, default_value = "raft", value_parser = ["raft", "file-lock"])]
-    coord_mode: String,
-    /// Number of coordinators (3 or 5).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=9))]
-    coordinators: u64,
-    /// Run directory (cluster, logs, metrics.csv, summary.json); default runs/run-<time>.
-    #[arg(long)]
-    out: Option<PathBuf>,
-}
-
 #[derive(Subcommand, Debug)]
 enum CertsCommand {
     /// Create a cluster CA (ca.pem, ca.key) in DIR.
@@ -333,7 +279,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => commands::run::main(args),
         Command::Certs(CertsCommand::Init { dir, name, force }) => {
             commands::certs::init(&dir, &name, force)
         }
@@ -438,25 +384,4 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-fn run(args: RunArgs) -> Result<()> {
-    commands::run::main(commands::run::RunArgs {
-        preset: args.preset,
-        spec: args.spec,
-        num_types: args.num_types,
-        nodes_per_type: args.nodes_per_type,
-        complexity: args.complexity,
-        seed: args.seed,
-        replicate_ends: args.replicate_ends,
-        duration_s: args.duration,
-        cycle_ms: args.cycle,
-        failure_rate: args.failure_rate,
-        recover_rate: args.recover_rate,
-        update_dep_rate: args.update_dep_rate,
-        leader_can_fail: args.leader_can_fail,
-        file_lock: args.coord_mode == "file-lock",
-        coordinators: args.coordinators,
-        out: args.out,
-    })
 }

@@ -92,7 +92,10 @@ fn a_short_small_run_with_failures_loses_nothing_and_reports_everything() {
     );
     for png in ["final_products.png", "cycle_outcomes.png"] {
         let bytes = std::fs::read(out_dir.join(png)).unwrap_or_else(|e| panic!("{png}: {e}"));
-        assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 5_000, "{png} is not a real plot");
+        assert!(
+            bytes.starts_with(b"\x89PNG") && bytes.len() > 5_000,
+            "{png} is not a real plot"
+        );
     }
     let csv = std::fs::read_to_string(out_dir.join("metrics.csv")).unwrap();
     assert!(csv.starts_with("stage,metric,value\n") && csv.lines().count() > 100);

@@ -217,14 +217,11 @@ pub async fn run(
     let restart_to_first_lot = restarted.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let trade = [
-        "RequestBatch_sent",
-        "BatchSent_sent",
-        "BatchUnavailable_sent",
-        "DeliveryConfirmed_sent",
-        "WaitingForBatch_sent",
-    ];
-    let trade_messages = sum(cluster, &stages, &trade);
+    let trade_messages = sum(
+        cluster,
+        &stages,
+        &crate::experiment::results::TRADE_MESSAGES,
+    );
     let heartbeats = sum(cluster, &stages, &["Heartbeat_sent"]);
     let lots_traded = sum(cluster, &stages, &["batches_received"]);
     for id in &stages {

@@ -1,27 +1,62 @@
 //! `factoryos run`: the main job.
 
 use anyhow::{bail, Result};
-use factoryos_jepsen::experiment::{run, Preset, RunConfig};
+use clap::Args;
+use factoryos_jepsen::experiment::{run, RunConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::time::Duration;
 
+#[derive(Args, Debug)]
 pub struct RunArgs {
-    pub preset: Preset,
+    /// Chain preset: small (5 types x 2 stages), med (8 x 2), large (20 x 2),
+    /// xl (200 x 5, hosted 50 stages to a process).
+    #[arg(long, default_value = "small")]
+    pub preset: factoryos_jepsen::experiment::Preset,
+    /// A spec file (TOML) instead of a generated chain.
+    #[arg(long, conflicts_with_all = ["num_types", "nodes_per_type"])]
     pub spec: Option<PathBuf>,
+    /// Generator: number of item types (raw and final included).
+    #[arg(long)]
     pub num_types: Option<usize>,
+    /// Generator: stages per type.
+    #[arg(long)]
     pub nodes_per_type: Option<usize>,
+    /// Generator: how densely the middle types depend on each other.
+    #[arg(long, default_value = "low")]
     pub complexity: factoryos_coord::generate::Complexity,
+    /// Generator seed, and the fault schedule's: same seed, same chain.
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Give the raw and final types as many stages as the others.
+    #[arg(long)]
     pub replicate_ends: bool,
-    pub duration_s: u64,
-    pub cycle_ms: u64,
+    /// How long to run, in seconds (counted once every stage is registered).
+    #[arg(long, default_value_t = 60)]
+    pub duration: u64,
+    /// Time between manufacture cycles, in ms.
+    #[arg(long, default_value_t = 100)]
+    pub cycle: u64,
+    /// Stage crashes (SIGKILL) per minute; the last live stage of a type is spared.
+    #[arg(long, default_value_t = 0.0)]
     pub failure_rate: f64,
+    /// Recoveries (restart from the WAL) per minute.
+    #[arg(long, default_value_t = 0.0)]
     pub recover_rate: f64,
+    /// Recipe updates per minute (not supported yet: refused when above 0).
+    #[arg(long, default_value_t = 0.0)]
     pub update_dep_rate: f64,
+    /// Let crashes pick the coordinators' leader too.
+    #[arg(long)]
     pub leader_can_fail: bool,
-    pub file_lock: bool,
+    /// Configuration store of the coordinators.
+    #[arg(long, default_value = "raft", value_parser = ["raft", "file-lock"])]
+    pub coord_mode: String,
+    /// Number of coordinators (3 or 5).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=9))]
     pub coordinators: u64,
+    /// Run directory (cluster, logs, metrics.csv, summary.json); default runs/run-<time>.
+    #[arg(long)]
     pub out: Option<PathBuf>,
 }
 
@@ -61,12 +96,12 @@ pub fn main(args: RunArgs) -> Result<()> {
         complexity: args.complexity,
         seed: args.seed,
         replicate_ends: args.replicate_ends,
-        duration: Duration::from_secs(args.duration_s.max(1)),
-        cycle: Duration::from_millis(args.cycle_ms.max(1)),
+        duration: Duration::from_secs(args.duration.max(1)),
+        cycle: Duration::from_millis(args.cycle.max(1)),
         failure_rate: args.failure_rate,
         recover_rate: args.recover_rate,
         leader_can_fail: args.leader_can_fail,
-        file_lock: args.file_lock,
+        file_lock: args.coord_mode == "file-lock",
         coordinators: args.coordinators,
         out: out.clone(),
         binary: std::env::current_exe()?,

@@ -551,13 +551,7 @@ impl StageCore {
             return;
         }
         let mut genealogy = Vec::new();
-        let inputs: Vec<(ItemType, u32)> = self
-            .cfg
-            .recipe
-            .inputs
-            .iter()
-            .map(|(i, u)| (i.clone(), *u))
-            .collect();
+        let inputs = self.recipe_inputs();
         for (item, mut need) in inputs {
             let queue = self.inbound.entry(item).or_default();
             while need > 0 {
@@ -613,15 +607,20 @@ impl StageCore {
             .count()
     }
 
-    /// Keeps every input near its target by asking the flow's suppliers.
-    fn request_inputs(&mut self, now: Duration) {
-        let inputs: Vec<(ItemType, u32)> = self
-            .cfg
+    /// The recipe's inputs and their units per cycle (owned, so the caller
+    /// may mutate the core while walking them).
+    fn recipe_inputs(&self) -> Vec<(ItemType, u32)> {
+        self.cfg
             .recipe
             .inputs
             .iter()
             .map(|(i, u)| (i.clone(), *u))
-            .collect();
+            .collect()
+    }
+
+    /// Keeps every input near its target by asking the flow's suppliers.
+    fn request_inputs(&mut self, now: Duration) {
+        let inputs = self.recipe_inputs();
         for (item, units) in inputs {
             let Some(suppliers) = self.suppliers.get(&item).cloned() else {
                 continue;

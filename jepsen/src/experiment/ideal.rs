@@ -1,5 +1,6 @@
 //! The ideal twin: the same chain, recipes, cycle time and number of cycles
-//! run in memory with instant trades and no faults. A lot made in cycle `k`
+//! (the stages' whole wall time, start-up included) run in memory with
+//! instant trades and no faults. A lot made in cycle `k`
 //! can be consumed in cycle `k + 1` (by any stage that needs its type: the
 //! twin ignores the flow, it is the physical limit), raw materials are made
 //! every cycle, and a type's stock is capped by its stages' outbound

@@ -185,6 +185,9 @@ pub async fn run(
     for g in &groups {
         cluster.start_stage_group(g, cycle_ms)?;
     }
+    // Stages make lots from the moment they start (raw materials before any
+    // flow exists), so the ideal twin gets the same wall time: from here.
+    let stages_started = Instant::now();
     // Which process hosts each stage (a crash takes the whole host down).
     let host_of: BTreeMap<NodeId, NodeId> = groups
         .iter()
@@ -362,6 +365,7 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = clock.elapsed();
+    let wall = stages_started.elapsed();
 
     // Stop every stage cleanly so its last metrics and WAL writes are in.
     for g in &groups {
@@ -375,7 +379,7 @@ pub async fn run(
     let metrics = read_metrics(&cluster, &ids);
     let audit = factoryos_stage::audit::audit_wals(&cluster.file().data, &ids)?;
     let all_live = chain.stage_states(&BTreeSet::new());
-    let cycles = (elapsed.as_secs_f64() / config.cycle.as_secs_f64()) as u64;
+    let cycles = (wall.as_secs_f64() / config.cycle.as_secs_f64()) as u64;
     let ideal = ideal::final_products(&chain.spec, &all_live, cycles, 8);
     let sum = |names: &[&str]| -> u64 {
         metrics
@@ -389,13 +393,7 @@ pub async fn run(
             .sum()
     };
     let lots = sum(&["batches_received"]).max(1) as f64;
-    let trade = sum(&[
-        "RequestBatch_sent",
-        "BatchSent_sent",
-        "BatchUnavailable_sent",
-        "DeliveryConfirmed_sent",
-        "WaitingForBatch_sent",
-    ]) as f64;
+    let trade = sum(&results::TRADE_MESSAGES) as f64;
     let summary = Summary {
         preset: if config.spec.is_some() {
             "spec".into()
@@ -418,6 +416,7 @@ pub async fn run(
         ideal_final_products: ideal,
         efficiency: audit.lots_shipped as f64 / ideal.max(1) as f64,
         successful_cycle_ratio: successful_ratio(&metrics, &item_of, &raw),
+        successful_cycle_ratio_all: successful_ratio(&metrics, &item_of, &BTreeSet::new()),
         messages_per_lot: trade / lots,
         heartbeats_per_lot: sum(&["Heartbeat_sent"]) as f64 / lots,
         lots_lost: audit.lost.len(),

@@ -6,6 +6,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::path::Path;
 
+/// The counters of the trade messages a stage sends (heartbeats apart).
+pub const TRADE_MESSAGES: [&str; 5] = [
+    "RequestBatch_sent",
+    "BatchSent_sent",
+    "BatchUnavailable_sent",
+    "DeliveryConfirmed_sent",
+    "WaitingForBatch_sent",
+];
+
 /// Per stage, every metric it reported.
 pub type StageMetrics = BTreeMap<u64, BTreeMap<String, u64>>;
 
@@ -118,7 +127,10 @@ pub struct Summary {
     pub final_products: u64,
     pub ideal_final_products: u64,
     pub efficiency: f64,
+    /// Successful / all cycles of the stages that are not raw materials.
     pub successful_cycle_ratio: f64,
+    /// The same over every stage, as the original's tables count it.
+    pub successful_cycle_ratio_all: f64,
     pub messages_per_lot: f64,
     pub heartbeats_per_lot: f64,
     pub lots_lost: usize,
@@ -145,8 +157,9 @@ impl Summary {
         );
         let _ = writeln!(
             s,
-            "successful cycles     {:.1}% of all cycles of non-raw stages",
-            self.successful_cycle_ratio * 100.0
+            "successful cycles     {:.1}% of all cycles of non-raw stages ({:.1}% over every stage)",
+            self.successful_cycle_ratio * 100.0,
+            self.successful_cycle_ratio_all * 100.0
         );
         let _ = writeln!(
             s,
