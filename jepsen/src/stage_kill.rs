@@ -103,15 +103,11 @@ fn metric(cluster: &LocalCluster, id: NodeId, name: &str) -> Option<u64> {
 }
 
 fn sum(cluster: &LocalCluster, ids: &[NodeId], names: &[&str]) -> u64 {
-    ids.iter()
+    let all: Vec<_> = ids
+        .iter()
         .filter_map(|id| cluster.stage_metrics(*id))
-        .map(|m| {
-            names
-                .iter()
-                .map(|n| m.get(*n).copied().unwrap_or(0))
-                .sum::<u64>()
-        })
-        .sum()
+        .collect();
+    crate::experiment::results::total(&all, names)
 }
 
 fn read_metric(path: &std::path::Path, name: &str) -> Option<u64> {

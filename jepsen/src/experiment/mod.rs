@@ -381,17 +381,7 @@ pub async fn run(
     let all_live = chain.stage_states(&BTreeSet::new());
     let cycles = (wall.as_secs_f64() / config.cycle.as_secs_f64()) as u64;
     let ideal = ideal::final_products(&chain.spec, &all_live, cycles, 8);
-    let sum = |names: &[&str]| -> u64 {
-        metrics
-            .values()
-            .map(|m| {
-                names
-                    .iter()
-                    .map(|n| m.get(*n).copied().unwrap_or(0))
-                    .sum::<u64>()
-            })
-            .sum()
-    };
+    let sum = |names: &[&str]| results::total(metrics.values(), names);
     let lots = sum(&["batches_received"]).max(1) as f64;
     let trade = sum(&results::TRADE_MESSAGES) as f64;
     let summary = Summary {

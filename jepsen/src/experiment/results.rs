@@ -15,6 +15,22 @@ pub const TRADE_MESSAGES: [&str; 5] = [
     "WaitingForBatch_sent",
 ];
 
+/// The sum of the counters `names` over the stages' metric maps.
+pub fn total<'a>(
+    metrics: impl IntoIterator<Item = &'a BTreeMap<String, u64>>,
+    names: &[&str],
+) -> u64 {
+    metrics
+        .into_iter()
+        .map(|m| {
+            names
+                .iter()
+                .map(|n| m.get(*n).copied().unwrap_or(0))
+                .sum::<u64>()
+        })
+        .sum()
+}
+
 /// Per stage, every metric it reported.
 pub type StageMetrics = BTreeMap<u64, BTreeMap<String, u64>>;
 
