@@ -1,5 +1,6 @@
-//! `factoryos run` end to end: a short small-preset run with crashes and
-//! recoveries, and a run interrupted with Ctrl-C.
+//! `factoryos run` end to end: a short small-preset run with crashes,
+//! recoveries, recipe updates and an added stage, and a run interrupted
+//! with Ctrl-C.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -45,6 +46,7 @@ fn a_short_small_run_with_failures_loses_nothing_and_reports_everything() {
             "7",
         ])
         .args(["--failure-rate", "30", "--recover-rate", "30"])
+        .args(["--update-dep-rate", "12", "--add-stage-rate", "6"])
         .arg("--out")
         .arg(&out_dir)
         .output()
@@ -90,6 +92,47 @@ fn a_short_small_run_with_failures_loses_nothing_and_reports_everything() {
         summary["faults_injected"].as_u64().unwrap() >= 1,
         "{summary}"
     );
+    // Every crash is followed through to the first product made by survivors.
+    let reroutes = summary["reroutes"].as_array().unwrap();
+    assert!(!reroutes.is_empty(), "{summary}");
+    assert!(
+        reroutes.iter().any(|r| r["first_product_ms"].is_u64()),
+        "no crash was routed around: {summary}"
+    );
+    // Recipe updates were committed and reached the stages of their type;
+    // the added stage joined and made lots.
+    assert!(
+        summary["recipe_updates"].as_u64().unwrap() >= 1,
+        "{summary}"
+    );
+    assert!(summary["stages_added"].as_u64().unwrap() >= 1, "{summary}");
+    let csv = std::fs::read_to_string(out_dir.join("metrics.csv")).unwrap();
+    let metric = |name: &str| -> Vec<(u64, u64)> {
+        csv.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (f.len() == 3 && f[1] == name)
+                    .then(|| (f[0].parse().unwrap(), f[2].parse().unwrap()))
+            })
+            .collect()
+    };
+    assert!(
+        metric("recipe_updates").iter().any(|(_, v)| *v >= 1),
+        "no stage adopted a recipe update:\n{csv}"
+    );
+    assert_eq!(
+        summary["stages"].as_u64().unwrap(),
+        8 + summary["stages_added"].as_u64().unwrap()
+    );
+    let added = metric("successful_manufacture_cycles")
+        .into_iter()
+        .filter(|(stage, _)| *stage > 18)
+        .map(|(_, v)| v)
+        .max();
+    assert!(
+        added.is_some_and(|v| v > 0),
+        "the added stage made nothing:\n{csv}"
+    );
     for png in ["final_products.png", "cycle_outcomes.png"] {
         let bytes = std::fs::read(out_dir.join(png)).unwrap_or_else(|e| panic!("{png}: {e}"));
         assert!(
@@ -97,7 +140,6 @@ fn a_short_small_run_with_failures_loses_nothing_and_reports_everything() {
             "{png} is not a real plot"
         );
     }
-    let csv = std::fs::read_to_string(out_dir.join("metrics.csv")).unwrap();
     assert!(csv.starts_with("stage,metric,value\n") && csv.lines().count() > 100);
 }
 

@@ -190,6 +190,25 @@ impl CoordClient {
         }
     }
 
+    /// Operator only: a new recipe for `item` (its version is bumped); the
+    /// log index that committed it.
+    pub async fn update_recipe(
+        &self,
+        item: factoryos_wire::ItemType,
+        recipe: factoryos_wire::model::Recipe,
+    ) -> Result<u64, ClientError> {
+        Self::committed(
+            self.call(ClientRequest::UpdateRecipe { item, recipe })
+                .await?,
+        )
+    }
+
+    /// Operator only: declares a new stage (it may connect and register from
+    /// now on); the log index that committed it.
+    pub async fn add_stage(&self, stage: StageDescriptor) -> Result<u64, ClientError> {
+        Self::committed(self.call(ClientRequest::AddStage { stage }).await?)
+    }
+
     /// Operator only: adds coordinator `id` (already started with `--join`).
     pub async fn add_coordinator(
         &self,

@@ -212,7 +212,7 @@ pub fn solve(
 
 /// Types in dependency order (inputs before the types that use them), ties
 /// in spec order.
-pub(crate) fn topological_order(spec: &Spec) -> Result<Vec<&ItemType>, SolveError> {
+pub fn topological_order(spec: &Spec) -> Result<Vec<&ItemType>, SolveError> {
     let mut graph = petgraph::graph::DiGraph::<&ItemType, ()>::new();
     let index: HashMap<&ItemType, _> = spec
         .types

@@ -46,7 +46,8 @@ pub enum Command {
         item: ItemType,
         recipe: Recipe,
     },
-    /// Declares a stage the flow may use once it registers.
+    /// Declares a new stage: its certificate's id may connect from now on,
+    /// and the flow uses it once it registers (until then it is held dead).
     AddStage {
         stage: StageDescriptor,
     },
@@ -121,6 +122,10 @@ impl ClusterConfig {
                 applied
             }
             Command::RegisterStage { stage } | Command::AddStage { stage } => {
+                let declare = matches!(cmd, Command::AddStage { .. });
+                if declare && self.stages.contains_key(&stage.id) {
+                    return reject(format!("stage {} is already known", stage.id));
+                }
                 if self.retired.contains(&stage.id) {
                     return reject(format!(
                         "stage {} was removed; ids are never reused",
@@ -139,7 +144,13 @@ impl ClusterConfig {
                 }
                 let record = StageRecord {
                     desc: stage.clone(),
-                    liveness: Liveness::Alive,
+                    // Declared, not running yet: the leader's probe of the dead
+                    // revives it if it answers before it registers.
+                    liveness: if declare {
+                        Liveness::Dead
+                    } else {
+                        Liveness::Alive
+                    },
                     suspected_by: BTreeSet::new(),
                 };
                 let before = self.stages.insert(stage.id, record);
@@ -240,9 +251,18 @@ impl ClusterConfig {
                         self.config_version
                     ));
                 }
+                // The recipes the flow was computed for travel with it: this
+                // is how a recipe update reaches the stages.
+                let recipes = self
+                    .spec
+                    .iter()
+                    .flat_map(|s| &s.types)
+                    .map(|t| (t.name.clone(), t.recipe.clone()))
+                    .collect();
                 self.flow = Flow {
                     version: FlowVersion(index),
                     edges: edges.clone(),
+                    recipes,
                 };
                 self.flow_based_on = *based_on;
                 CommandResponse::FlowCommitted {

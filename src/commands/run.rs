@@ -37,15 +37,26 @@ pub struct RunArgs {
     /// Time between manufacture cycles, in ms.
     #[arg(long, default_value_t = 100)]
     pub cycle: u64,
-    /// Stage crashes (SIGKILL) per minute; the last live stage of a type is spared.
+    /// Stage crashes (SIGKILL of a stage's process) per minute; the last live
+    /// stage of a type is spared unless --allow-outages.
     #[arg(long, default_value_t = 0.0)]
     pub failure_rate: f64,
+    /// Let a crash take the last live stage of a type (its consumers stall
+    /// until it recovers).
+    #[arg(long)]
+    pub allow_outages: bool,
     /// Recoveries (restart from the WAL) per minute.
     #[arg(long, default_value_t = 0.0)]
     pub recover_rate: f64,
-    /// Recipe updates per minute (not supported yet: refused when above 0).
+    /// Recipe updates per minute: a type that is not a raw material gains an
+    /// input, loses one or needs another quantity; stages adopt the new recipe
+    /// with the next flow, and the ideal twin makes the same change.
     #[arg(long, default_value_t = 0.0)]
     pub update_dep_rate: f64,
+    /// Stages added per minute: a new stage of a random type gets a
+    /// certificate, is declared to the cluster and started.
+    #[arg(long, default_value_t = 0.0)]
+    pub add_stage_rate: f64,
     /// Let crashes pick the coordinators' leader too.
     #[arg(long)]
     pub leader_can_fail: bool,
@@ -61,15 +72,11 @@ pub struct RunArgs {
 }
 
 pub fn main(args: RunArgs) -> Result<()> {
-    if args.update_dep_rate > 0.0 {
-        bail!(
-            "--update-dep-rate is not supported yet: running stages keep the recipe they started \
-             with, so a recipe update would change the flow but not what stages consume"
-        );
-    }
     for (name, v) in [
         ("--failure-rate", args.failure_rate),
         ("--recover-rate", args.recover_rate),
+        ("--update-dep-rate", args.update_dep_rate),
+        ("--add-stage-rate", args.add_stage_rate),
     ] {
         if !(0.0..=600.0).contains(&v) || v.is_nan() {
             bail!("{name} must be between 0 and 600 per minute, got {v}");
@@ -100,6 +107,9 @@ pub fn main(args: RunArgs) -> Result<()> {
         cycle: Duration::from_millis(args.cycle.max(1)),
         failure_rate: args.failure_rate,
         recover_rate: args.recover_rate,
+        update_dep_rate: args.update_dep_rate,
+        add_stage_rate: args.add_stage_rate,
+        allow_outages: args.allow_outages,
         leader_can_fail: args.leader_can_fail,
         file_lock: args.coord_mode == "file-lock",
         coordinators: args.coordinators,

@@ -136,12 +136,13 @@ pub fn audit(stages: &[(NodeId, &Records)]) -> AuditReport {
     report
 }
 
-/// Audits the WALs of the given stages under `data` (`data/nN/wal.redb`).
-/// The stages must be stopped (redb holds a lock on an open file).
-pub fn audit_wals(
+/// Reads the WALs of the given stages under `data` (`data/nN/wal.redb`);
+/// a stage without a WAL (never started) is left out. The stages must be
+/// stopped (redb holds a lock on an open file).
+pub fn read_wals(
     data: &std::path::Path,
     stages: &[NodeId],
-) -> Result<AuditReport, crate::wal::WalError> {
+) -> Result<Vec<(NodeId, Records)>, crate::wal::WalError> {
     let mut all = Vec::new();
     for id in stages {
         let path = data.join(format!("n{}", id.0)).join("wal.redb");
@@ -151,6 +152,15 @@ pub fn audit_wals(
         let (_, records) = crate::wal::Wal::open(&path)?;
         all.push((*id, records));
     }
+    Ok(all)
+}
+
+/// Audits the WALs of the given stages under `data` (see [`read_wals`]).
+pub fn audit_wals(
+    data: &std::path::Path,
+    stages: &[NodeId],
+) -> Result<AuditReport, crate::wal::WalError> {
+    let all = read_wals(data, stages)?;
     let refs: Vec<(NodeId, &Records)> = all.iter().map(|(id, r)| (*id, r)).collect();
     Ok(audit(&refs))
 }
@@ -198,6 +208,7 @@ mod tests {
             item: "x".into(),
             units,
             genealogy,
+            made_ms: 0,
         }
     }
 

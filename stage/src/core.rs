@@ -167,14 +167,23 @@ pub struct StageCore {
     reported: BTreeSet<NodeId>,
     heartbeat_seq: u64,
     next_cycle: Option<Duration>,
+    /// Wall-clock ms since the Unix epoch at `now == 0` (stamps lots' `made_ms`).
+    wall_origin_ms: u64,
     out: Output,
     metrics: StageMetrics,
 }
 
 impl StageCore {
-    /// A stage rebuilt from its WAL records (empty for a new stage).
-    pub fn new(cfg: StageConfig, records: Records) -> Self {
+    /// A stage rebuilt from its WAL records (empty for a new stage). A
+    /// recipe adopted before the crash wins over `cfg`'s if it is newer.
+    pub fn new(mut cfg: StageConfig, records: Records) -> Self {
         let mut metrics = StageMetrics::default();
+        if let Some(r) = records.recipe {
+            if r.version > cfg.recipe.version {
+                cfg.recipe = r;
+            }
+        }
+        metrics.recipe_version = cfg.recipe.version as u64;
         let mut outbound = Vec::new();
         let mut in_transit = BTreeMap::new();
         for r in records.out {
@@ -223,7 +232,7 @@ impl StageCore {
         }
         let flow = Flow {
             version: records.meta.flow_version,
-            edges: Vec::new(),
+            ..Flow::default()
         };
         StageCore {
             seq: records.meta.next_seq,
@@ -247,6 +256,7 @@ impl StageCore {
             reported: BTreeSet::new(),
             heartbeat_seq: 0,
             next_cycle: None,
+            wall_origin_ms: 0,
             out: Output::default(),
             metrics,
         }
@@ -254,6 +264,12 @@ impl StageCore {
 
     pub fn config(&self) -> &StageConfig {
         &self.cfg
+    }
+
+    /// Sets the wall-clock time (ms since the Unix epoch) of `now == 0`, so
+    /// lots carry when they were made. Without it `made_ms` counts from 0.
+    pub fn set_wall_origin(&mut self, unix_ms: u64) {
+        self.wall_origin_ms = unix_ms;
     }
 
     pub fn metrics(&self) -> &StageMetrics {
@@ -300,11 +316,32 @@ impl StageCore {
         self.out.send.push((to, msg));
     }
 
-    /// Installs a flow read from the coordinators (older ones are ignored).
+    /// Installs a flow read from the coordinators (older ones are ignored),
+    /// and adopts the recipe it carries for our type if that is newer.
     pub fn set_flow(&mut self, now: Duration, flow: &Flow) {
         let older = flow.version < self.flow.version;
         if older || (flow.version == self.flow.version && self.flow_loaded) {
             return;
+        }
+        if let Some(recipe) = flow.recipes.get(&self.cfg.item) {
+            if recipe.version > self.cfg.recipe.version {
+                tracing::info!(
+                    stage = %self.cfg.id,
+                    from = self.cfg.recipe.version,
+                    to = recipe.version,
+                    inputs = ?recipe.inputs,
+                    "recipe updated"
+                );
+                self.cfg.recipe = recipe.clone();
+                self.metrics.recipe_updates += 1;
+                self.metrics.recipe_version = recipe.version as u64;
+                // Requests for inputs the recipe no longer needs are dropped;
+                // a lot that still arrives for one is taken (see `on_batch`).
+                let inputs = &self.cfg.recipe.inputs;
+                self.pending
+                    .retain(|_, (item, _)| inputs.contains_key(item));
+                self.out.wal.push(WalOp::Recipe(recipe.clone()));
+            }
         }
         self.flow = flow.clone();
         self.flow_loaded = true;
@@ -489,10 +526,12 @@ impl StageCore {
             return;
         }
         if !self.cfg.recipe.inputs.contains_key(&lot.item) {
-            // Not an input of ours: taking it would strand it here. Leave it in
-            // transit at the sender (a protocol error worth seeing in logs).
-            tracing::warn!(stage = %self.cfg.id, lot = %lot.id, item = %lot.item, "refusing a lot that is not an input");
-            return;
+            // Not an input (any more): a recipe update dropped it while the lot
+            // was on its way. It is taken all the same: refused, it would stay
+            // in transit at the supplier for ever; taken, it is held here
+            // (and used again if a later recipe needs it).
+            self.metrics.lots_received_not_input += 1;
+            tracing::debug!(stage = %self.cfg.id, lot = %lot.id, item = %lot.item, "took a lot that is not an input of the current recipe");
         }
         self.received.insert(lot.id);
         self.uncommitted.insert(lot.id);
@@ -519,7 +558,7 @@ impl StageCore {
     pub fn tick(&mut self, now: Duration) {
         let next = *self.next_cycle.get_or_insert(now);
         if now >= next {
-            self.cycle();
+            self.cycle(now);
             // Skip cycles missed while stalled instead of bursting to catch up.
             let mut n = next + self.cfg.cycle;
             if n <= now {
@@ -535,7 +574,7 @@ impl StageCore {
     }
 
     /// One manufacture cycle.
-    fn cycle(&mut self) {
+    fn cycle(&mut self, now: Duration) {
         if !self.cfg.is_final && self.outbound.len() >= self.cfg.outbound_cap {
             self.metrics.blocked_manufacture_cycles += 1;
             return;
@@ -577,6 +616,7 @@ impl StageCore {
             item: self.cfg.item.clone(),
             units: self.cfg.recipe.yield_units,
             genealogy,
+            made_ms: self.wall_origin_ms + now.as_millis() as u64,
         };
         self.seq += 1;
         let state = if self.cfg.is_final {

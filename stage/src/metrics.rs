@@ -30,6 +30,12 @@ pub struct StageMetrics {
     pub wal_recovered_in_queue: u64,
     pub wal_recovered_in_transit: u64,
     pub wal_recovered_inbound: u64,
+    /// Recipe updates adopted from the flow.
+    pub recipe_updates: u64,
+    /// The version of the recipe the stage runs.
+    pub recipe_version: u64,
+    /// Lots taken that the current recipe does not use (sent before an update).
+    pub lots_received_not_input: u64,
 }
 
 impl StageMetrics {
@@ -82,6 +88,9 @@ impl StageMetrics {
             ("wal_recovered_in_queue", self.wal_recovered_in_queue),
             ("wal_recovered_in_transit", self.wal_recovered_in_transit),
             ("wal_recovered_inbound", self.wal_recovered_inbound),
+            ("recipe_updates", self.recipe_updates),
+            ("recipe_version", self.recipe_version),
+            ("lots_received_not_input", self.lots_received_not_input),
         ])
     }
 }

@@ -1,10 +1,10 @@
 //! What a stage's write-ahead log holds: one record per lot it made and one
 //! per lot it received, plus its sequence counter and the newest flow
-//! version it has seen. The sans-IO core produces these as [`WalOp`]s; the
+//! version it has seen, and the recipe it adopted last. The sans-IO core produces these as [`WalOp`]s; the
 //! redb WAL stores them; recovery rebuilds the core from them; the audit
 //! checks the lot invariant across every stage's records.
 
-use factoryos_wire::model::Lot;
+use factoryos_wire::model::{Lot, Recipe};
 use factoryos_wire::{FlowVersion, LotId, NodeId};
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +52,8 @@ pub enum WalOp {
     Out(OutRecord),
     In(InRecord),
     Meta(Meta),
+    /// The recipe the stage runs from now on (a recipe update it adopted).
+    Recipe(Recipe),
 }
 
 /// Everything a stage's WAL holds, as recovery reads it.
@@ -60,6 +62,8 @@ pub struct Records {
     pub out: Vec<OutRecord>,
     pub inbound: Vec<InRecord>,
     pub meta: Meta,
+    /// The newest recipe the stage adopted, if it ever adopted one.
+    pub recipe: Option<Recipe>,
 }
 
 impl Records {
@@ -70,6 +74,7 @@ impl Records {
                 WalOp::Out(r) => upsert(&mut self.out, r.clone(), |x| x.lot.id),
                 WalOp::In(r) => upsert(&mut self.inbound, r.clone(), |x| x.lot.id),
                 WalOp::Meta(m) => self.meta = *m,
+                WalOp::Recipe(r) => self.recipe = Some(r.clone()),
             }
         }
     }

@@ -99,7 +99,7 @@ impl StageHandle {
 pub async fn start(opts: StageOptions) -> Result<StageHandle, StageError> {
     let id = opts.identity.id();
     let (wal, records) = Wal::open(&opts.wal_path)?;
-    let core = StageCore::new(opts.core.clone(), records);
+    let mut core = StageCore::new(opts.core.clone(), records);
     tracing::info!(
         stage = %id,
         in_queue = core.metrics().wal_recovered_in_queue,
@@ -135,9 +135,15 @@ pub async fn start(opts: StageOptions) -> Result<StageHandle, StageError> {
         id,
         item: opts.core.item.clone(),
         addr,
-        recipe_version: opts.core.recipe.version,
+        recipe_version: core.config().recipe.version,
         capacity: opts.capacity,
     };
+    let started = Instant::now();
+    core.set_wall_origin(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+    );
     let runner = Runner {
         core,
         wal: Arc::new(wal),
@@ -147,7 +153,7 @@ pub async fn start(opts: StageOptions) -> Result<StageHandle, StageError> {
         metrics: metrics_tx,
         metrics_path: opts.metrics_path.clone(),
         metrics_every: opts.metrics_every,
-        started: Instant::now(),
+        started,
     };
     let task = tokio::spawn(runner.run(descriptor, inbox, stop_rx, opts.tick));
     Ok(StageHandle {

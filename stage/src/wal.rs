@@ -2,7 +2,7 @@
 //!
 //! Tables: `out` (lots this stage made, by sequence number), `in` (lots it
 //! received, by producer and sequence), `meta` (next sequence number, newest
-//! flow version). A batch of [`WalOp`]s — everything one round of the core
+//! flow version, the recipe adopted last). A batch of [`WalOp`]s — everything one round of the core
 //! produced — is one transaction committed with immediate durability: the
 //! group commit. `set_quick_repair(true)` keeps the restart after a crash
 //! fast.
@@ -16,6 +16,7 @@ const OUT: TableDefinition<u64, &[u8]> = TableDefinition::new("out");
 const IN: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("in");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const META_KEY: &str = "meta";
+const RECIPE_KEY: &str = "recipe";
 
 /// Why the WAL failed. Any of these stops the stage: it must never act on
 /// a transition it could not make durable.
@@ -100,6 +101,11 @@ impl Wal {
                         meta.insert(META_KEY, bytes.as_slice())
                             .map_err(|e| self.storage(e))?;
                     }
+                    WalOp::Recipe(r) => {
+                        let bytes = postcard::to_allocvec(r).map_err(enc)?;
+                        meta.insert(RECIPE_KEY, bytes.as_slice())
+                            .map_err(|e| self.storage(e))?;
+                    }
                 }
             }
         }
@@ -129,6 +135,9 @@ impl Wal {
         if let Some(v) = meta.get(META_KEY).map_err(|e| self.storage(e))? {
             records.meta = postcard::from_bytes::<Meta>(v.value()).map_err(dec)?;
         }
+        if let Some(v) = meta.get(RECIPE_KEY).map_err(|e| self.storage(e))? {
+            records.recipe = Some(postcard::from_bytes(v.value()).map_err(dec)?);
+        }
         Ok(records)
     }
 }
@@ -157,6 +166,7 @@ pub fn measure_commits(
                         item: "wood".into(),
                         units: 3,
                         genealogy: vec![],
+                        made_ms: 0,
                     },
                     state: crate::records::OutState::InQueue,
                 })

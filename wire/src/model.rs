@@ -80,6 +80,10 @@ pub struct Flow {
     /// The Raft log index that committed this flow.
     pub version: FlowVersion,
     pub edges: Vec<FlowEdge>,
+    /// Every type's recipe when the flow was committed. The edges were
+    /// computed for these recipes, so a stage adopts its type's recipe with
+    /// the flow: a recipe update reaches stages as a new flow.
+    pub recipes: BTreeMap<ItemType, Recipe>,
 }
 
 impl Flow {
@@ -115,6 +119,9 @@ pub struct Lot {
     pub units: u32,
     /// Input lots consumed to make this one, and how many units of each.
     pub genealogy: Vec<(LotId, u32)>,
+    /// When it was made, in ms since the Unix epoch by the producer's clock
+    /// (0 when unknown). Only for analysis: no protocol rule reads it.
+    pub made_ms: u64,
 }
 
 /// Liveness of a registered stage as the configuration store records it.
@@ -153,6 +160,7 @@ mod tests {
         let flow = Flow {
             version: FlowVersion(4),
             edges: vec![edge("wood", 1, 3), edge("wood", 2, 3), edge("frame", 3, 5)],
+            recipes: BTreeMap::new(),
         };
         let wood = ItemType::from("wood");
         let sup: Vec<_> = flow

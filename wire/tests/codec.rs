@@ -2,7 +2,9 @@
 //! string makes the decoder panic.
 
 use factoryos_wire::message::{ClientRequest, ClientResponse, RaftRpc};
-use factoryos_wire::model::{ClusterStatus, Flow, FlowEdge, Liveness, Lot, StageDescriptor};
+use factoryos_wire::model::{
+    ClusterStatus, Flow, FlowEdge, Liveness, Lot, Recipe, StageDescriptor,
+};
 use factoryos_wire::{
     DecodeError, Envelope, FlowVersion, FrameCodec, ItemType, LotId, Message, MessageKind, NodeId,
     RequestId, SnapshotId,
@@ -30,12 +32,14 @@ fn lot() -> impl Strategy<Value = Lot> {
         item(),
         any::<u32>(),
         vec((lot_id(), any::<u32>()), 0..6),
+        any::<u64>(),
     )
-        .prop_map(|(id, item, units, genealogy)| Lot {
+        .prop_map(|(id, item, units, genealogy, made_ms)| Lot {
             id,
             item,
             units,
             genealogy,
+            made_ms,
         })
 }
 
@@ -65,9 +69,19 @@ fn flow() -> impl Strategy<Value = Flow> {
                 share,
             }
         });
-    (any::<u64>(), vec(edge, 0..8)).prop_map(|(v, edges)| Flow {
-        version: FlowVersion(v),
-        edges,
+    let recipe = (vec((item(), 1u32..9), 0..3), 1u32..9, any::<u32>()).prop_map(
+        |(inputs, yield_units, version)| Recipe {
+            inputs: inputs.into_iter().collect(),
+            yield_units,
+            version,
+        },
+    );
+    (any::<u64>(), vec(edge, 0..8), vec((item(), recipe), 0..3)).prop_map(|(v, edges, recipes)| {
+        Flow {
+            version: FlowVersion(v),
+            edges,
+            recipes: recipes.into_iter().collect(),
+        }
     })
 }
 

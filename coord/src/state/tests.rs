@@ -240,3 +240,67 @@ fn broken_links_are_recorded_and_forgotten_when_an_end_restarts() {
         }
     )));
 }
+
+#[test]
+fn a_committed_flow_carries_the_recipes_it_was_computed_for() {
+    let mut c = ClusterConfig::default();
+    c.apply(1, &Command::SetSpec { spec: spec() });
+    let new = Recipe {
+        inputs: [("window-frame".into(), 3)].into_iter().collect(),
+        yield_units: 1,
+        version: 0,
+    };
+    c.apply(
+        2,
+        &Command::UpdateRecipe {
+            item: "window".into(),
+            recipe: new,
+        },
+    );
+    assert!(c.flow_is_stale(), "a recipe update is an input of the flow");
+    c.apply(
+        3,
+        &Command::CommitFlow {
+            based_on: 2,
+            edges: vec![],
+        },
+    );
+    let w = &c.flow.recipes[&ItemType::from("window")];
+    assert_eq!(w.inputs[&ItemType::from("window-frame")], 3);
+    assert_eq!(w.version, 2, "the version is bumped by the update");
+    assert_eq!(c.flow.recipes.len(), spec().types.len());
+}
+
+#[test]
+fn an_added_stage_is_held_dead_until_it_registers_and_cannot_be_added_twice() {
+    let mut c = ClusterConfig::default();
+    c.apply(1, &Command::SetSpec { spec: spec() });
+    c.apply(
+        2,
+        &Command::AddStage {
+            stage: stage(21, "wood"),
+        },
+    );
+    assert_eq!(c.stages[&NodeId(21)].liveness, Liveness::Dead);
+    assert!(!c.solver_stages()[0].live, "not in the flow before it runs");
+    let again = c.apply(
+        3,
+        &Command::AddStage {
+            stage: stage(21, "wood"),
+        },
+    );
+    assert_eq!(
+        again,
+        CommandResponse::Rejected {
+            reason: "stage n21 is already known".into()
+        }
+    );
+    c.apply(
+        4,
+        &Command::RegisterStage {
+            stage: stage(21, "wood"),
+        },
+    );
+    assert_eq!(c.stages[&NodeId(21)].liveness, Liveness::Alive);
+    assert_eq!(c.config_version, 4);
+}

@@ -3,25 +3,45 @@
 //! instant trades and no faults. A lot made in cycle `k`
 //! can be consumed in cycle `k + 1` (by any stage that needs its type: the
 //! twin ignores the flow, it is the physical limit), raw materials are made
-//! every cycle, and a type's stock is capped by its stages' outbound
-//! inventories. Its final-product count is the most the chain can make in
-//! that time; a run's **efficiency** is its final products divided by it.
+//! every cycle, and a type's stock is capped by what the real stages can
+//! hold: their outbound inventories and their consumers' inbound buffers.
+//! Its final-product count is the most the chain can make in that time; a
+//! run's **efficiency** is its final products divided by it.
 
 use factoryos_coord::solver::StageState;
-use factoryos_wire::model::Spec;
+use factoryos_wire::model::{Recipe, Spec};
 use factoryos_wire::ItemType;
 use std::collections::{BTreeMap, HashMap};
 
+/// A change of the chain during a run, which the twin makes at the same
+/// cycle: these are not faults, they change what the chain can make.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChainChange {
+    /// `item` is made by `recipe` from this cycle on.
+    Recipe { item: ItemType, recipe: Recipe },
+    /// A new stage joins the chain.
+    AddStage(StageState),
+}
+
+/// A [`ChainChange`] at a cycle (counted from the twin's start).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainEvent {
+    pub cycle: u64,
+    pub change: ChainChange,
+}
+
+/// Cycles' worth of each input a real stage keeps (the stage's default
+/// target buffer): stock the twin may hold besides outbound inventories.
+const INBOUND_TARGET: u64 = 3;
+
 /// Final products the chain can make in `cycles` cycles.
 pub fn final_products(spec: &Spec, stages: &[StageState], cycles: u64, outbound_cap: usize) -> u64 {
-    // Types in dependency order (spec order is a valid one when inputs come first;
-    // sort by depth to be safe).
-    let mut depth: HashMap<&ItemType, usize> = HashMap::new();
-    fn depth_of<'a>(
-        spec: &'a Spec,
-        t: &'a ItemType,
-        memo: &mut HashMap<&'a ItemType, usize>,
-    ) -> usize {
+    final_products_with(spec, stages, cycles, outbound_cap, &[])
+}
+
+/// Types in dependency order (inputs first).
+fn dependency_order(spec: &Spec) -> Vec<ItemType> {
+    fn depth_of(spec: &Spec, t: &ItemType, memo: &mut HashMap<ItemType, usize>) -> usize {
         if let Some(d) = memo.get(t) {
             return *d;
         }
@@ -35,40 +55,100 @@ pub fn final_products(spec: &Spec, stages: &[StageState], cycles: u64, outbound_
                     .unwrap_or(0)
             })
             .unwrap_or(0);
-        memo.insert(t, d);
+        memo.insert(t.clone(), d);
         d
     }
-    for t in &spec.types {
-        depth_of(spec, &t.name, &mut depth);
+    let mut depth = HashMap::new();
+    let mut order: Vec<ItemType> = spec.types.iter().map(|t| t.name.clone()).collect();
+    for t in &order {
+        depth_of(spec, t, &mut depth);
     }
-    let mut order: Vec<&ItemType> = spec.types.iter().map(|t| &t.name).collect();
-    order.sort_by_key(|t| (depth[t], *t));
+    order.sort_by(|a, b| (depth[a], a).cmp(&(depth[b], b)));
+    order
+}
 
-    let mut by_type: BTreeMap<&ItemType, Vec<&StageState>> = BTreeMap::new();
-    for s in stages.iter().filter(|s| s.live) {
-        by_type.entry(&s.item).or_default().push(s);
+/// The most stock of each type the real stages can hold: its makers'
+/// outbound inventories and its users' inbound buffers.
+fn stock_caps(
+    spec: &Spec,
+    stages_of: &BTreeMap<ItemType, u64>,
+    outbound_cap: usize,
+) -> HashMap<ItemType, u64> {
+    let count = |t: &ItemType| stages_of.get(t).copied().unwrap_or(0);
+    let mut caps: HashMap<ItemType, u64> = spec
+        .types
+        .iter()
+        .map(|t| {
+            let outbound = count(&t.name) * outbound_cap.max(1) as u64;
+            (t.name.clone(), outbound * t.recipe.yield_units as u64)
+        })
+        .collect();
+    for c in &spec.types {
+        for (input, units) in &c.recipe.inputs {
+            *caps.entry(input.clone()).or_default() +=
+                count(&c.name) * *units as u64 * INBOUND_TARGET;
+        }
     }
-    // Units in stock per type, and the cap of each type's stock.
-    let mut stock: HashMap<&ItemType, u64> = HashMap::new();
-    let cap = |t: &ItemType| -> u64 {
-        let n = by_type.get(t).map_or(0, |v| v.len()) as u64;
-        let y = spec.recipe(t).map_or(1, |r| r.yield_units) as u64;
-        n * outbound_cap.max(1) as u64 * y
-    };
+    caps
+}
+
+/// Like [`final_products`], with the run's chain changes made at their cycles.
+pub fn final_products_with(
+    spec: &Spec,
+    stages: &[StageState],
+    cycles: u64,
+    outbound_cap: usize,
+    events: &[ChainEvent],
+) -> u64 {
+    let mut spec = spec.clone();
+    let mut order = dependency_order(&spec);
+    // Live stages per type.
+    let mut stages_of: BTreeMap<ItemType, u64> = BTreeMap::new();
+    for s in stages.iter().filter(|s| s.live) {
+        *stages_of.entry(s.item.clone()).or_default() += 1;
+    }
+    let mut events: Vec<&ChainEvent> = events.iter().collect();
+    events.sort_by_key(|e| e.cycle);
+    let mut events = events.into_iter().peekable();
+    // Units in stock per type.
+    let mut stock: HashMap<ItemType, u64> = HashMap::new();
     let mut finals = 0u64;
-    for _ in 0..cycles {
+    let mut caps = stock_caps(&spec, &stages_of, outbound_cap);
+    for cycle in 0..cycles {
+        let mut changed = false;
+        while let Some(e) = events.next_if(|e| e.cycle <= cycle) {
+            changed = true;
+            match &e.change {
+                ChainChange::Recipe { item, recipe } => {
+                    if let Some(t) = spec.types.iter_mut().find(|t| &t.name == item) {
+                        t.recipe = recipe.clone();
+                    }
+                    order = dependency_order(&spec);
+                }
+                ChainChange::AddStage(s) => {
+                    if s.live {
+                        *stages_of.entry(s.item.clone()).or_default() += 1;
+                    }
+                }
+            }
+        }
+        if changed {
+            caps = stock_caps(&spec, &stages_of, outbound_cap);
+        }
         let mut made: HashMap<&ItemType, u64> = HashMap::new();
         for t in &order {
             let Some(recipe) = spec.recipe(t) else {
                 continue;
             };
-            let is_final = *t == &spec.final_type;
-            for _stage in by_type.get(t).map(Vec::as_slice).unwrap_or(&[]) {
+            let is_final = *t == spec.final_type;
+            let n = stages_of.get(t).copied().unwrap_or(0);
+            let cap = caps.get(t).copied().unwrap_or(0);
+            for _stage in 0..n {
                 let room = is_final
                     || stock.get(t).copied().unwrap_or(0)
                         + made.get(t).copied().unwrap_or(0)
                         + recipe.yield_units as u64
-                        <= cap(t);
+                        <= cap;
                 let inputs_ok = recipe
                     .inputs
                     .iter()
@@ -87,7 +167,7 @@ pub fn final_products(spec: &Spec, stages: &[StageState], cycles: u64, outbound_
             }
         }
         for (t, units) in made {
-            *stock.entry(t).or_default() += units;
+            *stock.entry(t.clone()).or_default() += units;
         }
     }
     finals
@@ -134,5 +214,36 @@ mod tests {
             s.live = false;
         }
         assert_eq!(final_products(&spec, &stages, 100, 8), 0);
+    }
+
+    #[test]
+    fn chain_changes_take_effect_at_their_cycle() {
+        let (spec, stages) = window();
+        let base = final_products(&spec, &stages, 100, 8);
+        // From cycle 50 a window needs 8 frames instead of 2: frame stages
+        // make 10 a cycle, so 1.25 windows a cycle instead of 2.
+        let mut slow = spec.recipe(&"window".into()).unwrap().clone();
+        slow.inputs.insert("window-frame".into(), 8);
+        let recipe = ChainEvent {
+            cycle: 50,
+            change: ChainChange::Recipe {
+                item: "window".into(),
+                recipe: slow,
+            },
+        };
+        let n = final_products_with(&spec, &stages, 100, 8, &[recipe]);
+        assert!(n < base && n > base / 2, "{n} vs {base}");
+        // A third window stage from cycle 0: 3 windows a cycle (6 of the 10 frames).
+        let extra = ChainEvent {
+            cycle: 0,
+            change: ChainChange::AddStage(StageState {
+                id: NodeId(99),
+                item: "window".into(),
+                capacity: 1,
+                live: true,
+            }),
+        };
+        let more = final_products_with(&spec, &stages, 100, 8, &[extra]);
+        assert!(more > base * 14 / 10, "{more} vs {base}");
     }
 }

@@ -4,17 +4,19 @@
 //! and files.
 
 pub mod ideal;
+pub mod ops;
 pub mod plots;
+pub mod reroute;
 pub mod results;
 
 use crate::local::{LocalCluster, LocalError};
 use factoryos_coord::cluster::RaftTimeouts;
 use factoryos_coord::generate::{generate, ChainShape, Complexity};
 use factoryos_coord::spec::ChainSpec;
-use factoryos_wire::NodeId;
+use factoryos_wire::{ItemType, NodeId};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use results::{Fault, Recovery, StageMetrics, Summary};
+use results::{ChainOp, Fault, Recovery, Reroute, StageMetrics, Summary};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -85,6 +87,12 @@ pub struct RunConfig {
     pub failure_rate: f64,
     /// Recoveries per minute.
     pub recover_rate: f64,
+    /// Recipe updates per minute.
+    pub update_dep_rate: f64,
+    /// Stages added per minute.
+    pub add_stage_rate: f64,
+    /// Whether a crash may take the last live stage of a type.
+    pub allow_outages: bool,
     /// Whether the Raft leader may be killed too.
     pub leader_can_fail: bool,
     pub file_lock: bool,
@@ -108,6 +116,10 @@ pub enum RunError {
     Startup(Duration, String),
     #[error("audit: {0}")]
     Wal(#[from] factoryos_stage::wal::WalError),
+    #[error("certificates: {0}")]
+    Certs(#[from] factoryos_wire::CertError),
+    #[error("adding a stage: {0}")]
+    AddStage(String),
 }
 
 /// Live figures for a progress display.
@@ -152,6 +164,88 @@ pub fn chain(config: &RunConfig) -> Result<ChainSpec, RunError> {
 const STARTUP: Duration = Duration::from_secs(60);
 /// Stages per host process for large chains.
 const HOST_GROUP: usize = 50;
+/// How often the leader's view is polled while a crash is not yet detected.
+const DETECT_POLL: Duration = Duration::from_millis(100);
+/// The no-crash baseline of a reroute is taken this long before the crash.
+const BASELINE_BEFORE_MS: u64 = 5_000;
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A crash of a stage host, followed until the leader marks it dead.
+#[derive(Debug)]
+struct CrashWatch {
+    at_s: f64,
+    at_unix_ms: u64,
+    killed: Instant,
+    host: NodeId,
+    victims: BTreeSet<NodeId>,
+    items: BTreeSet<ItemType>,
+    detect_ms: Option<u64>,
+}
+
+/// The run's view of its cluster: which stages exist, on which hosts, and
+/// what is down.
+struct Live {
+    ids: Vec<NodeId>,
+    /// Stage host processes; each is known by its first stage's id.
+    groups: Vec<Vec<NodeId>>,
+    host_of: BTreeMap<NodeId, NodeId>,
+    item_of: BTreeMap<NodeId, String>,
+    dead_hosts: BTreeSet<NodeId>,
+    dead_coords: BTreeSet<NodeId>,
+}
+
+impl Live {
+    fn live_of(&self, item: &str, dead: &BTreeSet<NodeId>) -> usize {
+        self.ids
+            .iter()
+            .filter(|s| self.item_of[s] == item && !dead.contains(&self.host_of[s]))
+            .count()
+    }
+
+    fn group(&self, host: NodeId) -> &[NodeId] {
+        self.groups
+            .iter()
+            .find(|g| g[0] == host)
+            .map_or(&[], |g| g.as_slice())
+    }
+
+    /// Hosts a crash may take: live ones, and unless `allow_outages`, only
+    /// those whose every stage leaves a live stage of its type behind.
+    fn crash_candidates(&self, allow_outages: bool) -> Vec<NodeId> {
+        self.groups
+            .iter()
+            .map(|g| g[0])
+            .filter(|h| !self.dead_hosts.contains(h))
+            .filter(|h| {
+                let mut after = self.dead_hosts.clone();
+                after.insert(*h);
+                allow_outages
+                    || self
+                        .group(*h)
+                        .iter()
+                        .all(|s| self.live_of(&self.item_of[s], &after) > 0)
+            })
+            .collect()
+    }
+
+    fn dead_stages(&self) -> usize {
+        self.ids
+            .iter()
+            .filter(|s| self.dead_hosts.contains(&self.host_of[s]))
+            .count()
+    }
+}
+
+/// Draws the time to the next event of a Poisson process of `per_min` a minute.
+fn next_in(rng: &mut SmallRng, per_min: f64) -> Option<Duration> {
+    let rate = per_min / 60.0;
+    (rate > 0.0).then(|| Duration::from_secs_f64(-rng.random::<f64>().max(1e-12).ln() / rate))
+}
 
 /// Runs the experiment. `stop` ends it early (Ctrl-C); results are still made.
 pub async fn run(
@@ -188,16 +282,21 @@ pub async fn run(
     // Stages make lots from the moment they start (raw materials before any
     // flow exists), so the ideal twin gets the same wall time: from here.
     let stages_started = Instant::now();
-    // Which process hosts each stage (a crash takes the whole host down).
-    let host_of: BTreeMap<NodeId, NodeId> = groups
-        .iter()
-        .flat_map(|g| g.iter().map(move |s| (*s, g[0])))
-        .collect();
-    let item_of: BTreeMap<NodeId, String> = chain
-        .stages
-        .iter()
-        .map(|s| (s.id, s.item.to_string()))
-        .collect();
+    let mut live = Live {
+        host_of: groups
+            .iter()
+            .flat_map(|g| g.iter().map(move |s| (*s, g[0])))
+            .collect(),
+        item_of: chain
+            .stages
+            .iter()
+            .map(|s| (s.id, s.item.to_string()))
+            .collect(),
+        ids,
+        groups,
+        dead_hosts: BTreeSet::new(),
+        dead_coords: BTreeSet::new(),
+    };
     let final_type = chain.spec.final_type.to_string();
     let raw: BTreeSet<String> = chain.raw_types().iter().map(|t| t.to_string()).collect();
 
@@ -206,7 +305,7 @@ pub async fn run(
     let started = Instant::now();
     loop {
         if let Ok(s) = client.status().await {
-            if s.stages.len() == ids.len() && s.flow_version.0 > 0 {
+            if s.stages.len() == live.ids.len() && s.flow_version.0 > 0 {
                 break;
             }
         }
@@ -220,48 +319,33 @@ pub async fn run(
     }
 
     let mut rng = SmallRng::seed_from_u64(config.seed ^ 0x5eed);
-    let per_s = |per_min: f64| per_min / 60.0;
-    let next_in = |rng: &mut SmallRng, rate: f64| -> Option<Duration> {
-        (rate > 0.0).then(|| Duration::from_secs_f64(-rng.random::<f64>().max(1e-12).ln() / rate))
-    };
     let clock = Instant::now();
-    let mut next_crash = next_in(&mut rng, per_s(config.failure_rate));
-    let mut next_recover = next_in(&mut rng, per_s(config.recover_rate));
-    let mut dead_hosts: BTreeSet<NodeId> = BTreeSet::new();
-    let mut dead_coords: BTreeSet<NodeId> = BTreeSet::new();
+    let clock_unix_ms = unix_ms();
+    let mut next_crash = next_in(&mut rng, config.failure_rate);
+    let mut next_recover = next_in(&mut rng, config.recover_rate);
+    let mut next_update = next_in(&mut rng, config.update_dep_rate);
+    let mut next_add = next_in(&mut rng, config.add_stage_rate);
+    let mut spec_now = chain.spec.clone();
+    let mut events: Vec<ideal::ChainEvent> = Vec::new();
+    let mut changes: Vec<ChainOp> = Vec::new();
     let mut faults: Vec<Fault> = Vec::new();
+    let mut crashes: Vec<CrashWatch> = Vec::new();
     let mut recoveries: Vec<(Recovery, Instant)> = Vec::new();
     let mut view = Progress::default();
     let mut series: Vec<(f64, u64)> = vec![(0.0, 0)];
     let mut windows: Vec<(NodeId, f64, Option<f64>)> = Vec::new();
     let mut last_status = Instant::now() - Duration::from_secs(1);
+    let mut last_detect_poll = Instant::now();
     while clock.elapsed() < config.duration && !*stop.borrow() {
         let now = clock.elapsed();
+        let at_s = now.as_secs_f64();
+        let cycle_now =
+            (stages_started.elapsed().as_secs_f64() / config.cycle.as_secs_f64()) as u64;
         if next_crash.is_some_and(|t| now >= t) {
-            next_crash = next_in(&mut rng, per_s(config.failure_rate)).map(|d| now + d);
-            // Candidates: hosts whose stages all leave a live stage of their type behind.
-            let live_of = |item: &str, dead: &BTreeSet<NodeId>| {
-                ids.iter()
-                    .filter(|s| item_of[s] == item && !dead.contains(&host_of[s]))
-                    .count()
-            };
-            let mut candidates: Vec<NodeId> = groups
-                .iter()
-                .map(|g| g[0])
-                .filter(|h| !dead_hosts.contains(h))
-                .filter(|h| {
-                    let mut after = dead_hosts.clone();
-                    after.insert(*h);
-                    groups
-                        .iter()
-                        .find(|g| g[0] == *h)
-                        .expect("host of a group")
-                        .iter()
-                        .all(|s| live_of(&item_of[s], &after) > 0)
-                })
-                .collect();
+            next_crash = next_in(&mut rng, config.failure_rate).map(|d| now + d);
+            let mut candidates = live.crash_candidates(config.allow_outages);
             let mut leader = None;
-            if config.leader_can_fail && dead_coords.is_empty() {
+            if config.leader_can_fail && live.dead_coords.is_empty() {
                 leader = client.status().await.ok().and_then(|s| s.leader);
                 candidates.extend(leader);
             }
@@ -269,30 +353,41 @@ pub async fn run(
                 let victim = candidates[rng.random_range(0..candidates.len())];
                 cluster.kill(victim)?;
                 let op = if Some(victim) == leader {
+                    live.dead_coords.insert(victim);
                     "kill-leader"
                 } else {
+                    live.dead_hosts.insert(victim);
+                    let victims: BTreeSet<NodeId> = live.group(victim).iter().copied().collect();
+                    crashes.push(CrashWatch {
+                        at_s,
+                        at_unix_ms: unix_ms(),
+                        killed: Instant::now(),
+                        host: victim,
+                        items: victims
+                            .iter()
+                            .map(|s| ItemType::from(live.item_of[s].as_str()))
+                            .collect(),
+                        victims,
+                        detect_ms: None,
+                    });
                     "crash"
                 };
-                if op == "kill-leader" {
-                    dead_coords.insert(victim);
-                } else {
-                    dead_hosts.insert(victim);
-                }
-                windows.push((victim, now.as_secs_f64(), None));
+                windows.push((victim, at_s, None));
                 faults.push(Fault {
-                    at_s: now.as_secs_f64(),
+                    at_s,
                     op: op.into(),
                     node: victim.0,
                 });
-                view.last_op = Some(format!("{op} {victim} at {:.1}s", now.as_secs_f64()));
-                tracing::info!(%victim, op, at_s = now.as_secs_f64(), "fault injected");
+                view.last_op = Some(format!("{op} {victim} at {at_s:.1}s"));
+                tracing::info!(%victim, op, at_s, "fault injected");
             }
         }
         if next_recover.is_some_and(|t| now >= t) {
-            next_recover = next_in(&mut rng, per_s(config.recover_rate)).map(|d| now + d);
-            let pool: Vec<NodeId> = dead_hosts
+            next_recover = next_in(&mut rng, config.recover_rate).map(|d| now + d);
+            let pool: Vec<NodeId> = live
+                .dead_hosts
                 .iter()
-                .chain(dead_coords.iter())
+                .chain(live.dead_coords.iter())
                 .copied()
                 .collect();
             if !pool.is_empty() {
@@ -302,32 +397,94 @@ pub async fn run(
                     .rev()
                     .find(|w| w.0 == back && w.2.is_none())
                 {
-                    w.2 = Some(now.as_secs_f64());
+                    w.2 = Some(at_s);
                 }
-                if dead_coords.remove(&back) {
+                if live.dead_coords.remove(&back) {
                     cluster.start(back)?;
                 } else {
-                    dead_hosts.remove(&back);
-                    let group = groups
-                        .iter()
-                        .find(|g| g[0] == back)
-                        .expect("host of a group")
-                        .clone();
+                    live.dead_hosts.remove(&back);
+                    let group = live.group(back).to_vec();
                     for s in &group {
                         let _ = std::fs::remove_file(cluster.metrics_path(*s));
                     }
                     cluster.start_stage_group(&group, cycle_ms)?;
                     recoveries.push((
                         Recovery {
-                            at_s: now.as_secs_f64(),
+                            at_s,
                             node: back.0,
                             first_lot_ms: None,
                         },
                         Instant::now(),
                     ));
                 }
-                view.last_op = Some(format!("recover {back} at {:.1}s", now.as_secs_f64()));
-                tracing::info!(node = %back, at_s = now.as_secs_f64(), "recovered");
+                view.last_op = Some(format!("recover {back} at {at_s:.1}s"));
+                tracing::info!(node = %back, at_s, "recovered");
+            }
+        }
+        if next_update.is_some_and(|t| now >= t) {
+            next_update = next_in(&mut rng, config.update_dep_rate).map(|d| now + d);
+            let made: BTreeSet<ItemType> = live
+                .item_of
+                .values()
+                .map(|i| ItemType::from(i.as_str()))
+                .collect();
+            if let Some((item, recipe, change)) =
+                ops::draw_recipe_update(&spec_now, &made, &mut rng)
+            {
+                match client.update_recipe(item.clone(), recipe.clone()).await {
+                    Ok(_) => {
+                        if let Some(adopted) = ops::apply_update(&mut spec_now, &item, &recipe) {
+                            let detail = format!("{item} v{}: {change}", adopted.version);
+                            events.push(ideal::ChainEvent {
+                                cycle: cycle_now,
+                                change: ideal::ChainChange::Recipe {
+                                    item,
+                                    recipe: adopted,
+                                },
+                            });
+                            view.last_op = Some(format!("recipe {detail} at {at_s:.1}s"));
+                            tracing::info!(%detail, at_s, "recipe updated");
+                            changes.push(ChainOp {
+                                at_s,
+                                op: "update-recipe".into(),
+                                detail,
+                            });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "recipe update not committed"),
+                }
+            }
+        }
+        if next_add.is_some_and(|t| now >= t) {
+            next_add = next_in(&mut rng, config.add_stage_rate).map(|d| now + d);
+            let types: Vec<&ItemType> = spec_now.types.iter().map(|t| &t.name).collect();
+            let item = types[rng.random_range(0..types.len())].clone();
+            let id = NodeId(live.ids.iter().map(|i| i.0).max().unwrap_or(10) + 1);
+            match add_stage(&mut cluster, &client, id, &item, cycle_ms).await {
+                Ok(()) => {
+                    live.ids.push(id);
+                    live.groups.push(vec![id]);
+                    live.host_of.insert(id, id);
+                    live.item_of.insert(id, item.to_string());
+                    events.push(ideal::ChainEvent {
+                        cycle: cycle_now,
+                        change: ideal::ChainChange::AddStage(factoryos_coord::solver::StageState {
+                            id,
+                            item: item.clone(),
+                            capacity: 1,
+                            live: true,
+                        }),
+                    });
+                    let detail = format!("{id} makes {item}");
+                    view.last_op = Some(format!("add {detail} at {at_s:.1}s"));
+                    tracing::info!(%detail, at_s, "stage added");
+                    changes.push(ChainOp {
+                        at_s,
+                        op: "add-stage".into(),
+                        detail,
+                    });
+                }
+                Err(e) => tracing::warn!(%id, error = %e, "could not add a stage"),
             }
         }
         // Recoveries: the restarted stage's first lot.
@@ -343,21 +500,38 @@ pub async fn run(
                 r.first_lot_ms = Some(at.elapsed().as_millis() as u64);
             }
         }
+        // Crashes: when the leader holds every victim dead.
+        let undetected = crashes
+            .iter()
+            .any(|c| c.detect_ms.is_none() && live.dead_hosts.contains(&c.host));
+        if undetected && last_detect_poll.elapsed() >= DETECT_POLL {
+            last_detect_poll = Instant::now();
+            if let Ok(status) = client.status().await {
+                let dead: BTreeSet<NodeId> = status
+                    .stages
+                    .iter()
+                    .filter(|(_, l)| *l == factoryos_wire::model::Liveness::Dead)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for c in crashes.iter_mut().filter(|c| c.detect_ms.is_none()) {
+                    if live.dead_hosts.contains(&c.host) && c.victims.is_subset(&dead) {
+                        c.detect_ms = Some(c.killed.elapsed().as_millis() as u64);
+                    }
+                }
+            }
+        }
         if last_status.elapsed() >= Duration::from_millis(500) {
             last_status = Instant::now();
-            let metrics = read_metrics(&cluster, &ids);
+            let metrics = read_metrics(&cluster, &live.ids);
             view.elapsed = now;
             view.final_products = metrics
                 .iter()
-                .filter(|(id, _)| item_of[&NodeId(**id)] == final_type)
+                .filter(|(id, _)| live.item_of[&NodeId(**id)] == final_type)
                 .map(|(_, m)| m.get("final_products").copied().unwrap_or(0))
                 .sum();
-            view.successful_ratio = successful_ratio(&metrics, &item_of, &raw);
-            view.dead = ids
-                .iter()
-                .filter(|s| dead_hosts.contains(&host_of[s]))
-                .count();
-            view.live = ids.len() - view.dead;
+            view.successful_ratio = successful_ratio(&metrics, &live.item_of, &raw);
+            view.dead = live.dead_stages();
+            view.live = live.ids.len() - view.dead;
             view.leader = client.status().await.ok().and_then(|s| s.leader);
             series.push((now.as_secs_f64(), view.final_products));
             progress(&view);
@@ -368,19 +542,38 @@ pub async fn run(
     let wall = stages_started.elapsed();
 
     // Stop every stage cleanly so its last metrics and WAL writes are in.
-    for g in &groups {
-        if !dead_hosts.contains(&g[0]) {
+    for g in &live.groups {
+        if !live.dead_hosts.contains(&g[0]) {
             cluster.terminate(g[0])?;
         }
     }
     transport.shutdown().await;
     cluster.stop_all();
 
-    let metrics = read_metrics(&cluster, &ids);
-    let audit = factoryos_stage::audit::audit_wals(&cluster.file().data, &ids)?;
+    let ids = &live.ids;
+    let metrics = read_metrics(&cluster, ids);
+    let records = factoryos_stage::audit::read_wals(&cluster.file().data, ids)?;
+    let refs: Vec<(NodeId, &factoryos_stage::records::Records)> =
+        records.iter().map(|(id, r)| (*id, r)).collect();
+    let audit = factoryos_stage::audit::audit(&refs);
+    let genealogy = reroute::Genealogy::new(records.iter().map(|(_, r)| r));
+    let reroutes: Vec<Reroute> = crashes
+        .iter()
+        .map(|c| Reroute {
+            at_s: c.at_s,
+            node: c.host.0,
+            detect_ms: c.detect_ms,
+            first_product_ms: genealogy.first_product_through(c.at_unix_ms, &c.items, &c.victims),
+            baseline_ms: c
+                .at_unix_ms
+                .checked_sub(BASELINE_BEFORE_MS)
+                .filter(|t| *t >= clock_unix_ms)
+                .and_then(|t| genealogy.first_product_through(t, &c.items, &BTreeSet::new())),
+        })
+        .collect();
     let all_live = chain.stage_states(&BTreeSet::new());
     let cycles = (wall.as_secs_f64() / config.cycle.as_secs_f64()) as u64;
-    let ideal = ideal::final_products(&chain.spec, &all_live, cycles, 8);
+    let ideal = ideal::final_products_with(&chain.spec, &all_live, cycles, 8, &events);
     let sum = |names: &[&str]| results::total(metrics.values(), names);
     let lots = sum(&["batches_received"]).max(1) as f64;
     let trade = sum(&results::TRADE_MESSAGES) as f64;
@@ -405,8 +598,8 @@ pub async fn run(
         final_products: audit.lots_shipped,
         ideal_final_products: ideal,
         efficiency: audit.lots_shipped as f64 / ideal.max(1) as f64,
-        successful_cycle_ratio: successful_ratio(&metrics, &item_of, &raw),
-        successful_cycle_ratio_all: successful_ratio(&metrics, &item_of, &BTreeSet::new()),
+        successful_cycle_ratio: successful_ratio(&metrics, &live.item_of, &raw),
+        successful_cycle_ratio_all: successful_ratio(&metrics, &live.item_of, &BTreeSet::new()),
         messages_per_lot: trade / lots,
         heartbeats_per_lot: sum(&["Heartbeat_sent"]) as f64 / lots,
         lots_lost: audit.lost.len(),
@@ -416,6 +609,10 @@ pub async fn run(
         faults_injected: faults.len(),
         faults,
         recoveries: recoveries.into_iter().map(|(r, _)| r).collect(),
+        reroutes,
+        recipe_updates: changes.iter().filter(|c| c.op == "update-recipe").count(),
+        stages_added: changes.iter().filter(|c| c.op == "add-stage").count(),
+        chain_changes: changes,
     };
     results::write_files(&config.out, &metrics, &summary)?;
     series.push((elapsed.as_secs_f64(), summary.final_products));
@@ -435,7 +632,7 @@ pub async fn run(
         .iter()
         .map(|(id, m)| plots::Outcomes {
             stage: *id,
-            item: item_of[&NodeId(*id)].clone(),
+            item: live.item_of[&NodeId(*id)].clone(),
             successful: m.get("successful_manufacture_cycles").copied().unwrap_or(0),
             skipped: m.get("skipped_manufacture_cycles").copied().unwrap_or(0),
             blocked: m.get("blocked_manufacture_cycles").copied().unwrap_or(0),
@@ -465,6 +662,43 @@ pub async fn run(
         out: config.out.clone(),
         plot_notes,
     })
+}
+
+/// The original's "add node" operation on a running cluster: a certificate
+/// for `id`, the stage declared in the cluster's spec file (so the process,
+/// and coordinators that restart, know it), `AddStage` through the store
+/// (so coordinators let it connect), then the process itself.
+async fn add_stage(
+    cluster: &mut LocalCluster,
+    client: &factoryos_coord::client::CoordClient,
+    id: NodeId,
+    item: &ItemType,
+    cycle_ms: u64,
+) -> Result<(), RunError> {
+    let file = cluster.file().clone();
+    factoryos_wire::ClusterCa::load(&file.certs)?
+        .issue(id)?
+        .save(&file.certs)?;
+    let spec = file
+        .spec
+        .ok_or_else(|| RunError::AddStage("the cluster file names no spec".into()))?;
+    let mut text = std::fs::read_to_string(&spec)?;
+    text.push_str(&format!("\n[[stages]]\nid = {}\ntype = \"{item}\"\n", id.0));
+    std::fs::write(&spec, text)?;
+    let desc = factoryos_wire::model::StageDescriptor {
+        id,
+        item: item.clone(),
+        // Not listening yet: it registers its real address when it starts.
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        recipe_version: 0,
+        capacity: 1,
+    };
+    client
+        .add_stage(desc)
+        .await
+        .map_err(|e| RunError::AddStage(e.to_string()))?;
+    cluster.start_stage_group(&[id], cycle_ms)?;
+    Ok(())
 }
 
 fn read_metrics(cluster: &LocalCluster, ids: &[NodeId]) -> StageMetrics {

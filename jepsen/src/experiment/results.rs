@@ -128,6 +128,40 @@ pub struct Recovery {
     pub first_lot_ms: Option<u64>,
 }
 
+/// A change of the chain the run made (not a fault): a recipe update or an
+/// added stage.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainOp {
+    pub at_s: f64,
+    pub op: String,
+    pub detail: String,
+}
+
+/// A stage host's crash: how soon the leader held it dead, and how soon a
+/// final product was made through the surviving stages of its type.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reroute {
+    pub at_s: f64,
+    /// The host process killed (its first stage's id).
+    pub node: u64,
+    /// Kill -> the leader marks every stage of the host dead (none if it
+    /// recovered first).
+    pub detect_ms: Option<u64>,
+    /// Kill -> the first final product made from a lot of the dead type
+    /// that a survivor made after the kill.
+    pub first_product_ms: Option<u64>,
+    /// The same search from 5 s before the kill, any producer: the chain's
+    /// own latency from a new lot of that type to a final product.
+    pub baseline_ms: Option<u64>,
+}
+
+/// The median of the values present.
+fn median(values: impl Iterator<Item = Option<u64>>) -> Option<u64> {
+    let mut v: Vec<u64> = values.flatten().collect();
+    v.sort_unstable();
+    (!v.is_empty()).then(|| v[v.len() / 2])
+}
+
 /// The run's summary (`summary.json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -156,6 +190,11 @@ pub struct Summary {
     pub faults_injected: usize,
     pub faults: Vec<Fault>,
     pub recoveries: Vec<Recovery>,
+    /// One per stage crash.
+    pub reroutes: Vec<Reroute>,
+    pub recipe_updates: usize,
+    pub stages_added: usize,
+    pub chain_changes: Vec<ChainOp>,
 }
 
 impl Summary {
@@ -201,6 +240,37 @@ impl Summary {
                 format!(": {}", recovered.join(", "))
             }
         );
+        if !self.reroutes.is_empty() {
+            let ms = |v: Option<u64>| v.map_or("-".to_string(), |v| format!("{v} ms"));
+            let _ = writeln!(
+                s,
+                "after a crash (p50)   detected in {}; first final product through the survivors after {} (the chain's own latency: {})",
+                ms(median(self.reroutes.iter().map(|r| r.detect_ms))),
+                ms(median(self.reroutes.iter().map(|r| r.first_product_ms))),
+                ms(median(self.reroutes.iter().map(|r| r.baseline_ms))),
+            );
+        }
+        if !self.chain_changes.is_empty() {
+            let list: Vec<String> = self
+                .chain_changes
+                .iter()
+                .take(6)
+                .map(|c| format!("{} ({})", c.detail, c.op))
+                .collect();
+            let more = self.chain_changes.len().saturating_sub(list.len());
+            let _ = writeln!(
+                s,
+                "chain changes         {} recipe updates, {} stages added: {}{}",
+                self.recipe_updates,
+                self.stages_added,
+                list.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            );
+        }
         let _ = write!(
             s,
             "lots lost {}, duplicated {}, miscounted {} (audit of every WAL; {} still in transit)",

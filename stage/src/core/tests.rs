@@ -64,6 +64,7 @@ fn window_flow(version: u64) -> Flow {
     Flow {
         version: FlowVersion(version),
         edges,
+        recipes: BTreeMap::new(),
     }
 }
 
@@ -394,6 +395,7 @@ fn lot(producer: u64, seq: u64, item: &str, units: u32) -> Lot {
         item: item.into(),
         units,
         genealogy: vec![],
+        made_ms: 0,
     }
 }
 
@@ -458,6 +460,95 @@ fn a_lot_is_taken_once_whatever_repeats_and_whenever() {
     );
     assert_eq!(c.held_units(&"wood".into()), 3);
     assert_eq!(c.metrics().duplicate_lots_received, 2);
+}
+
+#[test]
+fn a_recipe_update_arrives_with_the_flow_survives_a_crash_and_strands_no_lot() {
+    let mut c = StageCore::new(frame(13), Records::default());
+    c.set_wall_origin(1_000_000);
+    c.set_flow(Duration::ZERO, &window_flow(5));
+    let mut records = Records::default();
+    records.apply(&c.take_output().wal);
+    // Version 2 of `frame` needs glass instead of wood.
+    let mut flow = window_flow(6);
+    let mut v2 = recipe(&[("glass", 1)], 4);
+    v2.version = 2;
+    flow.recipes.insert("frame".into(), v2.clone());
+    flow.recipes.insert("wood".into(), recipe(&[], 9));
+    c.set_flow(STEP, &flow);
+    assert_eq!(c.config().recipe, v2);
+    assert_eq!(c.metrics().recipe_updates, 1);
+    assert_eq!(c.metrics().recipe_version, 2);
+    let out = c.take_output();
+    assert!(
+        out.wal.contains(&WalOp::Recipe(v2.clone())),
+        "{:?}",
+        out.wal
+    );
+    records.apply(&out.wal);
+    // A wood lot sent before the update is taken (not left in transit) and held.
+    let l = lot(11, 0, "wood", 3);
+    c.on_message(
+        STEP * 2,
+        NodeId(11),
+        &env(
+            11,
+            6,
+            Message::BatchSent {
+                req: None,
+                lot: l.clone(),
+            },
+        ),
+    );
+    let out = c.take_output();
+    assert_eq!(
+        out.send,
+        vec![(NodeId(11), Message::DeliveryConfirmed { lot: l.id })]
+    );
+    assert_eq!(c.metrics().lots_received_not_input, 1);
+    assert_eq!(c.held_units(&"wood".into()), 3);
+    records.apply(&out.wal);
+    // An older recipe in a later flow changes nothing.
+    let mut stale = window_flow(7);
+    stale
+        .recipes
+        .insert("frame".into(), recipe(&[("wood", 1)], 1));
+    c.set_flow(STEP * 3, &stale);
+    assert_eq!(c.config().recipe, v2);
+    // Glass arrives: the cycle follows the new recipe, and stamps the lot.
+    c.on_message(
+        STEP * 4,
+        NodeId(11),
+        &env(
+            11,
+            7,
+            Message::BatchSent {
+                req: None,
+                lot: lot(21, 0, "glass", 1),
+            },
+        ),
+    );
+    c.tick(Duration::from_millis(500));
+    let out = c.take_output();
+    let made = out
+        .wal
+        .iter()
+        .find_map(|op| match op {
+            WalOp::Out(r) => Some(r.lot.clone()),
+            _ => None,
+        })
+        .expect("a lot was made");
+    assert_eq!((made.units, made.made_ms), (4, 1_000_500));
+    assert_eq!(made.genealogy, vec![(LotId::new(NodeId(21), 0), 1)]);
+    assert_eq!(
+        c.held_units(&"wood".into()),
+        3,
+        "wood is not consumed any more"
+    );
+    // After a crash, the WAL's recipe wins over the one the stage starts with.
+    let again = StageCore::new(frame(13), records);
+    assert_eq!(again.config().recipe, v2);
+    assert_eq!(again.metrics().recipe_version, 2);
 }
 
 #[test]
@@ -830,6 +921,7 @@ impl Sim {
         self.set_flow(Flow {
             version: FlowVersion(version),
             edges: vec![],
+            recipes: BTreeMap::new(),
         });
         self.run(steps);
     }
