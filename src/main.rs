@@ -119,6 +119,12 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Change a type's recipe on a running cluster (its stages adopt it with the next flow).
+    #[command(subcommand)]
+    Recipe(RecipeCommand),
+    /// Add or remove stages of a running cluster.
+    #[command(subcommand)]
+    Stages(StagesCommand),
     /// Set up a cluster directory.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -147,6 +153,51 @@ enum CoordinatorsCommand {
         #[arg(long)]
         config: PathBuf,
         /// The coordinator to remove.
+        #[arg(long)]
+        id: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RecipeCommand {
+    /// Replace ITEM's recipe (its version is bumped). Refused if an input is
+    /// not a type of the spec or the chain would have a cycle.
+    Set {
+        /// The cluster file; the operator certificate certs/node-0.pem is used.
+        #[arg(long)]
+        config: PathBuf,
+        /// The type whose recipe changes.
+        #[arg(long)]
+        item: String,
+        /// An input and its units per cycle, e.g. `--input wood=3`; repeat for
+        /// several; none makes ITEM a raw material.
+        #[arg(long = "input", value_name = "TYPE=UNITS", value_parser = commands::ops::parse_input)]
+        inputs: Vec<(factoryos_wire::ItemType, u32)>,
+        /// Units in each lot made.
+        #[arg(long = "yield", value_name = "UNITS")]
+        yield_units: u32,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum StagesCommand {
+    /// Declare stage ID (already in the spec file's [[stages]]) to the
+    /// running cluster, issuing its certificate if it has none; then start
+    /// it with `factoryos stage --id ID`.
+    Add {
+        /// The cluster file; the operator certificate certs/node-0.pem is used.
+        #[arg(long)]
+        config: PathBuf,
+        /// The new stage's id (never one used before).
+        #[arg(long)]
+        id: u64,
+    },
+    /// Retire stage ID for good (its id can never be used again).
+    Remove {
+        /// The cluster file; the operator certificate certs/node-0.pem is used.
+        #[arg(long)]
+        config: PathBuf,
+        /// The stage to remove.
         #[arg(long)]
         id: u64,
     },
@@ -317,6 +368,18 @@ fn main() -> std::process::ExitCode {
             commands::coord::change_coordinators(&config, id, None)
         }
         Command::Status { config } => commands::coord::status(&config),
+        Command::Recipe(RecipeCommand::Set {
+            config,
+            item,
+            inputs,
+            yield_units,
+        }) => commands::ops::recipe_set(&config, &item, &inputs, yield_units),
+        Command::Stages(StagesCommand::Add { config, id }) => {
+            commands::ops::stages_add(&config, id)
+        }
+        Command::Stages(StagesCommand::Remove { config, id }) => {
+            commands::ops::stages_remove(&config, id)
+        }
         Command::Audit { config } => commands::stage::audit(&config),
         Command::Stage {
             config,

@@ -2,7 +2,8 @@
 //! window chain's 6 stages (3 types x 2 stages). A frame stage is killed with
 //! SIGKILL mid-trade and restarted; the WALs of all stages must then show no
 //! lot lost, none duplicated, none consumed twice, production going on while
-//! it was down, and the restarted stage producing again.
+//! it was down, and the restarted stage producing again. Operators update a
+//! recipe and add a stage through the CLI while the chain runs.
 
 use factoryos_coord::cluster::RaftTimeouts;
 use factoryos_jepsen::local::LocalCluster;
@@ -93,4 +94,109 @@ fn a_stage_killed_mid_trade_loses_nothing_and_production_goes_on() {
     eprintln!("{report}");
     assert!(report.is_clean(), "{report}\n{report:?}");
     assert!(report.units_shipped >= at_kill + 40);
+}
+
+fn factoryos(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_factoryos"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn operators_change_a_running_chain_recipes_and_stages() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("{}/examples/window.toml", env!("CARGO_MANIFEST_DIR"));
+    let mut cluster = LocalCluster::create(
+        &dir.path().join("cluster"),
+        env!("CARGO_BIN_EXE_factoryos").as_ref(),
+        3,
+        Some(spec.as_ref()),
+        RaftTimeouts::default(),
+        false,
+    )
+    .unwrap();
+    cluster.set_metrics_interval(CYCLE_MS);
+    cluster.start_all().unwrap();
+    let mut stages: Vec<u64> = (11..=16).collect();
+    for id in &stages {
+        cluster.start_stage(NodeId(*id), CYCLE_MS).unwrap();
+    }
+    eventually("windows being made", || {
+        (windows(&cluster) >= 5).then_some(())
+    });
+    let config = cluster.dir().join("cluster.toml");
+    let config = config.to_str().unwrap();
+
+    // Bad changes are refused with a reason, and change nothing.
+    let bad = factoryos(&[
+        "recipe", "set", "--config", config, "--item", "window", "--input", "glass=1", "--yield",
+        "1",
+    ]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("glass"), "{err}");
+    let bad = factoryos(&["stages", "add", "--config", config, "--id", "17"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("[[stages]]"), "{err}");
+
+    // A window needs 4 frames from now on: both window stages adopt it.
+    let ok = factoryos(&[
+        "recipe",
+        "set",
+        "--config",
+        config,
+        "--item",
+        "window",
+        "--input",
+        "window-frame=4",
+        "--yield",
+        "1",
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    for id in [15, 16] {
+        eventually("the window stages running recipe 2", || {
+            (metric(&cluster, id, "recipe_version")? == 2).then_some(())
+        });
+    }
+
+    // A third window stage is declared, added and started; it makes windows.
+    let spec_file = cluster.file().spec.clone().unwrap();
+    let mut text = std::fs::read_to_string(&spec_file).unwrap();
+    text.push_str("\n[[stages]]\nid = 17\ntype = \"window\"\n");
+    std::fs::write(&spec_file, text).unwrap();
+    let ok = factoryos(&["stages", "add", "--config", config, "--id", "17"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    cluster.start_stage(NodeId(17), CYCLE_MS).unwrap();
+    stages.push(17);
+    eventually("the added stage making windows", || {
+        (metric(&cluster, 17, "final_products")? >= 3).then_some(())
+    });
+    assert_eq!(metric(&cluster, 17, "recipe_version"), Some(2));
+
+    for id in &stages {
+        cluster.terminate(NodeId(*id)).unwrap();
+    }
+    let ids: Vec<NodeId> = stages.iter().map(|i| NodeId(*i)).collect();
+    let report = factoryos_stage::audit::audit_wals(&cluster.file().data, &ids).unwrap();
+    assert!(report.is_clean(), "{report}\n{report:?}");
+    // Windows made by the new recipe consumed 4 frames each.
+    let records = factoryos_stage::audit::read_wals(&cluster.file().data, &ids).unwrap();
+    let units = |l: &factoryos_wire::model::Lot| l.genealogy.iter().map(|(_, u)| u).sum::<u32>();
+    let by_17: Vec<u32> = records
+        .iter()
+        .filter(|(id, _)| *id == NodeId(17))
+        .flat_map(|(_, r)| r.out.iter().map(|o| units(&o.lot)))
+        .collect();
+    assert!(
+        !by_17.is_empty() && by_17.iter().all(|u| *u == 4),
+        "{by_17:?}"
+    );
 }

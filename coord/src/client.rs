@@ -209,6 +209,11 @@ impl CoordClient {
         Self::committed(self.call(ClientRequest::AddStage { stage }).await?)
     }
 
+    /// Operator only: retires stage `id` for good (its id is never reused).
+    pub async fn remove_stage(&self, stage: NodeId) -> Result<u64, ClientError> {
+        Self::committed(self.call(ClientRequest::RemoveStage { stage }).await?)
+    }
+
     /// Operator only: adds coordinator `id` (already started with `--join`).
     pub async fn add_coordinator(
         &self,

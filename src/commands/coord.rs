@@ -84,7 +84,7 @@ pub(crate) async fn shutdown_signal() {
 }
 
 /// A client speaking as the operator (certificate node-0).
-fn operator_client(
+pub(crate) fn operator_client(
     cluster: &ClusterFile,
 ) -> Result<(
     factoryos_coord::client::CoordClient,

@@ -4,5 +4,6 @@ pub mod bench;
 pub mod certs;
 pub mod chain;
 pub mod coord;
+pub mod ops;
 pub mod run;
 pub mod stage;

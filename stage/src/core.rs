@@ -35,6 +35,10 @@
 //!   confirmed (right away after a restart). A consumer confirms a lot it
 //!   already holds or consumed without taking it twice, and answers
 //!   `WaitingForBatch` for a lot whose write is not committed yet.
+//! * A flow carrying a newer recipe for the stage's type makes the stage
+//!   adopt it (durably, `WalOp::Recipe`) from its next cycle. A lot of an
+//!   input the new recipe dropped is still taken and held: refused, it would
+//!   stay in transit at its supplier for ever.
 
 use crate::metrics::StageMetrics;
 use crate::records::{InRecord, Meta, OutRecord, OutState, Records, WalOp};

@@ -16,8 +16,9 @@ use crate::message::Envelope;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The format version written in every frame. Bump it on any incompatible
-/// change of [`Envelope`]'s encoding.
-pub const FORMAT_VERSION: u8 = 1;
+/// change of [`Envelope`]'s encoding (2: lots carry `made_ms`, flows their
+/// recipes).
+pub const FORMAT_VERSION: u8 = 2;
 
 /// Length of the prefix that precedes every frame.
 pub const LEN_PREFIX: usize = 4;
