@@ -276,12 +276,12 @@ pub async fn run(
     } else {
         ids.iter().map(|i| vec![*i]).collect()
     };
-    for g in &groups {
-        cluster.start_stage_group(g, cycle_ms)?;
-    }
     // Stages make lots from the moment they start (raw materials before any
     // flow exists), so the ideal twin gets the same wall time: from here.
     let stages_started = Instant::now();
+    for g in &groups {
+        cluster.start_stage_group(g, cycle_ms)?;
+    }
     let mut live = Live {
         host_of: groups
             .iter()
@@ -540,13 +540,18 @@ pub async fn run(
     }
     let elapsed = clock.elapsed();
     let wall = stages_started.elapsed();
+    // Products made from here on (while stages stop) are not counted: the
+    // twin's time ends now too.
+    let stop_unix_ms = unix_ms();
 
     // Stop every stage cleanly so its last metrics and WAL writes are in.
-    for g in &live.groups {
-        if !live.dead_hosts.contains(&g[0]) {
-            cluster.terminate(g[0])?;
-        }
-    }
+    let running: Vec<NodeId> = live
+        .groups
+        .iter()
+        .map(|g| g[0])
+        .filter(|h| !live.dead_hosts.contains(h))
+        .collect();
+    cluster.terminate_all(&running)?;
     transport.shutdown().await;
     cluster.stop_all();
 
@@ -557,6 +562,7 @@ pub async fn run(
         records.iter().map(|(id, r)| (*id, r)).collect();
     let audit = factoryos_stage::audit::audit(&refs);
     let genealogy = reroute::Genealogy::new(records.iter().map(|(_, r)| r));
+    let final_products = genealogy.finals_made_by(stop_unix_ms);
     let reroutes: Vec<Reroute> = crashes
         .iter()
         .map(|c| Reroute {
@@ -573,7 +579,8 @@ pub async fn run(
         .collect();
     let all_live = chain.stage_states(&BTreeSet::new());
     let cycles = (wall.as_secs_f64() / config.cycle.as_secs_f64()) as u64;
-    let ideal = ideal::final_products_with(&chain.spec, &all_live, cycles, 8, &events);
+    let twin = ideal::simulate(&chain.spec, &all_live, cycles, 8, &events);
+    let ideal = twin.final_products;
     let sum = |names: &[&str]| results::total(metrics.values(), names);
     let lots = sum(&["batches_received"]).max(1) as f64;
     let trade = sum(&results::TRADE_MESSAGES) as f64;
@@ -595,10 +602,12 @@ pub async fn run(
         .into(),
         duration_s: elapsed.as_secs_f64(),
         cycle_ms,
-        final_products: audit.lots_shipped,
+        final_products,
+        final_products_while_stopping: audit.lots_shipped.saturating_sub(final_products),
         ideal_final_products: ideal,
-        efficiency: audit.lots_shipped as f64 / ideal.max(1) as f64,
+        efficiency: final_products as f64 / ideal.max(1) as f64,
         successful_cycle_ratio: successful_ratio(&metrics, &live.item_of, &raw),
+        ideal_successful_cycle_ratio: twin.successful_ratio(),
         successful_cycle_ratio_all: successful_ratio(&metrics, &live.item_of, &BTreeSet::new()),
         messages_per_lot: trade / lots,
         heartbeats_per_lot: sum(&["Heartbeat_sent"]) as f64 / lots,

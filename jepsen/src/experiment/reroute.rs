@@ -36,6 +36,11 @@ impl<'a> Genealogy<'a> {
         g
     }
 
+    /// Final products made at or before `until_ms`.
+    pub fn finals_made_by(&self, until_ms: u64) -> u64 {
+        self.finals.partition_point(|l| l.made_ms <= until_ms) as u64
+    }
+
     /// Ms from `since_ms` to the first final product made after it whose
     /// genealogy (itself included) holds a lot of one of `items` made after
     /// `since_ms` by a stage not in `excluded`.
@@ -124,6 +129,8 @@ mod tests {
         assert_eq!(g.first_product_through(1000, &frame, &dead), Some(400));
         // Nothing after 1400.
         assert_eq!(g.first_product_through(1400, &frame, &dead), None);
+        assert_eq!(g.finals_made_by(1200), 2);
+        assert_eq!(g.finals_made_by(u64::MAX), 3);
         // Without a crash, from t=0 any producer counts: 15/0 holds 13/0.
         assert_eq!(
             g.first_product_through(0, &frame, &BTreeSet::new()),

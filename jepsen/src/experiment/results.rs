@@ -174,11 +174,18 @@ pub struct Summary {
     pub coord_mode: String,
     pub duration_s: f64,
     pub cycle_ms: u64,
+    /// Final products made while the run's clock ran (the twin's time).
     pub final_products: u64,
+    /// Made from what was in the pipeline while the stages were stopping:
+    /// in the WALs (and the audit), not in the efficiency.
+    pub final_products_while_stopping: u64,
     pub ideal_final_products: u64,
     pub efficiency: f64,
     /// Successful / all cycles of the stages that are not raw materials.
     pub successful_cycle_ratio: f64,
+    /// The same in the ideal twin: the most the chain's shape allows (a
+    /// type whose suppliers make less than its stages need cannot do better).
+    pub ideal_successful_cycle_ratio: f64,
     /// The same over every stage, as the original's tables count it.
     pub successful_cycle_ratio_all: f64,
     pub messages_per_lot: f64,
@@ -212,8 +219,9 @@ impl Summary {
         );
         let _ = writeln!(
             s,
-            "successful cycles     {:.1}% of all cycles of non-raw stages ({:.1}% over every stage)",
+            "successful cycles     {:.1}% of all cycles of non-raw stages (ideal twin: {:.1}%; {:.1}% over every stage)",
             self.successful_cycle_ratio * 100.0,
+            self.ideal_successful_cycle_ratio * 100.0,
             self.successful_cycle_ratio_all * 100.0
         );
         let _ = writeln!(
