@@ -141,6 +141,9 @@ pub fn main(args: RunArgs) -> Result<()> {
         run(
             &config,
             |p| {
+                for (at, what) in &p.new_ops {
+                    bar.println(format!("{at:>7.1}s  {what}"));
+                }
                 bar.set_position(p.elapsed.as_secs());
                 bar.set_message(format!(
                     "final {}  ok-cycles {:.0}%  live {} dead {}  leader {}{}",
@@ -163,7 +166,7 @@ pub fn main(args: RunArgs) -> Result<()> {
     println!("{}", report.table);
     println!("{}", report.summary.render());
     println!(
-        "\nfiles in {}: metrics.csv, summary.json, final_products.png, cycle_outcomes.png; cluster and logs in cluster/",
+        "\nfiles in {}: metrics.csv, summary.json, ops.log, final_products.png, cycle_outcomes.png; cluster and logs in cluster/",
         report.out.display()
     );
     for note in &report.plot_notes {

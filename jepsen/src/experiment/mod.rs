@@ -132,6 +132,18 @@ pub struct Progress {
     pub dead: usize,
     pub leader: Option<NodeId>,
     pub last_op: Option<String>,
+    /// Operations since the previous report, as `at_s` and what was done.
+    pub new_ops: Vec<(f64, String)>,
+}
+
+impl Progress {
+    /// Records an operation: shown as the last one, reported once in
+    /// `new_ops`, and kept in the run's `ops.log`.
+    fn op(&mut self, log: &mut Vec<(f64, String)>, at_s: f64, what: String) {
+        self.last_op = Some(format!("{what} at {at_s:.1}s"));
+        self.new_ops.push((at_s, what.clone()));
+        log.push((at_s, what));
+    }
 }
 
 /// What a run produced.
@@ -332,6 +344,8 @@ pub async fn run(
     let mut crashes: Vec<CrashWatch> = Vec::new();
     let mut recoveries: Vec<(Recovery, Instant)> = Vec::new();
     let mut view = Progress::default();
+    let mut op_log: Vec<(f64, String)> = Vec::new();
+    let mut carried: StageMetrics = StageMetrics::new();
     let mut series: Vec<(f64, u64)> = vec![(0.0, 0)];
     let mut windows: Vec<(NodeId, f64, Option<f64>)> = Vec::new();
     let mut last_status = Instant::now() - Duration::from_secs(1);
@@ -378,7 +392,7 @@ pub async fn run(
                     op: op.into(),
                     node: victim.0,
                 });
-                view.last_op = Some(format!("{op} {victim} at {at_s:.1}s"));
+                view.op(&mut op_log, at_s, format!("{op} {victim}"));
                 tracing::info!(%victim, op, at_s, "fault injected");
             }
         }
@@ -405,6 +419,11 @@ pub async fn run(
                     live.dead_hosts.remove(&back);
                     let group = live.group(back).to_vec();
                     for s in &group {
+                        // A restarted stage counts from zero: keep what its
+                        // earlier life counted (as of its last metrics file).
+                        if let Some(m) = cluster.stage_metrics(*s) {
+                            carry(&mut carried, s.0, m);
+                        }
                         let _ = std::fs::remove_file(cluster.metrics_path(*s));
                     }
                     cluster.start_stage_group(&group, cycle_ms)?;
@@ -417,7 +436,7 @@ pub async fn run(
                         Instant::now(),
                     ));
                 }
-                view.last_op = Some(format!("recover {back} at {at_s:.1}s"));
+                view.op(&mut op_log, at_s, format!("recover {back}"));
                 tracing::info!(node = %back, at_s, "recovered");
             }
         }
@@ -442,7 +461,7 @@ pub async fn run(
                                     recipe: adopted,
                                 },
                             });
-                            view.last_op = Some(format!("recipe {detail} at {at_s:.1}s"));
+                            view.op(&mut op_log, at_s, format!("recipe {detail}"));
                             tracing::info!(%detail, at_s, "recipe updated");
                             changes.push(ChainOp {
                                 at_s,
@@ -476,7 +495,7 @@ pub async fn run(
                         }),
                     });
                     let detail = format!("{id} makes {item}");
-                    view.last_op = Some(format!("add {detail} at {at_s:.1}s"));
+                    view.op(&mut op_log, at_s, format!("add stage {detail}"));
                     tracing::info!(%detail, at_s, "stage added");
                     changes.push(ChainOp {
                         at_s,
@@ -522,7 +541,7 @@ pub async fn run(
         }
         if last_status.elapsed() >= Duration::from_millis(500) {
             last_status = Instant::now();
-            let metrics = read_metrics(&cluster, &live.ids);
+            let metrics = read_metrics(&cluster, &live.ids, &carried);
             view.elapsed = now;
             view.final_products = metrics
                 .iter()
@@ -535,6 +554,7 @@ pub async fn run(
             view.leader = client.status().await.ok().and_then(|s| s.leader);
             series.push((now.as_secs_f64(), view.final_products));
             progress(&view);
+            view.new_ops.clear();
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -556,7 +576,7 @@ pub async fn run(
     cluster.stop_all();
 
     let ids = &live.ids;
-    let metrics = read_metrics(&cluster, ids);
+    let metrics = read_metrics(&cluster, ids, &carried);
     let records = factoryos_stage::audit::read_wals(&cluster.file().data, ids)?;
     let refs: Vec<(NodeId, &factoryos_stage::records::Records)> =
         records.iter().map(|(id, r)| (*id, r)).collect();
@@ -624,6 +644,11 @@ pub async fn run(
         chain_changes: changes,
     };
     results::write_files(&config.out, &metrics, &summary)?;
+    let log: String = op_log
+        .iter()
+        .map(|(at, what)| format!("{at:>9.3}s  {what}\n"))
+        .collect();
+    std::fs::write(config.out.join("ops.log"), log)?;
     series.push((elapsed.as_secs_f64(), summary.final_products));
     let shaded: Vec<plots::Window> = windows
         .iter()
@@ -652,6 +677,11 @@ pub async fn run(
         &config.out.join("final_products.png"),
         &series,
         &shaded,
+        &summary
+            .chain_changes
+            .iter()
+            .map(|c| c.at_s)
+            .collect::<Vec<_>>(),
         ideal_per_s,
         &title,
     ) {
@@ -710,9 +740,39 @@ async fn add_stage(
     Ok(())
 }
 
-fn read_metrics(cluster: &LocalCluster, ids: &[NodeId]) -> StageMetrics {
+/// Metrics that are values of the moment, not counts: a stage's earlier
+/// lives do not add to them.
+const GAUGES: [&str; 4] = [
+    "uptime_ms",
+    "outbound_lots",
+    "in_transit_lots",
+    "recipe_version",
+];
+
+/// Adds the counters of one ended life of stage `id` to `carried`.
+fn carry(carried: &mut StageMetrics, id: u64, life: BTreeMap<String, u64>) {
+    let total = carried.entry(id).or_default();
+    for (name, v) in life {
+        if !GAUGES.contains(&name.as_str()) {
+            *total.entry(name).or_default() += v;
+        }
+    }
+}
+
+/// Every stage's metrics: its current life's file plus what its earlier
+/// lives counted.
+fn read_metrics(cluster: &LocalCluster, ids: &[NodeId], carried: &StageMetrics) -> StageMetrics {
     ids.iter()
-        .filter_map(|id| cluster.stage_metrics(*id).map(|m| (id.0, m)))
+        .filter_map(|id| {
+            let mut m = cluster.stage_metrics(*id);
+            if let Some(before) = carried.get(&id.0) {
+                let m = m.get_or_insert_with(BTreeMap::new);
+                for (name, v) in before {
+                    *m.entry(name.clone()).or_default() += v;
+                }
+            }
+            m.map(|m| (id.0, m))
+        })
         .collect()
 }
 
@@ -732,4 +792,24 @@ fn successful_ratio(
             )
         });
     ok as f64 / total.max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn earlier_lives_add_their_counts_but_not_their_gauges() {
+        let life = |cycles: u64, uptime: u64| {
+            BTreeMap::from([
+                ("total_manufacture_cycles".to_string(), cycles),
+                ("uptime_ms".to_string(), uptime),
+            ])
+        };
+        let mut carried = StageMetrics::new();
+        carry(&mut carried, 13, life(40, 4_000));
+        carry(&mut carried, 13, life(10, 1_000));
+        assert_eq!(carried[&13]["total_manufacture_cycles"], 50);
+        assert!(!carried[&13].contains_key("uptime_ms"));
+    }
 }

@@ -56,12 +56,14 @@ pub struct Window {
     pub end_s: f64,
 }
 
-/// Final products over time, fault windows shaded, the ideal twin's rate as
-/// a dashed line.
+/// Final products over time, fault windows shaded, chain changes (recipe
+/// updates, added stages) as vertical lines, the ideal twin's mean rate as a
+/// thin line.
 pub fn final_products(
     path: &Path,
     series: &[(f64, u64)],
     windows: &[Window],
+    changes: &[f64],
     ideal_per_s: f64,
     title: &str,
 ) -> Result<(), PlotError> {
@@ -105,6 +107,19 @@ pub fn final_products(
                 RGBColor(255, 200, 200).filled(),
             )
         });
+    if !changes.is_empty() {
+        let green = RGBColor(0, 140, 60);
+        chart
+            .draw_series(
+                changes
+                    .iter()
+                    .filter(|t| **t <= t_max)
+                    .map(|t| PathElement::new([(*t, 0.0), (*t, y_max)], green.stroke_width(1))),
+            )
+            .map_err(|e| err(e.to_string()))?
+            .label("recipe update or stage added")
+            .legend(move |(x, y)| PathElement::new([(x + 7, y - 6), (x + 7, y + 6)], green));
+    }
     chart
         .draw_series(LineSeries::new(
             [(0.0, 0.0), (t_max, ideal_per_s * t_max)],
