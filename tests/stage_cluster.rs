@@ -35,12 +35,11 @@ fn windows(cluster: &LocalCluster) -> u64 {
         .sum()
 }
 
-#[test]
-fn a_stage_killed_mid_trade_loses_nothing_and_production_goes_on() {
-    let dir = tempfile::tempdir().unwrap();
+/// 3 coordinators and the window chain's stages 11-16 in `dir`, started.
+fn window_chain(dir: &std::path::Path) -> (LocalCluster, Vec<u64>) {
     let spec = format!("{}/examples/window.toml", env!("CARGO_MANIFEST_DIR"));
     let mut cluster = LocalCluster::create(
-        &dir.path().join("cluster"),
+        &dir.join("cluster"),
         env!("CARGO_BIN_EXE_factoryos").as_ref(),
         3,
         Some(spec.as_ref()),
@@ -54,6 +53,13 @@ fn a_stage_killed_mid_trade_loses_nothing_and_production_goes_on() {
     for id in &stages {
         cluster.start_stage(NodeId(*id), CYCLE_MS).unwrap();
     }
+    (cluster, stages)
+}
+
+#[test]
+fn a_stage_killed_mid_trade_loses_nothing_and_production_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cluster, stages) = window_chain(dir.path());
     eventually("windows being made", || {
         (windows(&cluster) >= 10).then_some(())
     });
@@ -106,22 +112,7 @@ fn factoryos(args: &[&str]) -> std::process::Output {
 #[test]
 fn operators_change_a_running_chain_recipes_and_stages() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = format!("{}/examples/window.toml", env!("CARGO_MANIFEST_DIR"));
-    let mut cluster = LocalCluster::create(
-        &dir.path().join("cluster"),
-        env!("CARGO_BIN_EXE_factoryos").as_ref(),
-        3,
-        Some(spec.as_ref()),
-        RaftTimeouts::default(),
-        false,
-    )
-    .unwrap();
-    cluster.set_metrics_interval(CYCLE_MS);
-    cluster.start_all().unwrap();
-    let mut stages: Vec<u64> = (11..=16).collect();
-    for id in &stages {
-        cluster.start_stage(NodeId(*id), CYCLE_MS).unwrap();
-    }
+    let (mut cluster, mut stages) = window_chain(dir.path());
     eventually("windows being made", || {
         (windows(&cluster) >= 5).then_some(())
     });
