@@ -4,6 +4,7 @@ use anyhow::{bail, Context, Result};
 use factoryos_coord::cluster::{ClusterFile, RaftTimeouts};
 use factoryos_coord::node::{Coordinator, OPERATOR};
 use factoryos_wire::NodeId;
+use std::future::Future;
 use std::path::Path;
 
 /// Raft timing flags that override the cluster file.
@@ -84,7 +85,7 @@ pub(crate) async fn shutdown_signal() {
 }
 
 /// A client speaking as the operator (certificate node-0).
-pub(crate) fn operator_client(
+fn operator_client(
     cluster: &ClusterFile,
 ) -> Result<(
     factoryos_coord::client::CoordClient,
@@ -95,31 +96,42 @@ pub(crate) fn operator_client(
         .context("the operator certificate (node-0) is needed: `factoryos certs issue --node 0`")
 }
 
+/// Runs `f` with an operator client of `cluster` on a fresh runtime, and
+/// closes the client's endpoint afterwards, whatever `f` returned.
+pub(crate) fn with_client<F, Fut>(cluster: &ClusterFile, f: F) -> Result<()>
+where
+    F: FnOnce(factoryos_coord::client::CoordClient) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let (client, transport) = operator_client(cluster)?;
+        let result = f(client).await;
+        transport.shutdown().await;
+        result
+    })
+}
+
 pub fn change_coordinators(
     config: &Path,
     id: u64,
     add: Option<std::net::SocketAddr>,
 ) -> Result<()> {
     let cluster = ClusterFile::load(config)?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async move {
-        let (client, transport) = operator_client(&cluster)?;
+    with_client(&cluster, |client| async move {
         let status = match add {
             Some(addr) => client.add_coordinator(NodeId(id), addr).await?,
             None => client.remove_coordinator(NodeId(id)).await?,
         };
         let members: Vec<String> = status.members.iter().map(|m| m.to_string()).collect();
         println!("coordinators now: {}", members.join(", "));
-        transport.shutdown().await;
         Ok(())
     })
 }
 
 pub fn status(config: &Path) -> Result<()> {
     let cluster = ClusterFile::load(config)?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async move {
-        let (client, transport) = operator_client(&cluster)?;
+    with_client(&cluster, |client| async move {
         let status = client.status().await?;
         let leader = status
             .leader
@@ -146,7 +158,6 @@ pub fn status(config: &Path) -> Result<()> {
                 println!("  {id:>6}  {l:?}");
             }
         }
-        transport.shutdown().await;
         Ok(())
     })
 }

@@ -1,13 +1,12 @@
 //! The operator's changes of a running chain: `factoryos recipe set` and
 //! `factoryos stages add|remove`.
 
-use super::coord::operator_client;
+use super::coord::with_client;
 use anyhow::{bail, Context, Result};
 use factoryos_coord::cluster::ClusterFile;
 use factoryos_wire::model::{Recipe, StageDescriptor};
 use factoryos_wire::{ClusterCa, ItemType, NodeId, NodeIdentity};
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::Path;
 
 /// Parses `name=units` (one input of a recipe).
@@ -23,21 +22,6 @@ pub fn parse_input(s: &str) -> Result<(ItemType, u32), String> {
         return Err(format!("`{s}`: needs a type name and at least 1 unit"));
     }
     Ok((ItemType::from(name.trim()), units))
-}
-
-/// Runs `f` with an operator client of the cluster in `config`.
-fn with_client<F, Fut>(cluster: &ClusterFile, f: F) -> Result<()>
-where
-    F: FnOnce(factoryos_coord::client::CoordClient) -> Fut,
-    Fut: Future<Output = Result<()>>,
-{
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async move {
-        let (client, transport) = operator_client(cluster)?;
-        let result = f(client).await;
-        transport.shutdown().await;
-        result
-    })
 }
 
 pub fn recipe_set(

@@ -111,17 +111,6 @@ fn stock_caps(
     caps
 }
 
-/// Like [`final_products`], with the run's chain changes made at their cycles.
-pub fn final_products_with(
-    spec: &Spec,
-    stages: &[StageState],
-    cycles: u64,
-    outbound_cap: usize,
-    events: &[ChainEvent],
-) -> u64 {
-    simulate(spec, stages, cycles, outbound_cap, events).final_products
-}
-
 /// Runs the twin for `cycles` cycles with the run's chain changes.
 pub fn simulate(
     spec: &Spec,
@@ -262,7 +251,7 @@ mod tests {
                 recipe: slow,
             },
         };
-        let n = final_products_with(&spec, &stages, 100, 8, &[recipe]);
+        let n = simulate(&spec, &stages, 100, 8, &[recipe]).final_products;
         assert!(n < base && n > base / 2, "{n} vs {base}");
         // A third window stage from cycle 0: 3 windows a cycle (6 of the 10 frames).
         let extra = ChainEvent {
@@ -274,7 +263,7 @@ mod tests {
                 live: true,
             }),
         };
-        let more = final_products_with(&spec, &stages, 100, 8, &[extra]);
+        let more = simulate(&spec, &stages, 100, 8, &[extra]).final_products;
         assert!(more > base * 14 / 10, "{more} vs {base}");
     }
 }
