@@ -205,3 +205,63 @@ fn flow_prints_a_table_routes_around_the_dead_and_writes_dot() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not declare"));
 }
+
+/// `--coord-mode file-lock` on the command line takes the shared directory
+/// the cluster file names (it used to take `data/shared` whatever the file said).
+#[test]
+fn file_lock_mode_from_the_command_line_uses_the_cluster_files_shared_directory() {
+    use factoryos_coord::cluster::ClusterToml;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = dir.path().join("c");
+    let out = factoryos()
+        .args(["cluster", "init", "--coordinators", "1", "--base-port"])
+        .arg(port.to_string())
+        .arg("--dir")
+        .arg(&d)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = d.join("cluster.toml");
+    let mut file: ClusterToml = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    file.shared = Some("elsewhere".into());
+    file.save(&path).unwrap();
+
+    let mut child = factoryos()
+        .args([
+            "coord",
+            "--id",
+            "1",
+            "--coord-mode",
+            "file-lock",
+            "--config",
+        ])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = d.join("elsewhere").join("leader.lock");
+    let start = std::time::Instant::now();
+    while !lock.exists() && start.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        lock.exists(),
+        "no leader lock in the configured shared directory"
+    );
+    assert!(
+        !d.join("data").join("shared").exists(),
+        "the default directory was used"
+    );
+}

@@ -2,7 +2,7 @@
 //! processes: it elects a leader, commits flows, survives a SIGKILL of the
 //! leader without losing a committed flow, and takes the old leader back.
 
-use factoryos_coord::cluster::RaftTimeouts;
+use factoryos_coord::cluster::LocalInit;
 use factoryos_jepsen::local::LocalCluster;
 use factoryos_wire::model::StageDescriptor;
 use factoryos_wire::{FlowVersion, NodeId};
@@ -38,10 +38,7 @@ async fn three_coordinator_processes_survive_a_sigkill_of_the_leader() {
     let mut cluster = LocalCluster::create(
         &dir.path().join("cluster"),
         env!("CARGO_BIN_EXE_factoryos").as_ref(),
-        3,
-        Some(spec.as_ref()),
-        RaftTimeouts::default(),
-        false,
+        &LocalInit::new(3, Some(spec.as_ref())),
     )
     .unwrap();
     cluster.start_all().unwrap();

@@ -2,6 +2,8 @@
 //! recoveries, recipe updates and an added stage, and a run interrupted
 //! with Ctrl-C.
 
+use factoryos_coord::cluster::ClusterFile;
+use factoryos_stage::setup::StageFiles;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -155,9 +157,17 @@ fn ctrl_c_mid_run_stops_early_and_leaves_no_process_behind() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the stages are up (their metrics files appear), then interrupt.
+    // Wait until the stages are up (a metrics file appears), then interrupt.
     let start = Instant::now();
-    while !out_dir.join("cluster/data/n11/metrics.json").exists() {
+    let up = || -> Option<()> {
+        let cluster = ClusterFile::load(&out_dir.join("cluster/cluster.toml")).ok()?;
+        let first = cluster.chain().ok()??.stages.first()?.id;
+        StageFiles::of(&cluster, first)
+            .metrics
+            .exists()
+            .then_some(())
+    };
+    while up().is_none() {
         assert!(
             start.elapsed() < Duration::from_secs(60),
             "the run never started"

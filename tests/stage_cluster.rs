@@ -5,8 +5,9 @@
 //! it was down, and the restarted stage producing again. Operators update a
 //! recipe and add a stage through the CLI while the chain runs.
 
-use factoryos_coord::cluster::RaftTimeouts;
+use factoryos_coord::cluster::LocalInit;
 use factoryos_jepsen::local::LocalCluster;
+use factoryos_stage::metrics::StageReport;
 use factoryos_wire::NodeId;
 use std::time::{Duration, Instant};
 
@@ -24,14 +25,14 @@ fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-fn metric(cluster: &LocalCluster, id: u64, name: &str) -> Option<u64> {
-    cluster.stage_metrics(NodeId(id))?.get(name).copied()
+fn metric(cluster: &LocalCluster, id: u64, figure: fn(&StageReport) -> u64) -> Option<u64> {
+    cluster.stage_metrics(NodeId(id)).as_ref().map(figure)
 }
 
 fn windows(cluster: &LocalCluster) -> u64 {
     [15, 16]
         .iter()
-        .map(|id| metric(cluster, *id, "final_products").unwrap_or(0))
+        .map(|id| metric(cluster, *id, |m| m.counters.final_products).unwrap_or(0))
         .sum()
 }
 
@@ -41,10 +42,7 @@ fn window_chain(dir: &std::path::Path) -> (LocalCluster, Vec<u64>) {
     let mut cluster = LocalCluster::create(
         &dir.join("cluster"),
         env!("CARGO_BIN_EXE_factoryos").as_ref(),
-        3,
-        Some(spec.as_ref()),
-        RaftTimeouts::default(),
-        false,
+        &LocalInit::new(3, Some(spec.as_ref())),
     )
     .unwrap();
     cluster.set_metrics_interval(CYCLE_MS);
@@ -66,29 +64,33 @@ fn a_stage_killed_mid_trade_loses_nothing_and_production_goes_on() {
 
     // Kill a frame stage in the middle of trading.
     eventually("frame stage 13 trading", || {
-        (metric(&cluster, 13, "batches_sent")? > 0 && metric(&cluster, 13, "batches_received")? > 0)
+        (metric(&cluster, 13, |m| m.counters.batches_sent)? > 0
+            && metric(&cluster, 13, |m| m.counters.batches_received)? > 0)
             .then_some(())
     });
     cluster.kill(NodeId(13)).unwrap();
     std::fs::remove_file(cluster.metrics_path(NodeId(13))).unwrap();
     let at_kill = windows(&cluster);
-    let frames_at_kill = metric(&cluster, 14, "successful_manufacture_cycles").unwrap();
+    let frames_at_kill =
+        metric(&cluster, 14, |m| m.counters.successful_manufacture_cycles).unwrap();
 
     // Production goes on through the other frame stage.
     eventually("windows made while 13 is down", || {
         (windows(&cluster) >= at_kill + 10).then_some(())
     });
-    assert!(metric(&cluster, 14, "successful_manufacture_cycles").unwrap() > frames_at_kill);
+    assert!(
+        metric(&cluster, 14, |m| m.counters.successful_manufacture_cycles).unwrap()
+            > frames_at_kill
+    );
 
     // 13 restarts from its WAL and makes frames again.
     cluster.start_stage(NodeId(13), CYCLE_MS).unwrap();
     let recovered = eventually("13 making frames again", || {
         let m = cluster.stage_metrics(NodeId(13))?;
-        (m.get("successful_manufacture_cycles").copied()? >= 3).then_some(m)
+        (m.counters.successful_manufacture_cycles >= 3).then_some(m)
     });
-    let replayed = recovered["wal_recovered_in_queue"]
-        + recovered["wal_recovered_in_transit"]
-        + recovered["wal_recovered_inbound"];
+    let c = &recovered.counters;
+    let replayed = c.wal_recovered_in_queue + c.wal_recovered_in_transit + c.wal_recovered_inbound;
     assert!(replayed > 0, "13 replayed its WAL: {recovered:?}");
 
     // Stop every stage cleanly, then audit all WALs.
@@ -96,7 +98,7 @@ fn a_stage_killed_mid_trade_loses_nothing_and_production_goes_on() {
         cluster.terminate(NodeId(*id)).unwrap();
     }
     let ids: Vec<NodeId> = stages.iter().map(|i| NodeId(*i)).collect();
-    let report = factoryos_stage::audit::audit_wals(&cluster.file().data, &ids).unwrap();
+    let report = factoryos_stage::audit::audit_wals(cluster.file(), &ids).unwrap();
     eprintln!("{report}");
     assert!(report.is_clean(), "{report}\n{report:?}");
     assert!(report.units_shipped >= at_kill + 40);
@@ -150,7 +152,7 @@ fn operators_change_a_running_chain_recipes_and_stages() {
     );
     for id in [15, 16] {
         eventually("the window stages running recipe 2", || {
-            (metric(&cluster, id, "recipe_version")? == 2).then_some(())
+            (metric(&cluster, id, |m| m.gauges.recipe_version)? == 2).then_some(())
         });
     }
 
@@ -168,18 +170,18 @@ fn operators_change_a_running_chain_recipes_and_stages() {
     cluster.start_stage(NodeId(17), CYCLE_MS).unwrap();
     stages.push(17);
     eventually("the added stage making windows", || {
-        (metric(&cluster, 17, "final_products")? >= 3).then_some(())
+        (metric(&cluster, 17, |m| m.counters.final_products)? >= 3).then_some(())
     });
-    assert_eq!(metric(&cluster, 17, "recipe_version"), Some(2));
+    assert_eq!(metric(&cluster, 17, |m| m.gauges.recipe_version), Some(2));
 
     for id in &stages {
         cluster.terminate(NodeId(*id)).unwrap();
     }
     let ids: Vec<NodeId> = stages.iter().map(|i| NodeId(*i)).collect();
-    let report = factoryos_stage::audit::audit_wals(&cluster.file().data, &ids).unwrap();
+    let report = factoryos_stage::audit::audit_wals(cluster.file(), &ids).unwrap();
     assert!(report.is_clean(), "{report}\n{report:?}");
     // Windows made by the new recipe consumed 4 frames each.
-    let records = factoryos_stage::audit::read_wals(&cluster.file().data, &ids).unwrap();
+    let records = factoryos_stage::audit::read_wals(cluster.file(), &ids).unwrap();
     let units = |l: &factoryos_wire::model::Lot| l.genealogy.iter().map(|(_, u)| u).sum::<u32>();
     let by_17: Vec<u32> = records
         .iter()

@@ -1,13 +1,18 @@
 //! The client of the coordination cluster, used by stages and tools.
 //!
-//! It talks to any coordinator: on a failure or a `NotLeader` answer it
-//! moves on to the next one (the leader it was told of first), up to a
-//! bounded number of attempts with a short pause between rounds.
+//! It talks to any coordinator: when a call fails in a way another attempt
+//! can mend (no answer, or an error whose [`ErrorKind`] is retryable: not the
+//! leader, unavailable) it moves on to the next one (the leader it was told
+//! of first), up to a bounded number of attempts with a short pause between
+//! rounds. Refusals on the merits are returned at once.
 
-use crate::node::OPERATOR;
-use factoryos_wire::message::{ClientRequest, ClientResponse, Message};
-use factoryos_wire::model::{ClusterStatus, Flow, StageDescriptor};
-use factoryos_wire::{FlowVersion, NodeId, Transport};
+use crate::cluster::{ClusterFile, SetupError};
+use factoryos_wire::message::{ClientRequest, ClientResponse, ErrorKind, Message};
+use factoryos_wire::model::{ClusterStatus, Flow, Recipe, StageDescriptor};
+use factoryos_wire::{
+    FlowVersion, ItemType, NodeId, NodeIdentity, PeerBook, ServiceError, Transport, TransportConfig,
+};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +22,8 @@ use std::time::Duration;
 pub enum ClientError {
     #[error("no coordinator answered after {attempts} attempts; last error: {last}")]
     Unavailable { attempts: usize, last: String },
-    #[error("the coordinators refused: {0}")]
-    Refused(String),
+    #[error("the coordinators refused: {}", .0.reason)]
+    Refused(ServiceError),
     #[error("unexpected answer from a coordinator: {0:?}")]
     Unexpected(Box<ClientResponse>),
 }
@@ -87,15 +92,13 @@ impl CoordClient {
             };
             match answer {
                 Ok(env) => match env.body {
-                    Message::ClientResponse(ClientResponse::NotLeader { leader }) => {
-                        last = format!("{target} is not the leader");
+                    Message::ClientResponse(ClientResponse::Error(e)) if e.kind.is_retryable() => {
+                        let leader = match e.kind {
+                            ErrorKind::NotLeader { leader } => leader,
+                            _ => None,
+                        };
+                        last = format!("{target}: {e}");
                         self.prefer(leader, target);
-                    }
-                    Message::ClientResponse(ClientResponse::Error { message })
-                        if message.contains("unreachable") || message.contains("leader") =>
-                    {
-                        last = message;
-                        self.prefer(None, target);
                     }
                     Message::ClientResponse(resp) => return Ok(resp),
                     other => last = format!("{target} answered {}", other.kind().name()),
@@ -131,108 +134,133 @@ impl CoordClient {
         self.next.store(pos, Ordering::Relaxed);
     }
 
-    fn committed(resp: ClientResponse) -> Result<u64, ClientError> {
-        match resp {
-            ClientResponse::Committed { index } => Ok(index),
-            ClientResponse::Error { message } => Err(ClientError::Refused(message)),
-            other => Err(ClientError::Unexpected(Box::new(other))),
+    /// Calls and picks the expected answer out of the response; a refusal
+    /// is [`ClientError::Refused`], anything else [`ClientError::Unexpected`].
+    async fn ask<T>(
+        &self,
+        req: ClientRequest,
+        pick: fn(ClientResponse) -> Result<T, ClientResponse>,
+    ) -> Result<T, ClientError> {
+        match self.call(req).await? {
+            ClientResponse::Error(e) => Err(ClientError::Refused(e)),
+            resp => pick(resp).map_err(|other| ClientError::Unexpected(Box::new(other))),
         }
+    }
+
+    /// A write: the log index that committed it.
+    async fn commit(&self, req: ClientRequest) -> Result<u64, ClientError> {
+        self.ask(req, |r| match r {
+            ClientResponse::Committed { index } => Ok(index),
+            other => Err(other),
+        })
+        .await
+    }
+
+    async fn flow(&self, req: ClientRequest) -> Result<Flow, ClientError> {
+        self.ask(req, |r| match r {
+            ClientResponse::Flow(flow) => Ok(flow),
+            other => Err(other),
+        })
+        .await
+    }
+
+    async fn cluster_status(&self, req: ClientRequest) -> Result<ClusterStatus, ClientError> {
+        self.ask(req, |r| match r {
+            ClientResponse::Status(s) => Ok(s),
+            other => Err(other),
+        })
+        .await
     }
 
     /// Registers (or re-registers) a stage; returns the log index.
     pub async fn register(&self, stage: StageDescriptor) -> Result<u64, ClientError> {
-        Self::committed(self.call(ClientRequest::Register { stage }).await?)
+        self.commit(ClientRequest::Register { stage }).await
     }
 
     /// Reports that `suspect` missed its heartbeat deadline.
     pub async fn report_suspect(&self, suspect: NodeId) -> Result<u64, ClientError> {
-        Self::committed(self.call(ClientRequest::ReportSuspect { suspect }).await?)
-    }
-
-    fn flow(resp: ClientResponse) -> Result<Flow, ClientError> {
-        match resp {
-            ClientResponse::Flow(flow) => Ok(flow),
-            ClientResponse::Error { message } => Err(ClientError::Refused(message)),
-            other => Err(ClientError::Unexpected(Box::new(other))),
-        }
+        self.commit(ClientRequest::ReportSuspect { suspect }).await
     }
 
     /// Waits (long poll, ~10 s at most) for a flow newer than `known`; may
     /// return the current flow unchanged when the wait runs out.
     pub async fn watch_flow(&self, known: FlowVersion) -> Result<Flow, ClientError> {
-        Self::flow(self.call(ClientRequest::WatchFlow { known }).await?)
+        self.flow(ClientRequest::WatchFlow { known }).await
     }
 
     /// The current flow; `linearizable` makes it at least as new as any flow
     /// committed before the call.
     pub async fn read_flow(&self, linearizable: bool) -> Result<Flow, ClientError> {
-        Self::flow(self.call(ClientRequest::ReadFlow { linearizable }).await?)
+        self.flow(ClientRequest::ReadFlow { linearizable }).await
     }
 
     pub async fn status(&self) -> Result<ClusterStatus, ClientError> {
-        Self::status_of(self.call(ClientRequest::Status).await?)
-    }
-
-    fn status_of(resp: ClientResponse) -> Result<ClusterStatus, ClientError> {
-        match resp {
-            ClientResponse::Status(s) => Ok(s),
-            ClientResponse::Error { message } => Err(ClientError::Refused(message)),
-            other => Err(ClientError::Unexpected(Box::new(other))),
-        }
+        self.cluster_status(ClientRequest::Status).await
     }
 
     /// The addresses of every registered stage.
-    pub async fn directory(&self) -> Result<Vec<(NodeId, std::net::SocketAddr)>, ClientError> {
-        match self.call(ClientRequest::Directory).await? {
+    pub async fn directory(&self) -> Result<Vec<(NodeId, SocketAddr)>, ClientError> {
+        self.ask(ClientRequest::Directory, |r| match r {
             ClientResponse::Directory(d) => Ok(d),
-            ClientResponse::Error { message } => Err(ClientError::Refused(message)),
-            other => Err(ClientError::Unexpected(Box::new(other))),
-        }
+            other => Err(other),
+        })
+        .await
     }
 
     /// Operator only: a new recipe for `item` (its version is bumped); the
     /// log index that committed it.
-    pub async fn update_recipe(
-        &self,
-        item: factoryos_wire::ItemType,
-        recipe: factoryos_wire::model::Recipe,
-    ) -> Result<u64, ClientError> {
-        Self::committed(
-            self.call(ClientRequest::UpdateRecipe { item, recipe })
-                .await?,
-        )
+    pub async fn update_recipe(&self, item: ItemType, recipe: Recipe) -> Result<u64, ClientError> {
+        self.commit(ClientRequest::UpdateRecipe { item, recipe })
+            .await
     }
 
     /// Operator only: declares a new stage (it may connect and register from
     /// now on); the log index that committed it.
     pub async fn add_stage(&self, stage: StageDescriptor) -> Result<u64, ClientError> {
-        Self::committed(self.call(ClientRequest::AddStage { stage }).await?)
+        self.commit(ClientRequest::AddStage { stage }).await
     }
 
     /// Operator only: retires stage `id` for good (its id is never reused).
     pub async fn remove_stage(&self, stage: NodeId) -> Result<u64, ClientError> {
-        Self::committed(self.call(ClientRequest::RemoveStage { stage }).await?)
+        self.commit(ClientRequest::RemoveStage { stage }).await
     }
 
     /// Operator only: adds coordinator `id` (already started with `--join`).
     pub async fn add_coordinator(
         &self,
         id: NodeId,
-        addr: std::net::SocketAddr,
+        addr: SocketAddr,
     ) -> Result<ClusterStatus, ClientError> {
-        Self::status_of(
-            self.call(ClientRequest::AddCoordinator { id, addr })
-                .await?,
-        )
+        self.cluster_status(ClientRequest::AddCoordinator { id, addr })
+            .await
     }
 
     /// Operator only: removes coordinator `id` for good.
     pub async fn remove_coordinator(&self, id: NodeId) -> Result<ClusterStatus, ClientError> {
-        Self::status_of(self.call(ClientRequest::RemoveCoordinator { id }).await?)
+        self.cluster_status(ClientRequest::RemoveCoordinator { id })
+            .await
     }
 
-    /// The operator's id, for tools.
-    pub fn operator() -> NodeId {
-        OPERATOR
+    /// A client of `cluster`'s coordinators speaking as `id`
+    /// ([`NodeId::OPERATOR`] for tools), on an endpoint of its own; close the
+    /// returned transport when done.
+    pub fn connect(cluster: &ClusterFile, id: NodeId) -> Result<(Self, Transport), SetupError> {
+        let identity = NodeIdentity::load(&cluster.certs, id)?;
+        let book = PeerBook::new();
+        for (m, addr) in &cluster.coordinators {
+            book.insert(*m, *addr);
+        }
+        let bind = match cluster.coordinators.values().next() {
+            Some(a) if a.is_ipv6() => SocketAddr::from(([0u16; 8], 0)),
+            Some(a) if !a.ip().is_loopback() => SocketAddr::from(([0, 0, 0, 0], 0)),
+            _ => SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let (transport, _inbox) =
+            Transport::bind(&identity, bind, book, TransportConfig::default(), None)?;
+        let client = CoordClient::new(
+            transport.clone(),
+            cluster.coordinators.keys().copied().collect(),
+        );
+        Ok((client, transport))
     }
 }

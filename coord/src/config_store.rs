@@ -9,9 +9,9 @@
 use crate::raft::network::{self, ForwardedWrite};
 use crate::raft::Raft;
 use crate::state::{ClusterConfig, Command, CommandResponse};
-use factoryos_wire::message::{ClientRequest, ClientResponse, Message, RaftRpc};
+use factoryos_wire::message::{ClientRequest, ClientResponse, ErrorKind, Message, RaftRpc};
 use factoryos_wire::model::ClusterStatus;
-use factoryos_wire::{FlowVersion, NodeId, Transport};
+use factoryos_wire::{FlowVersion, NodeId, ServiceError, Transport};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use std::future::Future;
 use std::sync::Arc;
@@ -25,6 +25,9 @@ pub enum StoreError {
     NotLeader { leader: Option<NodeId> },
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
+    /// Refused on its merits: the same request would be refused again.
+    #[error("refused: {0}")]
+    Rejected(String),
 }
 
 /// A replicated (or shared) cluster configuration with one leader.
@@ -60,7 +63,7 @@ pub trait ConfigStore: Clone + Send + Sync + 'static {
         &self,
         rpc: RaftRpc,
         payload: Vec<u8>,
-    ) -> impl Future<Output = Result<Vec<u8>, String>> + Send;
+    ) -> impl Future<Output = Result<Vec<u8>, ServiceError>> + Send;
 }
 
 /// A change of the coordinator group.
@@ -228,9 +231,10 @@ impl ConfigStore for RaftStore {
                         .map_err(|_| StoreError::Unavailable("shutting down".into()))?;
                         Ok(())
                     }
-                    Message::ClientResponse(ClientResponse::NotLeader { leader }) => {
-                        Err(StoreError::NotLeader { leader })
-                    }
+                    Message::ClientResponse(ClientResponse::Error(ServiceError {
+                        kind: ErrorKind::NotLeader { leader },
+                        ..
+                    })) => Err(StoreError::NotLeader { leader }),
                     _ => Err(StoreError::Unavailable(format!(
                         "leader {leader} answered oddly"
                     ))),
@@ -274,13 +278,19 @@ impl ConfigStore for RaftStore {
                 .voter_ids()
                 .collect()
         };
-        let raft_err = |e: RaftError<u64, ClientWriteError<u64, openraft::BasicNode>>| {
-            StoreError::Unavailable(e.to_string())
+        let raft_err = |e: RaftError<u64, ClientWriteError<u64, openraft::BasicNode>>| match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => StoreError::NotLeader {
+                leader: f.leader_id.map(NodeId),
+            },
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+                StoreError::Rejected(e.to_string())
+            }
+            RaftError::Fatal(e) => StoreError::Unavailable(e.to_string()),
         };
         match change {
             MembershipChange::Add { id, addr } => {
                 if self.config.borrow().retired_coordinators.contains(&id) {
-                    return Err(StoreError::Unavailable(format!(
+                    return Err(StoreError::Rejected(format!(
                         "coordinator {id} was removed; ids are never reused"
                     )));
                 }
@@ -301,12 +311,10 @@ impl ConfigStore for RaftStore {
             MembershipChange::Remove { id } => {
                 let mut next = voters();
                 if !next.remove(&id.0) {
-                    return Err(StoreError::Unavailable(format!(
-                        "{id} is not a coordinator"
-                    )));
+                    return Err(StoreError::Rejected(format!("{id} is not a coordinator")));
                 }
                 if next.is_empty() {
-                    return Err(StoreError::Unavailable(
+                    return Err(StoreError::Rejected(
                         "cannot remove the last coordinator".into(),
                     ));
                 }
@@ -320,7 +328,7 @@ impl ConfigStore for RaftStore {
         Ok(voters().into_iter().map(NodeId).collect())
     }
 
-    async fn serve_raft(&self, rpc: RaftRpc, payload: Vec<u8>) -> Result<Vec<u8>, String> {
+    async fn serve_raft(&self, rpc: RaftRpc, payload: Vec<u8>) -> Result<Vec<u8>, ServiceError> {
         network::serve(&self.raft, rpc, &payload).await
     }
 }

@@ -18,7 +18,7 @@ use crate::config_store::{ConfigStore, MembershipChange, StoreError};
 use crate::state::{ClusterConfig, Command, CommandResponse};
 use factoryos_wire::message::RaftRpc;
 use factoryos_wire::model::ClusterStatus;
-use factoryos_wire::NodeId;
+use factoryos_wire::{NodeId, ServiceError};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -276,12 +276,14 @@ impl ConfigStore for FileLockStore {
         &self,
         _change: MembershipChange,
     ) -> Result<Vec<NodeId>, StoreError> {
-        Err(StoreError::Unavailable(
+        Err(StoreError::Rejected(
             "file-lock mode has a fixed set of coordinators (those of cluster.toml)".into(),
         ))
     }
 
-    async fn serve_raft(&self, _rpc: RaftRpc, _payload: Vec<u8>) -> Result<Vec<u8>, String> {
-        Err("this coordinator runs in file-lock mode and takes no Raft RPCs".into())
+    async fn serve_raft(&self, _rpc: RaftRpc, _payload: Vec<u8>) -> Result<Vec<u8>, ServiceError> {
+        Err(ServiceError::rejected(
+            "this coordinator runs in file-lock mode and takes no Raft RPCs",
+        ))
     }
 }

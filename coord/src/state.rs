@@ -110,166 +110,213 @@ pub struct ClusterConfig {
     pub config_version: u64,
 }
 
+/// The rule of a recipe update, shared by the state machine and anyone who
+/// mirrors it (the ideal twin): `item` gets `recipe` with the version after
+/// its current one, if every input is a type of the spec, every quantity is
+/// at least 1 and the chain stays a DAG. The spec as it becomes.
+pub fn update_recipe(spec: &Spec, item: &ItemType, recipe: &Recipe) -> Result<Spec, String> {
+    if let Some(bad) = recipe.inputs.keys().find(|i| spec.recipe(i).is_none()) {
+        return Err(format!("input `{bad}` is not a type of the spec"));
+    }
+    if recipe.yield_units == 0 || recipe.inputs.values().any(|u| *u == 0) {
+        return Err("quantities must be at least 1".into());
+    }
+    let mut next = spec.clone();
+    let Some(t) = next.types.iter_mut().find(|t| &t.name == item) else {
+        return Err(format!("`{item}` is not a type of the spec"));
+    };
+    t.recipe = Recipe {
+        version: t.recipe.version + 1,
+        ..recipe.clone()
+    };
+    crate::solver::topological_order(&next).map_err(|e| e.to_string())?;
+    Ok(next)
+}
+
 impl ClusterConfig {
-    /// Applies `cmd` committed at log `index`.
+    /// Applies `cmd` committed at log `index`: one method per command.
     pub fn apply(&mut self, index: u64, cmd: &Command) -> CommandResponse {
-        let applied = CommandResponse::Applied { index };
-        let reject = |reason: String| CommandResponse::Rejected { reason };
-        match cmd {
+        let outcome = match cmd {
             Command::SetSpec { spec } => {
                 self.spec = Some(spec.clone());
                 self.config_version = index;
-                applied
+                Ok(())
             }
-            Command::RegisterStage { stage } | Command::AddStage { stage } => {
-                let declare = matches!(cmd, Command::AddStage { .. });
-                if declare && self.stages.contains_key(&stage.id) {
-                    return reject(format!("stage {} is already known", stage.id));
-                }
-                if self.retired.contains(&stage.id) {
-                    return reject(format!(
-                        "stage {} was removed; ids are never reused",
-                        stage.id
-                    ));
-                }
-                let known = self
-                    .spec
-                    .as_ref()
-                    .is_some_and(|s| s.recipe(&stage.item).is_some());
-                if !known {
-                    return reject(format!(
-                        "stage {} makes `{}`, which the spec does not define",
-                        stage.id, stage.item
-                    ));
-                }
-                let record = StageRecord {
-                    desc: stage.clone(),
-                    // Declared, not running yet: the leader's probe of the dead
-                    // revives it if it answers before it registers.
-                    liveness: if declare {
-                        Liveness::Dead
-                    } else {
-                        Liveness::Alive
-                    },
-                    suspected_by: BTreeSet::new(),
-                };
-                let before = self.stages.insert(stage.id, record);
-                if self.forget_links(stage.id) {
-                    self.config_version = index;
-                }
-                // Re-registering an alive stage at the same address changes no input of the flow.
-                let same = before
-                    .as_ref()
-                    .is_some_and(|b| b.desc == *stage && b.liveness == Liveness::Alive);
-                if !same {
-                    self.config_version = index;
-                }
-                applied
-            }
-            Command::ReportSuspect { reporter, suspect } => match self.stages.get_mut(suspect) {
-                Some(r) if r.liveness != Liveness::Dead => {
-                    r.suspected_by.insert(*reporter);
-                    r.liveness = Liveness::Suspect;
-                    applied
-                }
-                Some(_) => applied,
-                None => reject(format!("no stage {suspect} is registered")),
-            },
-            Command::MarkDead { stage } => match self.stages.get_mut(stage) {
-                Some(r) => {
-                    if r.liveness != Liveness::Dead {
-                        r.liveness = Liveness::Dead;
-                        self.config_version = index;
-                    }
-                    self.forget_links(*stage);
-                    applied
-                }
-                None => reject(format!("no stage {stage} is registered")),
-            },
-            Command::MarkAlive { stage } => match self.stages.get_mut(stage) {
-                Some(r) => {
-                    r.suspected_by.clear();
-                    if r.liveness == Liveness::Dead {
-                        self.config_version = index;
-                    }
-                    r.liveness = Liveness::Alive;
-                    applied
-                }
-                None => reject(format!("no stage {stage} is registered")),
-            },
-            Command::UpdateRecipe { item, recipe } => {
-                let Some(spec) = self.spec.as_ref() else {
-                    return reject("no spec is installed".into());
-                };
-                if let Some(bad) = recipe.inputs.keys().find(|i| spec.recipe(i).is_none()) {
-                    return reject(format!("input `{bad}` is not a type of the spec"));
-                }
-                if recipe.yield_units == 0 || recipe.inputs.values().any(|u| *u == 0) {
-                    return reject("quantities must be at least 1".into());
-                }
-                let mut next = spec.clone();
-                let Some(t) = next.types.iter_mut().find(|t| &t.name == item) else {
-                    return reject(format!("`{item}` is not a type of the spec"));
-                };
-                t.recipe = Recipe {
-                    version: t.recipe.version + 1,
-                    ..recipe.clone()
-                };
-                if let Err(e) = crate::solver::topological_order(&next) {
-                    return reject(e.to_string());
-                }
-                self.spec = Some(next);
-                self.config_version = index;
-                applied
-            }
+            Command::RegisterStage { stage } => self.register(index, stage, false),
+            Command::AddStage { stage } => self.register(index, stage, true),
+            Command::ReportSuspect { reporter, suspect } => self.suspect(*reporter, *suspect),
+            Command::MarkDead { stage } => self.mark_dead(index, *stage),
+            Command::MarkAlive { stage } => self.mark_alive(index, *stage),
+            Command::UpdateRecipe { item, recipe } => self.update_recipe(index, item, recipe),
             Command::RemoveStage { stage } => {
                 if self.stages.remove(stage).is_some() {
                     self.config_version = index;
                 }
                 self.retired.insert(*stage);
-                applied
+                Ok(())
             }
             Command::AvoidLink { supplier, consumer } => {
-                if !self.stages.contains_key(supplier) || !self.stages.contains_key(consumer) {
-                    return reject(format!(
-                        "no link {supplier} -> {consumer} between registered stages"
-                    ));
-                }
-                if self.avoid.insert((*supplier, *consumer)) {
-                    self.config_version = index;
-                }
-                applied
+                self.avoid_link(index, *supplier, *consumer)
             }
             Command::RetireCoordinator { id } => {
                 self.retired_coordinators.insert(*id);
-                applied
+                Ok(())
             }
             Command::CommitFlow { based_on, edges } => {
-                if *based_on != self.config_version {
-                    return reject(format!(
-                        "stale flow: computed from configuration {based_on}, current is {}",
-                        self.config_version
-                    ));
-                }
-                // The recipes the flow was computed for travel with it: this
-                // is how a recipe update reaches the stages.
-                let recipes = self
-                    .spec
-                    .iter()
-                    .flat_map(|s| &s.types)
-                    .map(|t| (t.name.clone(), t.recipe.clone()))
-                    .collect();
-                self.flow = Flow {
-                    version: FlowVersion(index),
-                    edges: edges.clone(),
-                    recipes,
-                };
-                self.flow_based_on = *based_on;
-                CommandResponse::FlowCommitted {
-                    version: FlowVersion(index),
+                return match self.commit_flow(index, *based_on, edges) {
+                    Ok(version) => CommandResponse::FlowCommitted { version },
+                    Err(reason) => CommandResponse::Rejected { reason },
                 }
             }
+        };
+        match outcome {
+            Ok(()) => CommandResponse::Applied { index },
+            Err(reason) => CommandResponse::Rejected { reason },
         }
+    }
+
+    /// `RegisterStage` (a running stage, alive) or `AddStage` (`declare`: a
+    /// new id, held dead until it registers, running the current recipe).
+    fn register(
+        &mut self,
+        index: u64,
+        stage: &StageDescriptor,
+        declare: bool,
+    ) -> Result<(), String> {
+        if declare && self.stages.contains_key(&stage.id) {
+            return Err(format!("stage {} is already known", stage.id));
+        }
+        if self.retired.contains(&stage.id) {
+            return Err(format!(
+                "stage {} was removed; ids are never reused",
+                stage.id
+            ));
+        }
+        let Some(recipe) = self.spec.as_ref().and_then(|s| s.recipe(&stage.item)) else {
+            return Err(format!(
+                "stage {} makes `{}`, which the spec does not define",
+                stage.id, stage.item
+            ));
+        };
+        let mut desc = stage.clone();
+        if declare {
+            // Not running yet: it will run the recipe its type has now,
+            // whatever the operator's tool thought it was.
+            desc.recipe_version = recipe.version;
+        }
+        let record = StageRecord {
+            // Declared, not running yet: the leader's probe of the dead
+            // revives it if it answers before it registers.
+            liveness: if declare {
+                Liveness::Dead
+            } else {
+                Liveness::Alive
+            },
+            desc,
+            suspected_by: BTreeSet::new(),
+        };
+        // Re-registering an alive stage at the same address changes no input of the flow.
+        let same = self
+            .stages
+            .get(&stage.id)
+            .is_some_and(|b| b.desc == record.desc && b.liveness == Liveness::Alive);
+        self.stages.insert(stage.id, record);
+        if self.forget_links(stage.id) || !same {
+            self.config_version = index;
+        }
+        Ok(())
+    }
+
+    fn suspect(&mut self, reporter: NodeId, suspect: NodeId) -> Result<(), String> {
+        let r = self
+            .stages
+            .get_mut(&suspect)
+            .ok_or_else(|| format!("no stage {suspect} is registered"))?;
+        if r.liveness != Liveness::Dead {
+            r.suspected_by.insert(reporter);
+            r.liveness = Liveness::Suspect;
+        }
+        Ok(())
+    }
+
+    fn mark_dead(&mut self, index: u64, stage: NodeId) -> Result<(), String> {
+        let r = self
+            .stages
+            .get_mut(&stage)
+            .ok_or_else(|| format!("no stage {stage} is registered"))?;
+        if r.liveness != Liveness::Dead {
+            r.liveness = Liveness::Dead;
+            self.config_version = index;
+        }
+        self.forget_links(stage);
+        Ok(())
+    }
+
+    fn mark_alive(&mut self, index: u64, stage: NodeId) -> Result<(), String> {
+        let r = self
+            .stages
+            .get_mut(&stage)
+            .ok_or_else(|| format!("no stage {stage} is registered"))?;
+        r.suspected_by.clear();
+        if r.liveness == Liveness::Dead {
+            self.config_version = index;
+        }
+        r.liveness = Liveness::Alive;
+        Ok(())
+    }
+
+    fn update_recipe(
+        &mut self,
+        index: u64,
+        item: &ItemType,
+        recipe: &Recipe,
+    ) -> Result<(), String> {
+        let spec = self.spec.as_ref().ok_or("no spec is installed")?;
+        self.spec = Some(update_recipe(spec, item, recipe)?);
+        self.config_version = index;
+        Ok(())
+    }
+
+    fn avoid_link(&mut self, index: u64, supplier: NodeId, consumer: NodeId) -> Result<(), String> {
+        if !self.stages.contains_key(&supplier) || !self.stages.contains_key(&consumer) {
+            return Err(format!(
+                "no link {supplier} -> {consumer} between registered stages"
+            ));
+        }
+        if self.avoid.insert((supplier, consumer)) {
+            self.config_version = index;
+        }
+        Ok(())
+    }
+
+    /// Installs the flow if it was computed from the current configuration.
+    fn commit_flow(
+        &mut self,
+        index: u64,
+        based_on: u64,
+        edges: &[FlowEdge],
+    ) -> Result<FlowVersion, String> {
+        if based_on != self.config_version {
+            return Err(format!(
+                "stale flow: computed from configuration {based_on}, current is {}",
+                self.config_version
+            ));
+        }
+        // The recipes the flow was computed for travel with it: this is how
+        // a recipe update reaches the stages.
+        let recipes = self
+            .spec
+            .iter()
+            .flat_map(|s| &s.types)
+            .map(|t| (t.name.clone(), t.recipe.clone()))
+            .collect();
+        self.flow = Flow {
+            version: FlowVersion(index),
+            edges: edges.to_vec(),
+            recipes,
+        };
+        self.flow_based_on = based_on;
+        Ok(FlowVersion(index))
     }
 
     /// Drops the broken links touching `stage`; whether any was dropped.

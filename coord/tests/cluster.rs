@@ -3,8 +3,8 @@
 //! share).
 
 use factoryos_coord::client::CoordClient;
-use factoryos_coord::cluster::RaftTimeouts;
-use factoryos_coord::node::{CoordMode, Coordinator, CoordinatorOptions, OPERATOR};
+use factoryos_coord::config::{CoordMode, RaftTimeouts};
+use factoryos_coord::node::{Coordinator, CoordinatorOptions};
 use factoryos_coord::solver::SolverConfig;
 use factoryos_coord::state::{Command, CommandResponse};
 use factoryos_wire::model::{Liveness, Spec, StageDescriptor};
@@ -42,10 +42,7 @@ impl Rig {
         }
         let dir = tempfile::tempdir().unwrap();
         let mode = if file_lock {
-            CoordMode::FileLock {
-                dir: dir.path().join("shared"),
-                poll: Duration::from_millis(20),
-            }
+            CoordMode::FileLock
         } else {
             CoordMode::Raft
         };
@@ -70,7 +67,8 @@ impl Rig {
             transport: TransportConfig::default(),
             solver: SolverConfig::default(),
             probe_timeout: Duration::from_secs(1),
-            mode: self.mode.clone(),
+            mode: self.mode,
+            shared: self.dir.path().join("shared"),
             join: false,
         }
     }
@@ -187,7 +185,7 @@ async fn elects_commits_flows_and_survives_the_leaders_death(file_lock: bool) {
         coords.push(rig.start(NodeId(id)).await);
     }
     let leader = leader_of(&coords).await;
-    let (client, _t, _inbox) = rig.client(OPERATOR);
+    let (client, _t, _inbox) = rig.client(NodeId::OPERATOR);
     let dummy: SocketAddr = "127.0.0.1:9".parse().unwrap();
     for (id, item) in [(11, "wood"), (13, "window-frame"), (15, "window")] {
         client.register(stage(id, item, dummy)).await.unwrap();
@@ -259,7 +257,7 @@ async fn a_stale_commit_flow_is_refused(file_lock: bool) {
         coords.push(rig.start(NodeId(id)).await);
     }
     let leader = leader_of(&coords).await;
-    let (client, _t, _inbox) = rig.client(OPERATOR);
+    let (client, _t, _inbox) = rig.client(NodeId::OPERATOR);
     client
         .register(stage(11, "wood", "127.0.0.1:9".parse().unwrap()))
         .await
@@ -394,7 +392,7 @@ async fn coordinators_are_added_and_removed_one_path_and_ids_are_never_reused() 
     coords.push(Coordinator::start_on(opts, socket).await.unwrap());
 
     rig.members.remove(&NodeId(4));
-    let (client, _t, _inbox) = rig.client(OPERATOR);
+    let (client, _t, _inbox) = rig.client(NodeId::OPERATOR);
     let status = client.add_coordinator(NodeId(4), four).await.unwrap();
     assert_eq!(
         status.members,

@@ -12,8 +12,11 @@
 
 use crate::local::{LocalCluster, LocalError};
 use factoryos_coord::client::CoordClient;
+use factoryos_coord::cluster::LocalInit;
+use factoryos_coord::config::{CoordMode, RaftTimeouts};
 use factoryos_wire::model::StageDescriptor;
-use factoryos_wire::{NodeId, Transport};
+use factoryos_wire::{ItemType, NodeId, Transport};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Why a measurement failed.
@@ -23,6 +26,70 @@ pub enum FailoverError {
     Local(#[from] LocalError),
     #[error("{0} did not happen within {1:?}")]
     Timeout(&'static str, Duration),
+    #[error("writing the chain: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the chain: {0}")]
+    Spec(#[from] factoryos_coord::spec::SpecErrors),
+    #[error("{mode}: {source} (logs in {})", logs.display())]
+    InMode {
+        mode: CoordMode,
+        logs: PathBuf,
+        source: Box<FailoverError>,
+    },
+}
+
+/// What `factoryos bench failover` measures.
+#[derive(Debug, Clone)]
+pub struct FailoverBench {
+    /// Leader kills per mode.
+    pub trials: usize,
+    pub coordinators: u64,
+    /// Writes timed per trial.
+    pub commits: usize,
+    pub timeouts: RaftTimeouts,
+    /// The stores to measure, one after the other, in this order.
+    pub modes: Vec<CoordMode>,
+}
+
+/// Measures every mode of `bench` on its own cluster of `binary`'s
+/// processes in `dir/<mode>/`, with the window chain installed; `progress`
+/// hears of every finished trial.
+pub async fn compare(
+    bench: &FailoverBench,
+    dir: &Path,
+    binary: &Path,
+    mut progress: impl FnMut(CoordMode, usize),
+) -> Result<Vec<(CoordMode, FailoverReport)>, FailoverError> {
+    let spec = dir.join("chain.toml");
+    std::fs::write(&spec, crate::WINDOW_CHAIN)?;
+    let chain = factoryos_coord::spec::load(&spec)?;
+    let writer = chain.stages.first().expect("the window chain has stages");
+    let mut reports = Vec::new();
+    for mode in &bench.modes {
+        let mut init = LocalInit::new(bench.coordinators, Some(&spec));
+        init.mode = *mode;
+        init.raft = bench.timeouts;
+        let at = dir.join(mode.name());
+        let mut cluster = LocalCluster::create(&at, binary, &init)?;
+        cluster.start_all()?;
+        let stage = (writer.id, &writer.item);
+        let report = measure(&mut cluster, bench.trials, bench.commits, stage, |done| {
+            progress(*mode, done)
+        })
+        .await;
+        cluster.stop_all();
+        match report {
+            Ok(report) => reports.push((*mode, report)),
+            Err(e) => {
+                return Err(FailoverError::InMode {
+                    mode: *mode,
+                    logs: at.join("logs"),
+                    source: Box::new(e),
+                })
+            }
+        }
+    }
+    Ok(reports)
 }
 
 /// What was measured.
@@ -96,10 +163,10 @@ async fn until<T>(
     }
 }
 
-fn probe_stage(id: NodeId, item: &str, capacity: u32) -> StageDescriptor {
+fn probe_stage(id: NodeId, item: &ItemType, capacity: u32) -> StageDescriptor {
     StageDescriptor {
         id,
-        item: item.into(),
+        item: item.clone(),
         addr: "127.0.0.1:9".parse().expect("valid address"),
         recipe_version: 1,
         capacity,
@@ -112,74 +179,117 @@ pub async fn measure(
     cluster: &mut LocalCluster,
     trials: usize,
     commits_per_trial: usize,
-    stage: (NodeId, &str),
+    stage: (NodeId, &ItemType),
     mut progress: impl FnMut(usize),
 ) -> Result<FailoverReport, FailoverError> {
     let (client, transport): (CoordClient, Transport) = cluster.client()?;
     let mut report = FailoverReport::default();
-    let mut capacity = 1;
-    for trial in 0..trials {
+    let mut trial = Trial {
+        client: &client,
+        transport: &transport,
+        stage,
+        capacity: 1,
+    };
+    for done in 0..trials {
         for id in cluster.coordinators() {
             if !cluster.is_running(id) {
                 cluster.start(id)?;
             }
         }
+        let leader = trial.whole_group(cluster).await?;
+        for _ in 0..commits_per_trial {
+            if let Some(t) = trial.timed_write().await {
+                report.commits.push(t);
+            }
+        }
+        let (failover, election) = trial.kill_leader(cluster, leader).await?;
+        report.failovers.push(failover);
+        report.elections.push(election);
+        report.killed.push(leader);
+        cluster.start(leader)?;
+        progress(done + 1);
+    }
+    transport.shutdown().await;
+    Ok(report)
+}
+
+/// One trial's client side: the writes that change the flow, alternating
+/// the probe stage's capacity.
+struct Trial<'a> {
+    client: &'a CoordClient,
+    transport: &'a Transport,
+    stage: (NodeId, &'a ItemType),
+    capacity: u32,
+}
+
+impl Trial<'_> {
+    /// A write that changes the flow's input (the stage's capacity).
+    fn next_write(&mut self) -> StageDescriptor {
+        self.capacity = 3 - self.capacity;
+        probe_stage(self.stage.0, self.stage.1, self.capacity)
+    }
+
+    /// Waits until every coordinator runs, answers, and one leads; the leader.
+    async fn whole_group(&self, cluster: &LocalCluster) -> Result<NodeId, FailoverError> {
+        let members = cluster.coordinators().len();
         let leader = until("a leader", async || {
-            let s = client.status().await.ok()?;
-            (s.members.len() == cluster.coordinators().len())
-                .then_some(s.leader)
-                .flatten()
+            let s = self.client.status().await.ok()?;
+            (s.members.len() == members).then_some(s.leader).flatten()
         })
         .await?;
         // Every coordinator must answer before the kill, so the trial starts from a whole group.
         for id in cluster.coordinators() {
-            let single = CoordClient::new(transport.clone(), vec![id]).with_attempts(1);
+            let single = CoordClient::new(self.transport.clone(), vec![id]).with_attempts(1);
             until("every coordinator answering", async || {
                 single.status().await.ok()
             })
             .await?;
         }
-        for _ in 0..commits_per_trial {
-            capacity = 3 - capacity;
-            let t = Instant::now();
-            if client
-                .register(probe_stage(stage.0, stage.1, capacity))
-                .await
-                .is_ok()
-            {
-                report.commits.push(t.elapsed());
-            }
-        }
+        Ok(leader)
+    }
+
+    /// One client write's round trip, if it committed.
+    async fn timed_write(&mut self) -> Option<Duration> {
+        let write = self.next_write();
+        let t = Instant::now();
+        self.client.register(write).await.ok()?;
+        Some(t.elapsed())
+    }
+
+    /// SIGKILLs `leader`; kill -> next committed flow, and kill -> a new
+    /// leader named, asking only the survivors (so a client's timeout on
+    /// the dead node is not counted).
+    async fn kill_leader(
+        &mut self,
+        cluster: &mut LocalCluster,
+        leader: NodeId,
+    ) -> Result<(Duration, Duration), FailoverError> {
+        let client = self.client;
         let before = until("a current flow", async || {
             let f = client.read_flow(true).await.ok()?;
             let s = client.status().await.ok()?;
             (s.flow_version == f.version).then_some(f.version)
         })
         .await?;
-
         let killed_at = Instant::now();
         cluster.kill(leader)?;
-        capacity = 3 - capacity;
-        // Ask the survivors: this times the group, not a client's wait on the dead node.
+        let write = self.next_write();
         let survivors: Vec<NodeId> = cluster
             .coordinators()
             .into_iter()
             .filter(|c| *c != leader)
             .collect();
-        let survivors = CoordClient::new(transport.clone(), survivors);
-        let mut registered = false;
-        let t_leader = until("a new leader", async || {
+        let survivors = CoordClient::new(self.transport.clone(), survivors);
+        let election = until("a new leader", async || {
             let s = survivors.status().await.ok()?;
             (s.leader.is_some() && s.leader != Some(leader)).then(|| killed_at.elapsed())
         })
         .await?;
-        tracing::debug!(?t_leader, "new leader known");
+        tracing::debug!(?election, "new leader known");
+        let mut registered = false;
         until("a flow committed by a new leader", async || {
             if !registered {
-                registered = survivors
-                    .register(probe_stage(stage.0, stage.1, capacity))
-                    .await
-                    .is_ok();
+                registered = survivors.register(write.clone()).await.is_ok();
                 if !registered {
                     return None;
                 }
@@ -188,12 +298,6 @@ pub async fn measure(
             (f.version > before).then_some(())
         })
         .await?;
-        report.failovers.push(killed_at.elapsed());
-        report.elections.push(t_leader);
-        report.killed.push(leader);
-        cluster.start(leader)?;
-        progress(trial + 1);
+        Ok((killed_at.elapsed(), election))
     }
-    transport.shutdown().await;
-    Ok(report)
 }

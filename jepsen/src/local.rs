@@ -7,8 +7,9 @@
 //! a failing test or a Ctrl-C'd run leaves no process behind.
 
 use factoryos_coord::client::CoordClient;
-use factoryos_coord::cluster::{ClusterFile, RaftTimeouts, SetupError};
-use factoryos_coord::node::OPERATOR;
+use factoryos_coord::cluster::{ClusterFile, LocalInit, SetupError};
+use factoryos_stage::metrics::StageReport;
+use factoryos_stage::setup::StageFiles;
 use factoryos_wire::{NodeId, Transport};
 use rand::Rng;
 use std::collections::BTreeMap;
@@ -50,31 +51,13 @@ pub struct LocalCluster {
 }
 
 impl LocalCluster {
-    /// Writes a cluster of `coordinators` into `dir` (which must not hold
-    /// one), on free loopback ports, with the given Raft timeouts; with
-    /// `file_lock`, the coordinators use the file-lock store instead of Raft.
-    pub fn create(
-        dir: &Path,
-        binary: &Path,
-        coordinators: u64,
-        spec: Option<&Path>,
-        timeouts: RaftTimeouts,
-        file_lock: bool,
-    ) -> Result<Self, LocalError> {
+    /// Writes the cluster `init` describes into `dir` (which must not hold
+    /// one), its coordinators on free loopback ports.
+    pub fn create(dir: &Path, binary: &Path, init: &LocalInit) -> Result<Self, LocalError> {
         std::fs::create_dir_all(dir.join("logs"))
             .map_err(io(format!("create {}", dir.display())))?;
-        let base = free_ports(coordinators)?;
-        let config = ClusterFile::init_local(dir, coordinators, base, spec)?;
-        let mut text = std::fs::read_to_string(&config).map_err(io("read cluster.toml"))?;
-        if file_lock {
-            // Top-level keys must come before the first table.
-            text = format!("mode = \"file-lock\"\n{text}");
-        }
-        text.push_str(&format!(
-            "\n[raft]\nheartbeat_ms = {}\nelection_min_ms = {}\nelection_max_ms = {}\n",
-            timeouts.heartbeat_ms, timeouts.election_min_ms, timeouts.election_max_ms
-        ));
-        std::fs::write(&config, text).map_err(io("write cluster.toml"))?;
+        let base = free_ports(init.coordinators)?;
+        let config = init.write(dir, base)?;
         let file = ClusterFile::load(&config)?;
         Ok(LocalCluster {
             dir: dir.to_owned(),
@@ -148,18 +131,13 @@ impl LocalCluster {
         )
     }
 
-    /// The metrics stage `id` last wrote (`data/nN/metrics.json`).
-    pub fn stage_metrics(&self, id: NodeId) -> Option<BTreeMap<String, u64>> {
-        let path = self.metrics_path(id);
-        let text = std::fs::read_to_string(path).ok()?;
-        serde_json::from_str(&text).ok()
+    /// The metrics stage `id` last wrote (its current life's).
+    pub fn stage_metrics(&self, id: NodeId) -> Option<StageReport> {
+        StageReport::read(&self.metrics_path(id))
     }
 
     pub fn metrics_path(&self, id: NodeId) -> PathBuf {
-        self.file
-            .data
-            .join(format!("n{}", id.0))
-            .join("metrics.json")
+        StageFiles::of(&self.file, id).metrics
     }
 
     /// Asks process `id` to stop (SIGTERM) and waits for it.
@@ -247,7 +225,7 @@ impl LocalCluster {
 
     /// An operator client of the cluster.
     pub fn client(&self) -> Result<(CoordClient, Transport), LocalError> {
-        Ok(self.file.client(OPERATOR)?)
+        Ok(CoordClient::connect(&self.file, NodeId::OPERATOR)?)
     }
 
     /// Kills every process still running.

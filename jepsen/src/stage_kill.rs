@@ -2,7 +2,7 @@
 //! `factoryos bench stage`.
 //!
 //! The window chain (2 stages per type) runs; after a warm-up, one frame
-//! stage is killed with SIGKILL. Measured: how long until each of its
+//! stage (a supplier with an alternative) is killed with SIGKILL. Measured: how long until each of its
 //! consumers completes its next successful cycle, the longest gap between
 //! their successful cycles before and after the kill, how long until the
 //! leader marks the victim dead and commits a flow without it, how long the
@@ -10,10 +10,15 @@
 //! the audit of every WAL at the end.
 
 use crate::local::{LocalCluster, LocalError};
+use factoryos_coord::client::CoordClient;
+use factoryos_coord::cluster::LocalInit;
+use factoryos_coord::spec::ChainSpec;
 use factoryos_stage::audit::AuditReport;
+use factoryos_stage::metrics::StageReport;
 use factoryos_wire::model::Liveness;
-use factoryos_wire::NodeId;
+use factoryos_wire::{FlowVersion, ItemType, MessageKind, NodeId};
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Why the experiment failed.
@@ -25,12 +30,20 @@ pub enum StageKillError {
     Timeout(&'static str, Duration),
     #[error("audit: {0}")]
     Wal(#[from] factoryos_stage::wal::WalError),
+    #[error("writing the chain: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the chain: {0}")]
+    Spec(#[from] factoryos_coord::spec::SpecErrors),
+    #[error("the chain has no stage of a middle type to kill")]
+    NoVictim,
 }
 
 /// What was measured.
 #[derive(Debug, Clone)]
 pub struct StageKillReport {
     pub cycle: Duration,
+    /// The supplier killed.
+    pub victim: NodeId,
     pub lots_traded: u64,
     pub trade_messages: u64,
     pub heartbeats: u64,
@@ -50,8 +63,9 @@ impl std::fmt::Display for StageKillReport {
         let cycles = |d: Duration| d.as_secs_f64() / self.cycle.as_secs_f64();
         writeln!(
             f,
-            "window chain, 2 stages per type, {} ms cycles; SIGKILL of frame stage 13",
-            self.cycle.as_millis()
+            "window chain, 2 stages per type, {} ms cycles; SIGKILL of frame stage {}",
+            self.cycle.as_millis(),
+            self.victim
         )?;
         writeln!(
             f,
@@ -98,43 +112,93 @@ impl std::fmt::Display for StageKillReport {
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn metric(cluster: &LocalCluster, id: NodeId, name: &str) -> Option<u64> {
-    read_metric(&cluster.metrics_path(id), name)
+/// Who plays which part: the chain's stages, the victim (the first stage of
+/// a type that is neither raw nor final, so it has an alternative and
+/// consumers), and the stages that consume its type.
+#[derive(Debug, Clone)]
+struct Roles {
+    stages: Vec<NodeId>,
+    victim: NodeId,
+    consumers: Vec<NodeId>,
 }
 
-fn sum(cluster: &LocalCluster, ids: &[NodeId], names: &[&str]) -> u64 {
-    let all: Vec<_> = ids
-        .iter()
+impl Roles {
+    fn of(chain: &ChainSpec) -> Option<Roles> {
+        let spec = &chain.spec;
+        let middle =
+            |t: &ItemType| t != &spec.final_type && spec.recipe(t).is_some_and(|r| !r.is_raw());
+        let victim = chain.stages.iter().find(|s| middle(&s.item))?;
+        let consumers = chain
+            .stages
+            .iter()
+            .filter(|s| {
+                spec.recipe(&s.item)
+                    .is_some_and(|r| r.inputs.contains_key(&victim.item))
+            })
+            .map(|s| s.id)
+            .collect();
+        Some(Roles {
+            stages: chain.stages.iter().map(|s| s.id).collect(),
+            victim: victim.id,
+            consumers,
+        })
+    }
+}
+
+/// Runs the whole experiment in `dir`: 3 coordinators and the window
+/// chain's stages as processes of `binary`, then the kill, the restart and
+/// the audit.
+pub async fn bench(
+    dir: &Path,
+    binary: &Path,
+    cycle: Duration,
+    warmup: Duration,
+) -> Result<StageKillReport, StageKillError> {
+    let spec = dir.join("chain.toml");
+    std::fs::write(&spec, crate::WINDOW_CHAIN)?;
+    let chain = factoryos_coord::spec::load(&spec)?;
+    let roles = Roles::of(&chain).ok_or(StageKillError::NoVictim)?;
+    let init = LocalInit::new(3, Some(&spec));
+    let mut cluster = LocalCluster::create(&dir.join("cluster"), binary, &init)?;
+    cluster.set_metrics_interval(5);
+    cluster.start_all()?;
+    let cycle_ms = cycle.as_millis().max(1) as u64;
+    for id in &roles.stages {
+        cluster.start_stage(*id, cycle_ms)?;
+    }
+    let report = measure(&mut cluster, &roles, cycle, warmup).await;
+    cluster.stop_all();
+    report
+}
+
+fn reports(cluster: &LocalCluster, ids: &[NodeId]) -> Vec<StageReport> {
+    ids.iter()
         .filter_map(|id| cluster.stage_metrics(*id))
-        .collect();
-    crate::experiment::results::total(&all, names)
+        .collect()
 }
 
-fn read_metric(path: &std::path::Path, name: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let m: BTreeMap<String, u64> = serde_json::from_str(&text).ok()?;
-    m.get(name).copied()
+fn successful_cycles(path: &Path) -> u64 {
+    StageReport::read(path).map_or(0, |r| r.counters.successful_manufacture_cycles)
 }
 
 /// Polls the consumers' successful cycles (from their metrics files) for
 /// `window`: the longest gap between increments, and each consumer's first
 /// increment.
 fn watch_cycles(
-    consumers: &[(NodeId, std::path::PathBuf)],
+    consumers: &[(NodeId, PathBuf)],
     window: Duration,
 ) -> (Duration, BTreeMap<NodeId, Duration>) {
     let start = Instant::now();
-    let cycles = |p: &std::path::Path| read_metric(p, "successful_manufacture_cycles").unwrap_or(0);
     let mut last: BTreeMap<NodeId, (u64, Instant)> = consumers
         .iter()
-        .map(|(c, p)| (*c, (cycles(p), start)))
+        .map(|(c, p)| (*c, (successful_cycles(p), start)))
         .collect();
     let mut first = BTreeMap::new();
     let mut max_gap = Duration::ZERO;
     while start.elapsed() < window {
         std::thread::sleep(Duration::from_millis(2));
         for (c, p) in consumers {
-            let now = cycles(p);
+            let now = successful_cycles(p);
             let (prev, at) = last[c];
             if now > prev {
                 max_gap = max_gap.max(at.elapsed());
@@ -149,95 +213,131 @@ fn watch_cycles(
     (max_gap, first)
 }
 
-/// Runs the experiment on a started cluster of the window chain (stages 11-16).
-pub async fn run(
+/// The consumers' metrics files.
+fn paths(cluster: &LocalCluster, roles: &Roles) -> Vec<(NodeId, PathBuf)> {
+    roles
+        .consumers
+        .iter()
+        .map(|c| (*c, cluster.metrics_path(*c)))
+        .collect()
+}
+
+/// Watches the consumers' cycles for `window` without blocking the runtime.
+async fn watch(
+    paths: Vec<(NodeId, PathBuf)>,
+    window: Duration,
+) -> (Duration, BTreeMap<NodeId, Duration>) {
+    tokio::task::spawn_blocking(move || watch_cycles(&paths, window))
+        .await
+        .expect("the cycle watcher does not panic")
+}
+
+/// Waits for `cond` on the cluster, polling every `every`.
+async fn until(
+    what: &'static str,
+    every: Duration,
+    mut cond: impl FnMut() -> bool,
+) -> Result<Duration, StageKillError> {
+    let started = Instant::now();
+    while !cond() {
+        if started.elapsed() > WAIT {
+            return Err(StageKillError::Timeout(what, WAIT));
+        }
+        tokio::time::sleep(every).await;
+    }
+    Ok(started.elapsed())
+}
+
+/// Measures on a started cluster of the chain `roles` was drawn from.
+async fn measure(
     cluster: &mut LocalCluster,
+    roles: &Roles,
     cycle: Duration,
     warmup: Duration,
 ) -> Result<StageKillReport, StageKillError> {
-    let stages: Vec<NodeId> = (11..=16).map(NodeId).collect();
-    let victim = NodeId(13);
-    let consumers = [NodeId(15), NodeId(16)];
     let (client, transport) = cluster.client()?;
-    let started = Instant::now();
-    while sum(cluster, &consumers, &["final_products"]) < 5 {
-        if started.elapsed() > WAIT {
-            return Err(StageKillError::Timeout("the first windows", WAIT));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(
+        "the first final products",
+        Duration::from_millis(20),
+        || {
+            reports(cluster, &roles.consumers)
+                .iter()
+                .map(|r| r.counters.final_products)
+                .sum::<u64>()
+                >= 5
+        },
+    )
+    .await?;
     tokio::time::sleep(warmup).await;
-    let paths: Vec<(NodeId, std::path::PathBuf)> = consumers
-        .iter()
-        .map(|c| (*c, cluster.metrics_path(*c)))
-        .collect();
-    let before = paths.clone();
-    let (max_gap_before, _) =
-        tokio::task::spawn_blocking(move || watch_cycles(&before, Duration::from_secs(2)))
-            .await
-            .expect("watcher");
+    let (max_gap_before, _) = watch(paths(cluster, roles), Duration::from_secs(2)).await;
     let flow_before = client.status().await.map(|s| s.flow_version).ok();
 
     let killed = Instant::now();
-    cluster.kill(victim)?;
-    let after = paths.clone();
-    let watcher = tokio::task::spawn_blocking(move || watch_cycles(&after, Duration::from_secs(5)));
-    let mut kill_to_marked_dead = None;
-    let mut kill_to_new_flow = None;
-    while killed.elapsed() < Duration::from_secs(5) && kill_to_new_flow.is_none() {
-        if let Ok(s) = client.status().await {
-            if kill_to_marked_dead.is_none() && s.stages.contains(&(victim, Liveness::Dead)) {
-                kill_to_marked_dead = Some(killed.elapsed());
-            }
-            if kill_to_marked_dead.is_some() && Some(s.flow_version) > flow_before {
-                kill_to_new_flow = Some(killed.elapsed());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let (max_gap_after, first) = watcher.await.expect("watcher");
-    let kill_to_next_cycle = first.into_iter().collect();
+    cluster.kill(roles.victim)?;
+    let watcher = tokio::spawn(watch(paths(cluster, roles), Duration::from_secs(5)));
+    let (kill_to_marked_dead, kill_to_new_flow) =
+        follow_death(&client, roles.victim, flow_before, killed).await;
+    let (max_gap_after, first) = watcher.await.expect("the watcher task does not panic");
 
-    let _ = std::fs::remove_file(cluster.metrics_path(victim));
-    let restarted = Instant::now();
-    cluster.start_stage(victim, cycle.as_millis() as u64)?;
-    while metric(cluster, victim, "successful_manufacture_cycles").unwrap_or(0) < 1 {
-        if restarted.elapsed() > WAIT {
-            return Err(StageKillError::Timeout(
-                "the victim's first lot after restart",
-                WAIT,
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    let restart_to_first_lot = restarted.elapsed();
+    let _ = std::fs::remove_file(cluster.metrics_path(roles.victim));
+    cluster.start_stage(roles.victim, cycle.as_millis() as u64)?;
+    let victim = cluster.metrics_path(roles.victim);
+    let restart_to_first_lot = until(
+        "the victim's first lot after restart",
+        Duration::from_millis(2),
+        || successful_cycles(&victim) >= 1,
+    )
+    .await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let trade_messages = sum(
-        cluster,
-        &stages,
-        &crate::experiment::results::TRADE_MESSAGES,
+    let all = reports(cluster, &roles.stages);
+    let total = |f: fn(&StageReport) -> u64| all.iter().map(f).sum::<u64>();
+    let (trade_messages, heartbeats, lots_traded) = (
+        total(|r| r.messages.trade_sent()),
+        total(|r| r.messages.sent(MessageKind::Heartbeat)),
+        total(|r| r.counters.batches_received),
     );
-    let heartbeats = sum(cluster, &stages, &["Heartbeat_sent"]);
-    let lots_traded = sum(cluster, &stages, &["batches_received"]);
-    for id in &stages {
+    for id in &roles.stages {
         cluster.terminate(*id)?;
     }
     transport.shutdown().await;
-    let audit = factoryos_stage::audit::audit_wals(&cluster.file().data, &stages)?;
-    let final_products = audit.units_shipped;
+    let audit = factoryos_stage::audit::audit_wals(cluster.file(), &roles.stages)?;
     Ok(StageKillReport {
         cycle,
+        victim: roles.victim,
         lots_traded,
         trade_messages,
         heartbeats,
-        kill_to_next_cycle,
+        kill_to_next_cycle: first.into_iter().collect(),
         max_gap_before,
         max_gap_after,
         kill_to_marked_dead,
         kill_to_new_flow,
         restart_to_first_lot,
-        final_products,
+        final_products: audit.units_shipped,
         audit,
     })
+}
+
+/// Kill -> the leader marks `victim` dead, and -> a newer flow (for 5 s at most).
+async fn follow_death(
+    client: &CoordClient,
+    victim: NodeId,
+    flow_before: Option<FlowVersion>,
+    killed: Instant,
+) -> (Option<Duration>, Option<Duration>) {
+    let mut marked_dead = None;
+    let mut new_flow = None;
+    while killed.elapsed() < Duration::from_secs(5) && new_flow.is_none() {
+        if let Ok(s) = client.status().await {
+            if marked_dead.is_none() && s.stages.contains(&(victim, Liveness::Dead)) {
+                marked_dead = Some(killed.elapsed());
+            }
+            if marked_dead.is_some() && Some(s.flow_version) > flow_before {
+                new_flow = Some(killed.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (marked_dead, new_flow)
 }

@@ -1,7 +1,110 @@
-//! `factoryos bench wire|flow`.
+//! `factoryos bench wire|flow|failover|wal|stage`: the measurements of
+//! docs/experiments.md. The work lives in the crates; this file parses,
+//! shows progress and prints.
 
 use anyhow::Result;
+use clap::Subcommand;
+use factoryos_coord::config::{CoordMode, RaftTimeouts, FILE_LOCK_POLL};
 use indicatif::{ProgressBar, ProgressStyle};
+use std::time::Duration;
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Messages/s and request round-trip latency of the QUIC transport over loopback.
+    Wire {
+        /// One-way messages to stream for the throughput measurement.
+        #[arg(long, default_value_t = 100_000)]
+        messages: u64,
+        /// Sequential requests for the round-trip latency measurement.
+        #[arg(long, default_value_t = 5_000)]
+        rtt_samples: u64,
+    },
+    /// Leader failover (SIGKILL of the leader -> next committed flow) and commit
+    /// latency of a local coordinator cluster of real processes.
+    Failover {
+        /// Leader kills to measure.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..))]
+        trials: u16,
+        /// Coordinators in the group.
+        #[arg(long, default_value_t = 3)]
+        coordinators: u64,
+        /// Writes timed per trial for the commit latency.
+        #[arg(long, default_value_t = 25)]
+        commits: usize,
+        /// Raft heartbeat interval in ms.
+        #[arg(long, default_value_t = RaftTimeouts::default().heartbeat_ms)]
+        heartbeat_ms: u64,
+        /// Shortest election timeout in ms.
+        #[arg(long, default_value_t = RaftTimeouts::default().election_min_ms)]
+        election_min_ms: u64,
+        /// Longest election timeout in ms.
+        #[arg(long, default_value_t = RaftTimeouts::default().election_max_ms)]
+        election_max_ms: u64,
+        /// Which configuration store to measure: raft, file-lock, or both
+        /// side by side (the default).
+        #[arg(long, value_parser = super::mode_parser())]
+        coord_mode: Option<CoordMode>,
+        /// Keep the cluster directory (certificates, logs, data) afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// A supplier's SIGKILL seen from its consumers (window chain, real processes).
+    Stage {
+        /// Time between manufacture cycles, in ms.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(5..))]
+        cycle_ms: u64,
+        /// Seconds of production before the kill.
+        #[arg(long, default_value_t = 5)]
+        warmup: u64,
+    },
+    /// Durable WAL transitions/s: one per redb commit vs group commits.
+    Wal {
+        /// Seconds per batch size.
+        #[arg(long, default_value_t = 3)]
+        seconds: u64,
+    },
+    /// Flow solver time for generated chains from 100 to 10,000 stages.
+    Flow {
+        /// Repetitions per chain shape.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..))]
+        runs: u16,
+    },
+}
+
+pub fn main(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Wire {
+            messages,
+            rtt_samples,
+        } => wire(messages, rtt_samples),
+        BenchCommand::Flow { runs } => flow(runs as usize),
+        BenchCommand::Wal { seconds } => wal(seconds),
+        BenchCommand::Stage { cycle_ms, warmup } => stage(cycle_ms, warmup),
+        BenchCommand::Failover {
+            trials,
+            coordinators,
+            commits,
+            heartbeat_ms,
+            election_min_ms,
+            election_max_ms,
+            coord_mode,
+            keep,
+        } => failover(
+            factoryos_jepsen::failover::FailoverBench {
+                trials: trials as usize,
+                coordinators,
+                commits,
+                timeouts: RaftTimeouts {
+                    heartbeat_ms,
+                    election_min_ms,
+                    election_max_ms,
+                },
+                modes: coord_mode.map_or(CoordMode::ALL.to_vec(), |m| vec![m]),
+            },
+            keep,
+        ),
+    }
+}
 
 fn bar(len: u64) -> ProgressBar {
     let bar = ProgressBar::new(len);
@@ -13,7 +116,12 @@ fn bar(len: u64) -> ProgressBar {
     bar
 }
 
-pub fn wire(messages: u64, rtt_samples: u64) -> Result<()> {
+/// A scratch directory for a benchmark's cluster.
+fn scratch(prefix: &str) -> Result<tempfile::TempDir> {
+    Ok(tempfile::Builder::new().prefix(prefix).tempdir()?)
+}
+
+fn wire(messages: u64, rtt_samples: u64) -> Result<()> {
     use factoryos_wire::bench::{run, Phase, WireBenchConfig};
     let config = WireBenchConfig {
         messages,
@@ -38,7 +146,7 @@ pub fn wire(messages: u64, rtt_samples: u64) -> Result<()> {
     Ok(())
 }
 
-pub fn flow(runs: usize) -> Result<()> {
+fn flow(runs: usize) -> Result<()> {
     use factoryos_coord::bench::{measure, SHAPES};
     let bar = bar(SHAPES.len() as u64);
     bar.set_message("shapes");
@@ -57,78 +165,39 @@ pub fn flow(runs: usize) -> Result<()> {
     Ok(())
 }
 
-pub struct FailoverArgs {
-    pub trials: usize,
-    pub coordinators: u64,
-    pub commits: usize,
-    pub timeouts: factoryos_coord::cluster::RaftTimeouts,
-    /// Which stores to measure: "raft", "file-lock" or "both".
-    pub mode: String,
-    pub keep: bool,
-}
-
-pub fn failover(args: FailoverArgs) -> Result<()> {
-    use factoryos_jepsen::failover::{measure, percentile, FailoverReport};
-    use factoryos_jepsen::local::LocalCluster;
-    use factoryos_wire::NodeId;
-    args.timeouts.validate().map_err(anyhow::Error::msg)?;
-    let modes: Vec<bool> = match args.mode.as_str() {
-        "raft" => vec![false],
-        "file-lock" => vec![true],
-        _ => vec![false, true],
-    };
-    let dir = tempfile::Builder::new()
-        .prefix("factoryos-failover-")
-        .tempdir()?;
-    let spec = dir.path().join("chain.toml");
-    std::fs::write(&spec, WINDOW)?;
-    let binary = std::env::current_exe()?;
+fn failover(bench: factoryos_jepsen::failover::FailoverBench, keep: bool) -> Result<()> {
+    use factoryos_jepsen::failover::{compare, percentile, FailoverReport};
+    bench.timeouts.validate().map_err(anyhow::Error::msg)?;
+    let dir = scratch("factoryos-failover-")?;
+    let bar = bar(bench.trials as u64);
     let runtime = tokio::runtime::Runtime::new()?;
-    let t = args.timeouts;
-    let mut reports: Vec<(&str, FailoverReport)> = Vec::new();
-    for file_lock in modes {
-        let name = if file_lock { "file-lock" } else { "raft" };
-        let mut cluster = LocalCluster::create(
-            &dir.path().join(name),
-            &binary,
-            args.coordinators,
-            Some(&spec),
-            args.timeouts,
-            file_lock,
-        )?;
-        cluster.start_all()?;
-        let bar = bar(args.trials as u64);
-        bar.set_message(name.to_string());
-        let report = runtime.block_on(measure(
-            &mut cluster,
-            args.trials,
-            args.commits,
-            (NodeId(11), "wood"),
-            |done| bar.set_position(done as u64),
-        ));
-        bar.finish_and_clear();
-        cluster.stop_all();
-        match report {
-            Ok(report) => reports.push((name, report)),
-            Err(e) => {
-                let kept = dir.keep();
-                anyhow::bail!(
-                    "{name}: {e} (logs kept in {})",
-                    kept.join(name).join("logs").display()
-                );
-            }
+    let binary = std::env::current_exe()?;
+    let result = runtime.block_on(compare(&bench, dir.path(), &binary, |mode, done| {
+        if bar.message() != mode.name() {
+            bar.set_message(mode.name());
+            bar.reset();
         }
-    }
+        bar.set_position(done as u64);
+    }));
+    bar.finish_and_clear();
+    let reports = match result {
+        Ok(reports) => reports,
+        Err(e) => {
+            let _ = dir.keep();
+            anyhow::bail!("{e}");
+        }
+    };
+    let t = bench.timeouts;
     println!(
         "{} coordinators; Raft heartbeat {} ms, election timeout {}-{} ms; file-lock poll {} ms",
-        args.coordinators,
+        bench.coordinators,
         t.heartbeat_ms,
         t.election_min_ms,
         t.election_max_ms,
-        factoryos_coord::cluster::FILE_LOCK_POLL.as_millis()
+        FILE_LOCK_POLL.as_millis()
     );
-    for (name, report) in &reports {
-        println!("== {name}\n{report}");
+    for (mode, report) in &reports {
+        println!("== {mode}\n{report}");
     }
     if let [(_, raft), (_, lock)] = reports.as_slice() {
         let p50 = |r: &FailoverReport| percentile(&r.failovers, 0.5).as_secs_f64();
@@ -137,22 +206,16 @@ pub fn failover(args: FailoverArgs) -> Result<()> {
             p50(raft) / p50(lock).max(1e-9)
         );
     }
-    if args.keep {
-        let kept = dir.keep();
-        println!("cluster directories kept: {}", kept.display());
+    if keep {
+        println!("cluster directories kept: {}", dir.keep().display());
     }
     Ok(())
 }
 
-/// The chain the failover benchmark installs (the window example).
-const WINDOW: &str = include_str!("../../examples/window.toml");
-
-pub fn wal(seconds: u64) -> Result<()> {
+fn wal(seconds: u64) -> Result<()> {
     use factoryos_stage::wal::measure_commits;
-    let dir = tempfile::Builder::new()
-        .prefix("factoryos-wal-")
-        .tempdir()?;
-    let each = std::time::Duration::from_secs(seconds.max(1));
+    let dir = scratch("factoryos-wal-")?;
+    let each = Duration::from_secs(seconds.max(1));
     let batches = [1usize, 4, 16, 64];
     let bar = bar(batches.len() as u64);
     bar.set_message("batch sizes");
@@ -180,34 +243,18 @@ pub fn wal(seconds: u64) -> Result<()> {
     Ok(())
 }
 
-pub fn stage(cycle_ms: u64, warmup_s: u64) -> Result<()> {
-    use factoryos_jepsen::local::LocalCluster;
-    let dir = tempfile::Builder::new()
-        .prefix("factoryos-stage-bench-")
-        .tempdir()?;
-    let spec = dir.path().join("chain.toml");
-    std::fs::write(&spec, WINDOW)?;
-    let mut cluster = LocalCluster::create(
-        &dir.path().join("cluster"),
-        &std::env::current_exe()?,
-        3,
-        Some(&spec),
-        factoryos_coord::cluster::RaftTimeouts::default(),
-        false,
-    )?;
-    cluster.set_metrics_interval(5);
-    cluster.start_all()?;
-    for id in 11..=16 {
-        cluster.start_stage(factoryos_wire::NodeId(id), cycle_ms)?;
-    }
-    eprintln!("running the window chain: warm-up {warmup_s} s, then a SIGKILL of stage 13 ...");
+fn stage(cycle_ms: u64, warmup_s: u64) -> Result<()> {
+    let dir = scratch("factoryos-stage-bench-")?;
+    eprintln!(
+        "running the window chain: warm-up {warmup_s} s, then a SIGKILL of a frame stage ..."
+    );
     let runtime = tokio::runtime::Runtime::new()?;
-    let report = runtime.block_on(factoryos_jepsen::stage_kill::run(
-        &mut cluster,
-        std::time::Duration::from_millis(cycle_ms),
-        std::time::Duration::from_secs(warmup_s),
+    let report = runtime.block_on(factoryos_jepsen::stage_kill::bench(
+        dir.path(),
+        &std::env::current_exe()?,
+        Duration::from_millis(cycle_ms),
+        Duration::from_secs(warmup_s),
     ));
-    cluster.stop_all();
     match report {
         Ok(r) => {
             println!("{r}");

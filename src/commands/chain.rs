@@ -1,13 +1,53 @@
 //! `factoryos spec check` and `factoryos flow`.
 
 use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
 use factoryos_coord::solver::{solve, SolverConfig};
 use factoryos_coord::{render, spec};
 use factoryos_wire::ids::parse_id_list;
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-pub fn check(file: &Path) -> Result<()> {
+#[derive(Subcommand, Debug)]
+pub enum SpecCommand {
+    /// Validate FILE and explain every problem with its line, column and a fix hint.
+    Check {
+        /// The spec file (TOML).
+        file: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct FlowArgs {
+    /// The spec file (TOML; see examples/window.toml).
+    file: PathBuf,
+    /// Stages to treat as dead, e.g. `3` or `3,4` or `1-2`.
+    #[arg(long, value_name = "IDS")]
+    dead: Option<String>,
+    /// Print Graphviz DOT instead of a table (render with `dot -Tpng`).
+    #[arg(long)]
+    dot: bool,
+    /// Most suppliers of one input a consumer is linked to.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    max_suppliers: u16,
+}
+
+pub fn spec_main(cmd: SpecCommand) -> Result<()> {
+    match cmd {
+        SpecCommand::Check { file } => check(&file),
+    }
+}
+
+pub fn flow_main(args: FlowArgs) -> Result<()> {
+    flow(
+        &args.file,
+        args.dead.as_deref(),
+        args.dot,
+        args.max_suppliers as usize,
+    )
+}
+
+fn check(file: &Path) -> Result<()> {
     match spec::load(file) {
         Ok(chain) => {
             let raw: Vec<&str> = chain.raw_types().iter().map(|t| t.as_str()).collect();
@@ -28,7 +68,7 @@ pub fn check(file: &Path) -> Result<()> {
     }
 }
 
-pub fn flow(file: &Path, dead: Option<&str>, dot: bool, max_suppliers: usize) -> Result<()> {
+fn flow(file: &Path, dead: Option<&str>, dot: bool, max_suppliers: usize) -> Result<()> {
     let chain = match spec::load(file) {
         Ok(chain) => chain,
         Err(errors) => {

@@ -1,13 +1,55 @@
 //! The operator's changes of a running chain: `factoryos recipe set` and
 //! `factoryos stages add|remove`.
 
-use super::coord::with_client;
+use super::{with_client, OperatorConfig};
 use anyhow::{bail, Context, Result};
-use factoryos_coord::cluster::ClusterFile;
-use factoryos_wire::model::{Recipe, StageDescriptor};
-use factoryos_wire::{ClusterCa, ItemType, NodeId, NodeIdentity};
+use clap::Subcommand;
+use factoryos_coord::operator::declare_stage;
+use factoryos_wire::model::Recipe;
+use factoryos_wire::{ItemType, NodeId};
 use std::collections::BTreeMap;
-use std::path::Path;
+
+#[derive(Subcommand, Debug)]
+pub enum RecipeCommand {
+    /// Replace ITEM's recipe (its version is bumped). Refused if an input is
+    /// not a type of the spec or the chain would have a cycle.
+    Set {
+        #[command(flatten)]
+        cluster: OperatorConfig,
+        /// The type whose recipe changes.
+        #[arg(long)]
+        item: String,
+        /// An input and its units per cycle, e.g. `--input wood=3`; repeat for
+        /// several; none makes ITEM a raw material.
+        #[arg(long = "input", value_name = "TYPE=UNITS", value_parser = parse_input)]
+        inputs: Vec<(ItemType, u32)>,
+        /// Units in each lot made.
+        #[arg(long = "yield", value_name = "UNITS")]
+        yield_units: u32,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StagesCommand {
+    /// Declare stage ID (already in the spec file's [[stages]]) to the
+    /// running cluster, issuing its certificate if it has none; then start
+    /// it with `factoryos stage --id ID`.
+    Add {
+        #[command(flatten)]
+        cluster: OperatorConfig,
+        /// The new stage's id (never one used before).
+        #[arg(long)]
+        id: u64,
+    },
+    /// Retire stage ID for good (its id can never be used again).
+    Remove {
+        #[command(flatten)]
+        cluster: OperatorConfig,
+        /// The stage to remove.
+        #[arg(long)]
+        id: u64,
+    },
+}
 
 /// Parses `name=units` (one input of a recipe).
 pub fn parse_input(s: &str) -> Result<(ItemType, u32), String> {
@@ -24,29 +66,29 @@ pub fn parse_input(s: &str) -> Result<(ItemType, u32), String> {
     Ok((ItemType::from(name.trim()), units))
 }
 
-pub fn recipe_set(
-    config: &Path,
-    item: &str,
-    inputs: &[(ItemType, u32)],
-    yield_units: u32,
-) -> Result<()> {
+pub fn recipe(cmd: RecipeCommand) -> Result<()> {
+    let RecipeCommand::Set {
+        cluster,
+        item,
+        inputs,
+        yield_units,
+    } = cmd;
     if yield_units == 0 {
         bail!("--yield must be at least 1");
     }
     let mut map = BTreeMap::new();
     for (name, units) in inputs {
-        if map.insert(name.clone(), *units).is_some() {
+        if map.insert(name.clone(), units).is_some() {
             bail!("input `{name}` is given twice");
         }
     }
-    let cluster = ClusterFile::load(config)?;
     let recipe = Recipe {
         inputs: map,
         yield_units,
         version: 0,
     };
-    let item = ItemType::from(item);
-    with_client(&cluster, |client| async move {
+    let item = ItemType::from(item.as_str());
+    with_client(&cluster.load()?, |client| async move {
         let index = client
             .update_recipe(item.clone(), recipe)
             .await
@@ -58,13 +100,27 @@ pub fn recipe_set(
     })
 }
 
-pub fn stages_add(config: &Path, id: u64) -> Result<()> {
-    let cluster = ClusterFile::load(config)?;
-    let id = NodeId(id);
+pub fn stages(cmd: StagesCommand) -> Result<()> {
+    match cmd {
+        StagesCommand::Add { cluster, id } => stages_add(cluster, NodeId(id)),
+        StagesCommand::Remove { cluster, id } => {
+            with_client(&cluster.load()?, |client| async move {
+                let index = client.remove_stage(NodeId(id)).await?;
+                println!(
+                    "stage n{id} removed for good at log index {index} (its id is never reused)"
+                );
+                Ok(())
+            })
+        }
+    }
+}
+
+fn stages_add(config: OperatorConfig, id: NodeId) -> Result<()> {
+    let cluster = config.load()?;
     let chain = cluster
         .chain()?
         .context("the cluster file names no spec: a stage's type is declared there")?;
-    let Some(decl) = chain.stages.iter().find(|s| s.id == id) else {
+    let Some(decl) = chain.stages.iter().find(|s| s.id == id).cloned() else {
         bail!(
             "declare the stage in the spec file first ({}):\n\n[[stages]]\nid = {}\ntype = \"...\"",
             cluster
@@ -74,42 +130,18 @@ pub fn stages_add(config: &Path, id: u64) -> Result<()> {
             id.0
         );
     };
-    let (cert, _) = NodeIdentity::file_names(id);
-    if !cluster.certs.join(&cert).exists() {
-        ClusterCa::load(&cluster.certs)
-            .context(
-                "issuing the stage's certificate needs the CA key (ca.key) in the certs directory",
-            )?
-            .issue(id)?
-            .save(&cluster.certs)?;
-        println!("issued {}", cluster.certs.join(cert).display());
-    }
-    let desc = StageDescriptor {
-        id,
-        item: decl.item.clone(),
-        // Its real address arrives when it registers.
-        addr: decl
-            .addr
-            .unwrap_or(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
-        recipe_version: chain.spec.recipe(&decl.item).map_or(0, |r| r.version),
-        capacity: decl.capacity,
-    };
+    let file = cluster.clone();
     with_client(&cluster, |client| async move {
-        let index = client.add_stage(desc).await?;
+        let declared = declare_stage(&file, &client, &decl).await?;
+        if let Some(cert) = &declared.issued {
+            println!("issued {}", cert.display());
+        }
         println!(
-            "stage {id} declared at log index {index}; start it with\n  factoryos stage --config {} --id {}",
-            config.display(),
+            "stage {id} declared at log index {}; start it with\n  factoryos stage --config {} --id {}",
+            declared.index,
+            config.config.display(),
             id.0
         );
-        Ok(())
-    })
-}
-
-pub fn stages_remove(config: &Path, id: u64) -> Result<()> {
-    let cluster = ClusterFile::load(config)?;
-    with_client(&cluster, |client| async move {
-        let index = client.remove_stage(NodeId(id)).await?;
-        println!("stage n{id} removed for good at log index {index} (its id is never reused)");
         Ok(())
     })
 }

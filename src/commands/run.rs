@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Result};
 use clap::Args;
-use factoryos_jepsen::experiment::{run, RunConfig};
+use factoryos_jepsen::experiment::{run, Progress, RunConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -61,8 +61,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub leader_can_fail: bool,
     /// Configuration store of the coordinators.
-    #[arg(long, default_value = "raft", value_parser = ["raft", "file-lock"])]
-    pub coord_mode: String,
+    #[arg(long, default_value = "raft", value_parser = super::mode_parser())]
+    pub coord_mode: factoryos_coord::config::CoordMode,
     /// Number of coordinators (3 or 5).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=9))]
     pub coordinators: u64,
@@ -71,7 +71,8 @@ pub struct RunArgs {
     pub out: Option<PathBuf>,
 }
 
-pub fn main(args: RunArgs) -> Result<()> {
+/// The run's configuration, with the arguments checked.
+fn config(args: RunArgs) -> Result<RunConfig> {
     for (name, v) in [
         ("--failure-rate", args.failure_rate),
         ("--recover-rate", args.recover_rate),
@@ -95,7 +96,7 @@ pub fn main(args: RunArgs) -> Result<()> {
             out.display()
         );
     }
-    let config = RunConfig {
+    Ok(RunConfig {
         preset: args.preset,
         spec: args.spec,
         num_types: args.num_types,
@@ -111,25 +112,53 @@ pub fn main(args: RunArgs) -> Result<()> {
         add_stage_rate: args.add_stage_rate,
         allow_outages: args.allow_outages,
         leader_can_fail: args.leader_can_fail,
-        file_lock: args.coord_mode == "file-lock",
+        mode: args.coord_mode,
         coordinators: args.coordinators,
-        out: out.clone(),
+        out,
         binary: std::env::current_exe()?,
-    };
+    })
+}
+
+/// The progress bar: seconds of the run, live figures, each op printed above it.
+fn progress_bar(duration: Duration) -> ProgressBar {
+    let bar = ProgressBar::new(duration.as_secs());
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len}s {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+fn show(bar: &ProgressBar, p: &Progress) {
+    for (at, what) in &p.new_ops {
+        bar.println(format!("{at:>7.1}s  {what}"));
+    }
+    bar.set_position(p.elapsed.as_secs());
+    bar.set_message(format!(
+        "final {}  ok-cycles {:.0}%  live {} dead {}  leader {}{}",
+        p.final_products,
+        p.successful_ratio * 100.0,
+        p.live,
+        p.dead,
+        p.leader.map_or("-".into(), |l| l.to_string()),
+        p.last_op
+            .as_ref()
+            .map_or(String::new(), |o| format!("  last: {o}"))
+    ));
+}
+
+pub fn main(args: RunArgs) -> Result<()> {
+    let config = config(args)?;
     let chain = factoryos_jepsen::experiment::chain(&config)?;
     eprintln!(
         "starting {} coordinators and {} stages ({} types) in {}",
         config.coordinators,
         chain.stages.len(),
         chain.spec.types.len(),
-        out.display()
+        config.out.display()
     );
-    let bar = ProgressBar::new(config.duration.as_secs());
-    bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len}s {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
+    let bar = progress_bar(config.duration);
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -138,28 +167,7 @@ pub fn main(args: RunArgs) -> Result<()> {
                 let _ = stop_tx.send(true);
             }
         });
-        run(
-            &config,
-            |p| {
-                for (at, what) in &p.new_ops {
-                    bar.println(format!("{at:>7.1}s  {what}"));
-                }
-                bar.set_position(p.elapsed.as_secs());
-                bar.set_message(format!(
-                    "final {}  ok-cycles {:.0}%  live {} dead {}  leader {}{}",
-                    p.final_products,
-                    p.successful_ratio * 100.0,
-                    p.live,
-                    p.dead,
-                    p.leader.map_or("-".into(), |l| l.to_string()),
-                    p.last_op
-                        .as_ref()
-                        .map_or(String::new(), |o| format!("  last: {o}"))
-                ));
-            },
-            stop_rx,
-        )
-        .await
+        run(&config, |p| show(&bar, p), stop_rx).await
     });
     bar.finish_and_clear();
     let report = report?;
@@ -172,10 +180,8 @@ pub fn main(args: RunArgs) -> Result<()> {
     for note in &report.plot_notes {
         eprintln!("plot skipped: {note}");
     }
-    if report.summary.lots_lost > 0
-        || report.summary.lots_duplicated > 0
-        || report.summary.lots_miscounted > 0
-    {
+    let s = &report.summary;
+    if s.lots_lost > 0 || s.lots_duplicated > 0 || s.lots_miscounted > 0 {
         bail!("the lot invariant does not hold (see the audit figures above)");
     }
     Ok(())

@@ -1,27 +1,88 @@
-//! `factoryos stage`: run one stage, or several in one process.
+//! `factoryos stage` (one stage, or several in one process) and `factoryos audit`.
 
+use super::shutdown_signal;
 use anyhow::{bail, Context, Result};
+use clap::Args;
 use factoryos_coord::cluster::ClusterFile;
+use factoryos_stage::core::StageConfig;
+use factoryos_stage::setup::Tuning;
 use factoryos_wire::ids::parse_id_list;
 use factoryos_wire::NodeId;
-use std::path::Path;
+use std::path::PathBuf;
+use std::time::Duration;
 
-pub fn stage(
-    config: &Path,
-    ids: &str,
-    tuning: factoryos_stage::setup::Tuning,
+#[derive(Args, Debug)]
+pub struct StageArgs {
+    /// The cluster file; its spec declares the stage.
+    #[arg(long)]
+    config: PathBuf,
+    /// The stage's id.
+    #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+    id: Option<u64>,
+    /// Several stages hosted in this process, each with its own endpoint,
+    /// WAL and identity: `11,12` or `11-16`.
+    #[arg(long, value_name = "IDS")]
+    ids: Option<String>,
+    /// Time between manufacture cycles, in ms.
+    #[arg(long, default_value_t = StageConfig::DEFAULT_CYCLE.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    cycle_ms: u64,
+    /// How often each stage rewrites data/nN/metrics.json, in ms.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
     metrics_ms: u64,
-) -> Result<()> {
-    let cluster = ClusterFile::load(config)?;
-    let ids: Vec<NodeId> = parse_id_list(ids).map_err(anyhow::Error::msg)?;
-    if ids.is_empty() {
-        bail!("no stage ids given");
+    /// Keep each input near this many cycles' worth of units (the target buffer).
+    #[arg(long, default_value_t = StageConfig::DEFAULT_TARGET_CYCLES, value_parser = clap::value_parser!(u32).range(1..))]
+    target_cycles: u32,
+    /// Most requests in flight to one supplier.
+    #[arg(long, default_value_t = StageConfig::DEFAULT_MAX_IN_FLIGHT as u16, value_parser = clap::value_parser!(u16).range(1..))]
+    max_in_flight: u16,
+    /// Most lots waiting in the outbound inventory before cycles block.
+    #[arg(long, default_value_t = StageConfig::DEFAULT_OUTBOUND_CAP)]
+    outbound_cap: usize,
+    /// Heartbeat deadline in ms: a neighbour silent this long is reported
+    /// suspect (default: 10 cycles, at least 1000).
+    #[arg(long)]
+    suspect_ms: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// The cluster file; its spec lists the stages.
+    #[arg(long)]
+    config: PathBuf,
+}
+
+impl StageArgs {
+    fn tuning(&self) -> Tuning {
+        Tuning {
+            cycle: Duration::from_millis(self.cycle_ms),
+            target_cycles: self.target_cycles,
+            max_in_flight: self.max_in_flight as usize,
+            outbound_cap: self.outbound_cap,
+            suspect_after: self.suspect_ms.map(Duration::from_millis),
+        }
     }
+
+    fn ids(&self) -> Result<Vec<NodeId>> {
+        let list = match (&self.ids, self.id) {
+            (Some(list), _) => list.clone(),
+            (None, Some(id)) => id.to_string(),
+            (None, None) => bail!("no stage ids given"),
+        };
+        let ids = parse_id_list(&list).map_err(anyhow::Error::msg)?;
+        if ids.is_empty() {
+            bail!("no stage ids given");
+        }
+        Ok(ids)
+    }
+}
+
+pub fn stage(args: StageArgs) -> Result<()> {
+    let cluster = ClusterFile::load(&args.config)?;
     let mut all = Vec::new();
-    for id in &ids {
-        let mut opts = factoryos_stage::setup::options(&cluster, *id, tuning)?;
-        opts.metrics_every = std::time::Duration::from_millis(metrics_ms);
-        std::fs::create_dir_all(opts.wal_path.parent().expect("wal path has a parent"))
+    for id in args.ids()? {
+        let mut opts = factoryos_stage::setup::options(&cluster, id, args.tuning())?;
+        opts.metrics_every = Duration::from_millis(args.metrics_ms);
+        std::fs::create_dir_all(cluster.node_dir(id))
             .with_context(|| format!("creating the data directory of {id}"))?;
         all.push(opts);
     }
@@ -36,7 +97,7 @@ pub fn stage(
             eprintln!("stage {id} listening on {}", handle.addr());
             handles.push(handle);
         }
-        super::coord::shutdown_signal().await;
+        shutdown_signal().await;
         for h in handles {
             let id = h.id();
             if let Err(e) = h.stop().await {
@@ -47,13 +108,13 @@ pub fn stage(
     })
 }
 
-pub fn audit(config: &Path) -> Result<()> {
-    let cluster = ClusterFile::load(config)?;
+pub fn audit(args: AuditArgs) -> Result<()> {
+    let cluster = ClusterFile::load(&args.config)?;
     let chain = cluster
         .chain()?
         .context("the cluster file names no spec, so it has no stages to audit")?;
     let ids: Vec<NodeId> = chain.stages.iter().map(|s| s.id).collect();
-    let report = factoryos_stage::audit::audit_wals(&cluster.data, &ids)
+    let report = factoryos_stage::audit::audit_wals(&cluster, &ids)
         .context("reading the WALs (stop the stages first: an open WAL is locked)")?;
     println!("{report}");
     if !report.is_clean() {

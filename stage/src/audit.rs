@@ -8,6 +8,7 @@
 //! * after faults heal, no lot stays in transit.
 
 use crate::records::{OutState, Records};
+use factoryos_coord::cluster::ClusterFile;
 use factoryos_wire::{LotId, NodeId};
 use std::collections::HashMap;
 
@@ -136,16 +137,16 @@ pub fn audit(stages: &[(NodeId, &Records)]) -> AuditReport {
     report
 }
 
-/// Reads the WALs of the given stages under `data` (`data/nN/wal.redb`);
-/// a stage without a WAL (never started) is left out. The stages must be
-/// stopped (redb holds a lock on an open file).
+/// Reads the WALs of the given stages of `cluster` (see
+/// [`crate::setup::StageFiles`]); a stage without a WAL (never started) is
+/// left out. The stages must be stopped (redb holds a lock on an open file).
 pub fn read_wals(
-    data: &std::path::Path,
+    cluster: &ClusterFile,
     stages: &[NodeId],
 ) -> Result<Vec<(NodeId, Records)>, crate::wal::WalError> {
     let mut all = Vec::new();
     for id in stages {
-        let path = data.join(format!("n{}", id.0)).join("wal.redb");
+        let path = crate::setup::StageFiles::of(cluster, *id).wal;
         if !path.exists() {
             continue;
         }
@@ -155,12 +156,12 @@ pub fn read_wals(
     Ok(all)
 }
 
-/// Audits the WALs of the given stages under `data` (see [`read_wals`]).
+/// Audits the WALs of the given stages of `cluster` (see [`read_wals`]).
 pub fn audit_wals(
-    data: &std::path::Path,
+    cluster: &ClusterFile,
     stages: &[NodeId],
 ) -> Result<AuditReport, crate::wal::WalError> {
-    let all = read_wals(data, stages)?;
+    let all = read_wals(cluster, stages)?;
     let refs: Vec<(NodeId, &Records)> = all.iter().map(|(id, r)| (*id, r)).collect();
     Ok(audit(&refs))
 }

@@ -1,11 +1,32 @@
-//! Building a stage's options from `cluster.toml` and its spec.
+//! Building a stage's options from `cluster.toml` and its spec, and where
+//! a stage keeps its files.
 
 use crate::core::StageConfig;
 use crate::shell::StageOptions;
 use factoryos_coord::cluster::{ClusterFile, SetupError};
 use factoryos_wire::{NodeId, NodeIdentity, TransportConfig};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// The files of one stage, in its node directory (`<data>/nN/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageFiles {
+    /// The redb write-ahead log.
+    pub wal: PathBuf,
+    /// The metrics a running stage rewrites (a [`crate::metrics::StageReport`]).
+    pub metrics: PathBuf,
+}
+
+impl StageFiles {
+    pub fn of(cluster: &ClusterFile, id: NodeId) -> Self {
+        let dir = cluster.node_dir(id);
+        StageFiles {
+            wal: dir.join("wal.redb"),
+            metrics: dir.join("metrics.json"),
+        }
+    }
+}
 
 /// Why a stage could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -35,14 +56,21 @@ pub struct Tuning {
 }
 
 impl Tuning {
+    /// The stage defaults ([`StageConfig`]'s) with cycles of `cycle`.
     pub fn new(cycle: Duration) -> Self {
         Tuning {
             cycle,
-            target_cycles: 3,
-            max_in_flight: 2,
-            outbound_cap: 8,
+            target_cycles: StageConfig::DEFAULT_TARGET_CYCLES,
+            max_in_flight: StageConfig::DEFAULT_MAX_IN_FLIGHT,
+            outbound_cap: StageConfig::DEFAULT_OUTBOUND_CAP,
             suspect_after: None,
         }
+    }
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning::new(StageConfig::DEFAULT_CYCLE)
     }
 }
 
@@ -66,15 +94,10 @@ pub fn options(
         .clone();
     let is_final = decl.item == chain.spec.final_type;
     let mut core = StageConfig::new(id, decl.item.clone(), recipe, is_final);
-    core.cycle = cycle;
-    // Time-based settings follow the cycle, with floors for tiny cycles.
-    core.request_timeout = (cycle * 10).max(Duration::from_millis(500));
-    core.park_timeout = core.request_timeout / 2;
-    core.retransmit = (cycle * 5).max(Duration::from_millis(250));
-    core.heartbeat_every = (cycle * 2).max(Duration::from_millis(100));
-    core.suspect_after = tuning
-        .suspect_after
-        .unwrap_or((cycle * 10).max(Duration::from_millis(1000)));
+    core.set_cycle(cycle);
+    if let Some(after) = tuning.suspect_after {
+        core.suspect_after = after;
+    }
     core.target_cycles = tuning.target_cycles.max(1);
     core.max_in_flight = tuning.max_in_flight.max(1);
     core.outbound_cap = tuning.outbound_cap;
@@ -84,13 +107,13 @@ pub fn options(
         Some(a) if a.ip().is_loopback() => a.ip(),
         _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     };
-    let dir = cluster.data.join(format!("n{}", id.0));
+    let files = StageFiles::of(cluster, id);
     Ok(StageOptions {
         core,
         identity: NodeIdentity::load(&cluster.certs, id)?,
         listen: decl.addr.unwrap_or(SocketAddr::new(default_ip, 0)),
-        wal_path: dir.join("wal.redb"),
-        metrics_path: Some(dir.join("metrics.json")),
+        wal_path: files.wal,
+        metrics_path: Some(files.metrics),
         metrics_every: Duration::from_secs(1),
         coordinators: cluster.coordinators.clone(),
         tick: (cycle / 10).clamp(Duration::from_millis(2), Duration::from_millis(20)),

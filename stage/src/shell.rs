@@ -13,7 +13,7 @@
 //! not make durable.
 
 use crate::core::{Output, StageConfig, StageCore};
-use crate::metrics::StageMetrics;
+use crate::metrics::{StageGauges, StageMetrics, StageReport};
 use crate::wal::{Wal, WalError};
 use factoryos_coord::client::CoordClient;
 use factoryos_wire::message::Message;
@@ -108,7 +108,7 @@ pub async fn start(opts: StageOptions) -> Result<StageHandle, StageError> {
         "WAL replayed"
     );
     let book = PeerBook::new();
-    book.allow(NodeId(0));
+    book.allow(NodeId::OPERATOR);
     for (c, addr) in &opts.coordinators {
         book.insert(*c, *addr);
     }
@@ -307,30 +307,26 @@ impl Runner {
         }
     }
 
+    /// Everything the metrics file holds, as of now.
+    fn report(&self) -> StageReport {
+        StageReport {
+            counters: self.core.metrics().clone(),
+            messages: self.transport.counters().totals(),
+            gauges: StageGauges {
+                recipe_version: self.core.config().recipe.version as u64,
+                outbound_lots: self.core.outbound_len() as u64,
+                in_transit_lots: self.core.in_transit_len() as u64,
+                uptime_ms: self.now().as_millis() as u64,
+            },
+        }
+    }
+
     fn write_metrics(&self) {
         let Some(path) = &self.metrics_path else {
             return;
         };
-        let mut all: BTreeMap<String, u64> = self
-            .core
-            .metrics()
-            .snapshot()
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
-        all.extend(self.transport.counters().snapshot());
-        all.insert("outbound_lots".into(), self.core.outbound_len() as u64);
-        all.insert("in_transit_lots".into(), self.core.in_transit_len() as u64);
-        all.insert("uptime_ms".into(), self.now().as_millis() as u64);
-        let Ok(json) = serde_json::to_vec_pretty(&all) else {
-            return;
-        };
-        let tmp = path.with_extension("json.tmp");
-        if std::fs::write(&tmp, json)
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .is_err()
-        {
-            tracing::debug!(path = %path.display(), "could not write metrics");
+        if let Err(e) = self.report().write(path) {
+            tracing::debug!(path = %path.display(), error = %e, "could not write metrics");
         }
     }
 }

@@ -17,8 +17,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The format version written in every frame. Bump it on any incompatible
 /// change of [`Envelope`]'s encoding (2: lots carry `made_ms`, flows their
-/// recipes).
-pub const FORMAT_VERSION: u8 = 2;
+/// recipes; 3: coordinators answer errors as a typed `ServiceError`).
+pub const FORMAT_VERSION: u8 = 3;
 
 /// Length of the prefix that precedes every frame.
 pub const LEN_PREFIX: usize = 4;

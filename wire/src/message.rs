@@ -89,7 +89,7 @@ pub enum Message {
         payload: Vec<u8>,
     },
     RaftResponse {
-        result: Result<Vec<u8>, String>,
+        result: Result<Vec<u8>, ServiceError>,
     },
 }
 
@@ -143,13 +143,81 @@ pub enum ClientResponse {
     Flow(Flow),
     Status(ClusterStatus),
     Directory(Vec<(NodeId, std::net::SocketAddr)>),
-    /// This coordinator is not the leader and could not forward.
-    NotLeader {
-        leader: Option<NodeId>,
-    },
-    Error {
-        message: String,
-    },
+    /// The request was not carried out.
+    Error(ServiceError),
+}
+
+/// Why a coordinator did not carry out a request: a kind that decides what
+/// the caller does next (retry elsewhere, or give up), and a reason for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{kind}: {reason}")]
+pub struct ServiceError {
+    pub kind: ErrorKind,
+    pub reason: String,
+}
+
+/// What kind of failure a [`ServiceError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// This coordinator does not lead and could not forward; `leader` is the
+    /// one it knows of, if any. Retry there.
+    NotLeader { leader: Option<NodeId> },
+    /// The store could not be reached or could not decide (no quorum, the
+    /// leader unreachable, a timeout). Retry, here or elsewhere.
+    Unavailable,
+    /// The request was refused on its merits (the state is unchanged);
+    /// retrying it unchanged gets the same answer.
+    Rejected,
+    /// The caller may not make this request (e.g. only the operator may).
+    Forbidden,
+}
+
+impl ErrorKind {
+    /// Whether another attempt, maybe at another coordinator, can succeed.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, ErrorKind::NotLeader { .. } | ErrorKind::Unavailable)
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ErrorKind::NotLeader { leader: Some(l) } => {
+                write!(f, "not the leader (the leader is {l})")
+            }
+            ErrorKind::NotLeader { leader: None } => {
+                f.write_str("not the leader (no leader known)")
+            }
+            ErrorKind::Unavailable => f.write_str("unavailable"),
+            ErrorKind::Rejected => f.write_str("rejected"),
+            ErrorKind::Forbidden => f.write_str("forbidden"),
+        }
+    }
+}
+
+impl ServiceError {
+    pub fn new(kind: ErrorKind, reason: impl Into<String>) -> Self {
+        ServiceError {
+            kind,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn not_leader(leader: Option<NodeId>) -> Self {
+        Self::new(ErrorKind::NotLeader { leader }, "ask the leader")
+    }
+
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, reason)
+    }
+
+    pub fn rejected(reason: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Rejected, reason)
+    }
+
+    pub fn forbidden(reason: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Forbidden, reason)
+    }
 }
 
 /// The kind of a message, without its fields: the key of metric counters.
@@ -183,6 +251,21 @@ impl MessageKind {
         MessageKind::RaftRequest,
         MessageKind::RaftResponse,
     ];
+
+    /// The trade messages between stages (heartbeats and markers apart):
+    /// what "messages per traded lot" counts.
+    pub const TRADE: [MessageKind; 5] = [
+        MessageKind::RequestBatch,
+        MessageKind::BatchSent,
+        MessageKind::BatchUnavailable,
+        MessageKind::DeliveryConfirmed,
+        MessageKind::WaitingForBatch,
+    ];
+
+    /// The kind named `name` (as [`MessageKind::name`] spells it).
+    pub fn from_name(name: &str) -> Option<MessageKind> {
+        MessageKind::ALL.into_iter().find(|k| k.name() == name)
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -226,6 +309,16 @@ impl Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_not_leader_and_unavailable_are_worth_a_retry() {
+        assert!(ErrorKind::NotLeader { leader: None }.is_retryable());
+        assert!(ErrorKind::Unavailable.is_retryable());
+        assert!(!ErrorKind::Rejected.is_retryable());
+        assert!(!ErrorKind::Forbidden.is_retryable());
+        let e = ServiceError::rejected("stage n3 is already known");
+        assert_eq!(e.to_string(), "rejected: stage n3 is already known");
+    }
 
     #[test]
     fn kind_indexes_match_all_order() {

@@ -1,7 +1,7 @@
 //! Property tests of the codec: every message round-trips, and no byte
 //! string makes the decoder panic.
 
-use factoryos_wire::message::{ClientRequest, ClientResponse, RaftRpc};
+use factoryos_wire::message::{ClientRequest, ClientResponse, ErrorKind, RaftRpc, ServiceError};
 use factoryos_wire::model::{
     ClusterStatus, Flow, FlowEdge, Liveness, Lot, Recipe, StageDescriptor,
 };
@@ -146,9 +146,18 @@ fn client_response() -> impl Strategy<Value = ClientResponse> {
         flow().prop_map(ClientResponse::Flow),
         status.prop_map(ClientResponse::Status),
         proptest::collection::vec((node(), addr()), 0..4).prop_map(ClientResponse::Directory),
-        proptest::option::of(node()).prop_map(|leader| ClientResponse::NotLeader { leader }),
-        ".{0,40}".prop_map(|message| ClientResponse::Error { message }),
+        service_error().prop_map(ClientResponse::Error),
     ]
+}
+
+fn service_error() -> impl Strategy<Value = ServiceError> {
+    let kind = prop_oneof![
+        proptest::option::of(node()).prop_map(|leader| ErrorKind::NotLeader { leader }),
+        Just(ErrorKind::Unavailable),
+        Just(ErrorKind::Rejected),
+        Just(ErrorKind::Forbidden),
+    ];
+    (kind, ".{0,40}").prop_map(|(kind, reason)| ServiceError { kind, reason })
 }
 
 fn message() -> impl Strategy<Value = Message> {
@@ -184,7 +193,7 @@ fn message() -> impl Strategy<Value = Message> {
             .prop_map(|(rpc, payload)| Message::RaftRequest { rpc, payload }),
         prop_oneof![
             vec(any::<u8>(), 0..256).prop_map(Ok),
-            ".{0,40}".prop_map(Err)
+            service_error().prop_map(Err)
         ]
         .prop_map(|result| Message::RaftResponse { result }),
     ]

@@ -11,7 +11,7 @@
 use super::{Raft, TypeConfig};
 use crate::state::{Command, CommandResponse};
 use factoryos_wire::message::{Message, RaftRpc};
-use factoryos_wire::{FlowVersion, NodeId, Transport};
+use factoryos_wire::{FlowVersion, NodeId, ServiceError, Transport};
 use openraft::error::{
     ClientWriteError, InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -69,7 +69,7 @@ pub enum CallError {
     #[error("could not encode or decode a Raft message: {0}")]
     Codec(#[from] postcard::Error),
     #[error("the peer failed to handle the RPC: {0}")]
-    Remote(String),
+    Remote(ServiceError),
     #[error("the peer answered with something other than a Raft response")]
     Unexpected,
     #[error("no answer within {0:?}")]
@@ -156,12 +156,13 @@ pub type ForwardedWrite = Result<CommandResponse, RaftError<u64, ClientWriteErro
 
 /// Serves one Raft request received from a peer: decodes it, hands it to
 /// the local Raft, encodes the answer (`Err` only for undecodable input).
-pub async fn serve(raft: &Raft, rpc: RaftRpc, payload: &[u8]) -> Result<Vec<u8>, String> {
-    fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
-        postcard::to_allocvec(v).map_err(|e| e.to_string())
+pub async fn serve(raft: &Raft, rpc: RaftRpc, payload: &[u8]) -> Result<Vec<u8>, ServiceError> {
+    fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, ServiceError> {
+        postcard::to_allocvec(v).map_err(|e| ServiceError::unavailable(e.to_string()))
     }
-    fn decode<T: DeserializeOwned>(p: &[u8]) -> Result<T, String> {
-        postcard::from_bytes(p).map_err(|e| format!("undecodable Raft request: {e}"))
+    fn decode<T: DeserializeOwned>(p: &[u8]) -> Result<T, ServiceError> {
+        postcard::from_bytes(p)
+            .map_err(|e| ServiceError::rejected(format!("undecodable Raft request: {e}")))
     }
     match rpc {
         RaftRpc::AppendEntries => encode(&raft.append_entries(decode(payload)?).await),

@@ -304,3 +304,46 @@ fn an_added_stage_is_held_dead_until_it_registers_and_cannot_be_added_twice() {
     assert_eq!(c.stages[&NodeId(21)].liveness, Liveness::Alive);
     assert_eq!(c.config_version, 4);
 }
+
+#[test]
+fn an_added_stage_runs_the_current_recipe_whatever_version_its_declarer_sent() {
+    // The CLI sent the spec file's version, the run sent 0: both must end
+    // with the version the store holds now (here 2, after one update).
+    let mut c = ClusterConfig::default();
+    c.apply(1, &Command::SetSpec { spec: spec() });
+    let mut slower = spec().recipe(&"window".into()).unwrap().clone();
+    slower.inputs.insert("window-frame".into(), 3);
+    let update = Command::UpdateRecipe {
+        item: "window".into(),
+        recipe: slower,
+    };
+    assert!(!rejected(&c.apply(2, &update)));
+    for (index, id, sent) in [(3, 31, 0), (4, 32, 1), (5, 33, 7)] {
+        let mut s = stage(id, "window");
+        s.recipe_version = sent;
+        assert!(!rejected(&c.apply(index, &Command::AddStage { stage: s })));
+        assert_eq!(c.stages[&NodeId(id)].desc.recipe_version, 2, "sent {sent}");
+    }
+}
+
+#[test]
+fn the_recipe_rule_bumps_the_version_and_keeps_the_chain_a_dag() {
+    let s = spec();
+    let mut r = s.recipe(&"window-frame".into()).unwrap().clone();
+    r.inputs.insert("wood".into(), 2);
+    let next = update_recipe(&s, &"window-frame".into(), &r).unwrap();
+    let before = s.recipe(&"window-frame".into()).unwrap().version;
+    assert_eq!(
+        next.recipe(&"window-frame".into()).unwrap().version,
+        before + 1
+    );
+    // wood needing windows closes a cycle.
+    let mut cyclic = s.recipe(&"wood".into()).unwrap().clone();
+    cyclic.inputs.insert("window".into(), 1);
+    assert!(update_recipe(&s, &"wood".into(), &cyclic).is_err());
+    let mut unknown = r.clone();
+    unknown.inputs.insert("steel".into(), 1);
+    assert!(update_recipe(&s, &"window-frame".into(), &unknown)
+        .unwrap_err()
+        .contains("not a type"));
+}

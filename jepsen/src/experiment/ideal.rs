@@ -10,7 +10,8 @@
 //! Its final-product count is the most the chain can make in that time; a
 //! run's **efficiency** is its final products divided by it.
 
-use factoryos_coord::solver::StageState;
+use factoryos_coord::solver::{topological_order, StageState};
+use factoryos_stage::setup::Tuning;
 use factoryos_wire::model::{Recipe, Spec};
 use factoryos_wire::ItemType;
 use std::collections::{BTreeMap, HashMap};
@@ -32,10 +33,6 @@ pub struct ChainEvent {
     pub change: ChainChange,
 }
 
-/// Cycles' worth of each input a real stage keeps (the stage's default
-/// target buffer): stock the twin may hold besides outbound inventories.
-const INBOUND_TARGET: u64 = 3;
-
 /// What the twin made.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TwinRun {
@@ -53,59 +50,40 @@ impl TwinRun {
     }
 }
 
-/// Final products the chain can make in `cycles` cycles.
-pub fn final_products(spec: &Spec, stages: &[StageState], cycles: u64, outbound_cap: usize) -> u64 {
-    simulate(spec, stages, cycles, outbound_cap, &[]).final_products
+/// Final products the chain can make in `cycles` cycles, its stages tuned as `tuning`.
+pub fn final_products(spec: &Spec, stages: &[StageState], cycles: u64, tuning: &Tuning) -> u64 {
+    simulate(spec, stages, cycles, tuning, &[]).final_products
 }
 
-/// Types in dependency order (inputs first).
+/// Types in dependency order (inputs first), by the solver's own rule; a
+/// spec with a cycle (which no store accepts) is taken in spec order.
 fn dependency_order(spec: &Spec) -> Vec<ItemType> {
-    fn depth_of(spec: &Spec, t: &ItemType, memo: &mut HashMap<ItemType, usize>) -> usize {
-        if let Some(d) = memo.get(t) {
-            return *d;
-        }
-        let d = spec
-            .recipe(t)
-            .map(|r| {
-                r.inputs
-                    .keys()
-                    .map(|i| depth_of(spec, i, memo) + 1)
-                    .max()
-                    .unwrap_or(0)
-            })
-            .unwrap_or(0);
-        memo.insert(t.clone(), d);
-        d
+    match topological_order(spec) {
+        Ok(order) => order.into_iter().cloned().collect(),
+        Err(_) => spec.types.iter().map(|t| t.name.clone()).collect(),
     }
-    let mut depth = HashMap::new();
-    let mut order: Vec<ItemType> = spec.types.iter().map(|t| t.name.clone()).collect();
-    for t in &order {
-        depth_of(spec, t, &mut depth);
-    }
-    order.sort_by(|a, b| (depth[a], a).cmp(&(depth[b], b)));
-    order
 }
 
 /// The most stock of each type the real stages can hold: its makers'
-/// outbound inventories and its users' inbound buffers.
+/// outbound inventories and its users' inbound buffers (the target buffer).
 fn stock_caps(
     spec: &Spec,
     stages_of: &BTreeMap<ItemType, u64>,
-    outbound_cap: usize,
+    tuning: &Tuning,
 ) -> HashMap<ItemType, u64> {
     let count = |t: &ItemType| stages_of.get(t).copied().unwrap_or(0);
     let mut caps: HashMap<ItemType, u64> = spec
         .types
         .iter()
         .map(|t| {
-            let outbound = count(&t.name) * outbound_cap.max(1) as u64;
+            let outbound = count(&t.name) * tuning.outbound_cap.max(1) as u64;
             (t.name.clone(), outbound * t.recipe.yield_units as u64)
         })
         .collect();
     for c in &spec.types {
         for (input, units) in &c.recipe.inputs {
             *caps.entry(input.clone()).or_default() +=
-                count(&c.name) * *units as u64 * INBOUND_TARGET;
+                count(&c.name) * *units as u64 * tuning.target_cycles.max(1) as u64;
         }
     }
     caps
@@ -116,7 +94,7 @@ pub fn simulate(
     spec: &Spec,
     stages: &[StageState],
     cycles: u64,
-    outbound_cap: usize,
+    tuning: &Tuning,
     events: &[ChainEvent],
 ) -> TwinRun {
     let mut spec = spec.clone();
@@ -132,7 +110,7 @@ pub fn simulate(
     // Units in stock per type.
     let mut stock: HashMap<ItemType, u64> = HashMap::new();
     let mut run = TwinRun::default();
-    let mut caps = stock_caps(&spec, &stages_of, outbound_cap);
+    let mut caps = stock_caps(&spec, &stages_of, tuning);
     for cycle in 0..cycles {
         let mut changed = false;
         while let Some(e) = events.next_if(|e| e.cycle <= cycle) {
@@ -152,7 +130,7 @@ pub fn simulate(
             }
         }
         if changed {
-            caps = stock_caps(&spec, &stages_of, outbound_cap);
+            caps = stock_caps(&spec, &stages_of, tuning);
         }
         for t in &order {
             let Some(recipe) = spec.recipe(t) else {
@@ -210,12 +188,12 @@ mod tests {
         let (spec, stages) = window();
         // Every cycle: 6 wood -> 2 x 5 frames -> both window stages take 2
         // frames each. No pipeline latency: windows from cycle 0.
-        assert_eq!(final_products(&spec, &stages, 100, 8), 200);
-        assert_eq!(final_products(&spec, &stages, 1, 8), 2);
+        assert_eq!(final_products(&spec, &stages, 100, &Tuning::default()), 200);
+        assert_eq!(final_products(&spec, &stages, 1, &Tuning::default()), 2);
         // Windows succeed every cycle; the frame stages make 10 frames a
         // cycle for 4 used, so once their stock is full they block: in the
         // long run 4 of 10 frame cycles succeed.
-        let run = simulate(&spec, &stages, 100, 8, &[]);
+        let run = simulate(&spec, &stages, 100, &Tuning::default(), &[]);
         assert_eq!(run.cycles, 400);
         assert!((290..=300).contains(&run.successful_cycles), "{run:?}");
     }
@@ -223,9 +201,9 @@ mod tests {
     #[test]
     fn dead_stages_and_missing_suppliers_lower_the_limit() {
         let (spec, mut stages) = window();
-        let all = final_products(&spec, &stages, 100, 8);
+        let all = final_products(&spec, &stages, 100, &Tuning::default());
         stages.iter_mut().find(|s| s.id == NodeId(16)).unwrap().live = false;
-        let one_window_stage = final_products(&spec, &stages, 100, 8);
+        let one_window_stage = final_products(&spec, &stages, 100, &Tuning::default());
         assert!(
             one_window_stage < all && one_window_stage >= all / 2 - 2,
             "{one_window_stage} vs {all}"
@@ -233,13 +211,13 @@ mod tests {
         for s in stages.iter_mut().filter(|s| s.item.as_str() == "wood") {
             s.live = false;
         }
-        assert_eq!(final_products(&spec, &stages, 100, 8), 0);
+        assert_eq!(final_products(&spec, &stages, 100, &Tuning::default()), 0);
     }
 
     #[test]
     fn chain_changes_take_effect_at_their_cycle() {
         let (spec, stages) = window();
-        let base = final_products(&spec, &stages, 100, 8);
+        let base = final_products(&spec, &stages, 100, &Tuning::default());
         // From cycle 50 a window needs 8 frames instead of 2: frame stages
         // make 10 a cycle, so 1.25 windows a cycle instead of 2.
         let mut slow = spec.recipe(&"window".into()).unwrap().clone();
@@ -251,7 +229,7 @@ mod tests {
                 recipe: slow,
             },
         };
-        let n = simulate(&spec, &stages, 100, 8, &[recipe]).final_products;
+        let n = simulate(&spec, &stages, 100, &Tuning::default(), &[recipe]).final_products;
         assert!(n < base && n > base / 2, "{n} vs {base}");
         // A third window stage from cycle 0: 3 windows a cycle (6 of the 10 frames).
         let extra = ChainEvent {
@@ -263,7 +241,7 @@ mod tests {
                 live: true,
             }),
         };
-        let more = simulate(&spec, &stages, 100, 8, &[extra]).final_products;
+        let more = simulate(&spec, &stages, 100, &Tuning::default(), &[extra]).final_products;
         assert!(more > base * 14 / 10, "{more} vs {base}");
     }
 }

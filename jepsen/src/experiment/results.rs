@@ -1,38 +1,22 @@
 //! The results of a run: the original's metric table, a summary, and the
 //! files written to `--out`.
 
+use crate::op::OpKind;
+use factoryos_coord::config::CoordMode;
+use factoryos_stage::metrics::StageReport;
+use factoryos_wire::NodeId;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::path::Path;
 
-/// The counters of the trade messages a stage sends (heartbeats apart).
-pub const TRADE_MESSAGES: [&str; 5] = [
-    "RequestBatch_sent",
-    "BatchSent_sent",
-    "BatchUnavailable_sent",
-    "DeliveryConfirmed_sent",
-    "WaitingForBatch_sent",
-];
+/// Per stage, what it reported (all its lives together).
+pub type Reports = BTreeMap<NodeId, StageReport>;
 
-/// The sum of the counters `names` over the stages' metric maps.
-pub fn total<'a>(
-    metrics: impl IntoIterator<Item = &'a BTreeMap<String, u64>>,
-    names: &[&str],
-) -> u64 {
-    metrics
-        .into_iter()
-        .map(|m| {
-            names
-                .iter()
-                .map(|n| m.get(*n).copied().unwrap_or(0))
-                .sum::<u64>()
-        })
-        .sum()
+/// The sum of `figure` over the stages.
+pub fn sum(reports: &Reports, figure: impl Fn(&StageReport) -> u64) -> u64 {
+    reports.values().map(figure).sum()
 }
-
-/// Per stage, every metric it reported.
-pub type StageMetrics = BTreeMap<u64, BTreeMap<String, u64>>;
 
 /// One row of the table: a metric over stages.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,13 +33,19 @@ pub struct Row {
 /// Statistics of every metric over the stages that reported (a metric a
 /// stage did not report counts as 0 for it). `std`/`var` are the sample
 /// ones (NaN with fewer than two stages), as in the original's tables.
-pub fn table(metrics: &StageMetrics) -> Vec<Row> {
-    let names: BTreeSet<&String> = metrics.values().flat_map(|m| m.keys()).collect();
+pub fn table(reports: &Reports) -> Vec<Row> {
+    let named: Vec<BTreeMap<String, u64>> = reports.values().map(StageReport::named).collect();
+    table_of(&named)
+}
+
+/// The table of any metric maps (one per stage).
+fn table_of(metrics: &[BTreeMap<String, u64>]) -> Vec<Row> {
+    let names: BTreeSet<&String> = metrics.iter().flat_map(|m| m.keys()).collect();
     names
         .into_iter()
         .map(|name| {
             let mut v: Vec<f64> = metrics
-                .values()
+                .iter()
                 .map(|m| m.get(name).copied().unwrap_or(0) as f64)
                 .collect();
             v.sort_by(|a, b| a.total_cmp(b));
@@ -115,7 +105,7 @@ pub fn render_table(rows: &[Row]) -> String {
 pub struct Fault {
     /// Seconds since the run started.
     pub at_s: f64,
-    pub op: String,
+    pub op: OpKind,
     pub node: u64,
 }
 
@@ -133,7 +123,7 @@ pub struct Recovery {
 #[derive(Debug, Clone, Serialize)]
 pub struct ChainOp {
     pub at_s: f64,
-    pub op: String,
+    pub op: OpKind,
     pub detail: String,
 }
 
@@ -171,7 +161,7 @@ pub struct Summary {
     pub types: usize,
     pub stages: usize,
     pub coordinators: u64,
-    pub coord_mode: String,
+    pub coord_mode: CoordMode,
     pub duration_s: f64,
     pub cycle_ms: u64,
     /// Final products made while the run's clock ran (the twin's time).
@@ -289,12 +279,12 @@ impl Summary {
 }
 
 /// Writes `metrics.csv` (stage,metric,value) and `summary.json` into `out`.
-pub fn write_files(out: &Path, metrics: &StageMetrics, summary: &Summary) -> std::io::Result<()> {
+pub fn write_files(out: &Path, reports: &Reports, summary: &Summary) -> std::io::Result<()> {
     std::fs::create_dir_all(out)?;
     let mut csv = String::from("stage,metric,value\n");
-    for (stage, m) in metrics {
-        for (name, v) in m {
-            let _ = writeln!(csv, "{stage},{name},{v}");
+    for (stage, report) in reports {
+        for (name, v) in report.named() {
+            let _ = writeln!(csv, "{},{name},{v}", stage.0);
         }
     }
     std::fs::write(out.join("metrics.csv"), csv)?;
@@ -308,12 +298,12 @@ mod tests {
 
     #[test]
     fn the_table_matches_a_hand_computation() {
-        let mut m: StageMetrics = BTreeMap::new();
-        for (stage, v) in [(1, 2), (2, 4), (3, 9)] {
-            m.insert(stage, BTreeMap::from([("x".to_string(), v)]));
-        }
-        m.get_mut(&1).unwrap().insert("only_one".into(), 5);
-        let rows = table(&m);
+        let mut m: Vec<BTreeMap<String, u64>> = [2, 4, 9]
+            .into_iter()
+            .map(|v| BTreeMap::from([("x".to_string(), v)]))
+            .collect();
+        m[0].insert("only_one".into(), 5);
+        let rows = table_of(&m);
         let x = rows.iter().find(|r| r.metric == "x").unwrap();
         assert_eq!((x.min, x.max, x.median), (2.0, 9.0, 4.0));
         assert!((x.mean - 5.0).abs() < 1e-9);

@@ -5,9 +5,13 @@
 use super::*;
 use crate::audit::{audit, AuditReport};
 use crate::records::Records;
+use crate::records::{OutRecord, OutState};
 use factoryos_wire::model::FlowEdge;
+use factoryos_wire::model::Lot;
+use factoryos_wire::{LotId, RequestId};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
 
 const STEP: Duration = Duration::from_millis(10);
 
@@ -478,7 +482,7 @@ fn a_recipe_update_arrives_with_the_flow_survives_a_crash_and_strands_no_lot() {
     c.set_flow(STEP, &flow);
     assert_eq!(c.config().recipe, v2);
     assert_eq!(c.metrics().recipe_updates, 1);
-    assert_eq!(c.metrics().recipe_version, 2);
+    assert_eq!(c.config().recipe.version, 2);
     let out = c.take_output();
     assert!(
         out.wal.contains(&WalOp::Recipe(v2.clone())),
@@ -548,7 +552,7 @@ fn a_recipe_update_arrives_with_the_flow_survives_a_crash_and_strands_no_lot() {
     // After a crash, the WAL's recipe wins over the one the stage starts with.
     let again = StageCore::new(frame(13), records);
     assert_eq!(again.config().recipe, v2);
-    assert_eq!(again.metrics().recipe_version, 2);
+    assert_eq!(again.config().recipe.version, 2);
 }
 
 #[test]

@@ -1,7 +1,6 @@
-//! The original's operations generator, as pure choices: which stage host a
-//! crash takes, and what a recipe update changes. The run draws *when* (at
-//! the given rates); these functions draw *what*, from a seeded rng, so a
-//! seed replays the same schedule.
+//! What a drawn operation does, as pure choices from a seeded rng (so a
+//! seed replays the same schedule): here, what a recipe update of the
+//! original's `update_dep` kind changes. Schedules draw *when*.
 
 use factoryos_wire::model::{Recipe, Spec};
 use factoryos_wire::ItemType;
@@ -104,17 +103,6 @@ pub fn draw_recipe_update(
     Some((item, recipe, change))
 }
 
-/// Applies a committed update to the run's copy of the spec, bumping the
-/// version as the store did; the recipe as the stages now run it.
-pub fn apply_update(spec: &mut Spec, item: &ItemType, recipe: &Recipe) -> Option<Recipe> {
-    let t = spec.types.iter_mut().find(|t| &t.name == item)?;
-    t.recipe = Recipe {
-        version: t.recipe.version + 1,
-        ..recipe.clone()
-    };
-    Some(t.recipe.clone())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,10 +131,8 @@ mod tests {
                     !recipe.inputs.contains_key(&spec.final_type),
                     "seed {seed}: {change}"
                 );
-                let before = spec.recipe(&item).unwrap().version;
-                let now = apply_update(&mut spec, &item, &recipe).unwrap();
-                assert_eq!(now.version, before + 1);
-                factoryos_coord::solver::topological_order(&spec)
+                // The store's own rule accepts it (a DAG, known inputs).
+                spec = factoryos_coord::state::update_recipe(&spec, &item, &recipe)
                     .unwrap_or_else(|e| panic!("seed {seed}: {change} on {item}: {e}"));
             }
         }

@@ -1,0 +1,116 @@
+//! Settings every part of coordination reads and none owns: the Raft
+//! timeouts and the coordination mode. A leaf: it imports nothing of coord.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Raft timing. The defaults were chosen by measurement on loopback (see
+/// `docs/architecture.md`): heartbeats well under the election timeout, and an
+/// election window wide enough that split votes are rare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftTimeouts {
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+}
+
+impl Default for RaftTimeouts {
+    fn default() -> Self {
+        RaftTimeouts {
+            heartbeat_ms: 50,
+            election_min_ms: 150,
+            election_max_ms: 300,
+        }
+    }
+}
+
+impl RaftTimeouts {
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms)
+    }
+
+    /// Checks the ordering openraft needs.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.heartbeat_ms == 0 {
+            return Err("heartbeat_ms must be at least 1".into());
+        }
+        if self.election_min_ms <= self.heartbeat_ms {
+            return Err(format!(
+                "election_min_ms ({}) must exceed heartbeat_ms ({})",
+                self.election_min_ms, self.heartbeat_ms
+            ));
+        }
+        if self.election_max_ms <= self.election_min_ms {
+            return Err(format!(
+                "election_max_ms ({}) must exceed election_min_ms ({})",
+                self.election_max_ms, self.election_min_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Which configuration store the coordinators use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CoordMode {
+    /// The Raft group (the default).
+    #[default]
+    Raft,
+    /// The original system's shared directory and `flock` (see
+    /// [`crate::filelock`]); every coordinator must see the same directory.
+    #[serde(alias = "filelock")]
+    FileLock,
+}
+
+impl CoordMode {
+    pub const ALL: [CoordMode; 2] = [CoordMode::Raft, CoordMode::FileLock];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CoordMode::Raft => "raft",
+            CoordMode::FileLock => "file-lock",
+        }
+    }
+}
+
+impl std::fmt::Display for CoordMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for CoordMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "raft" => Ok(CoordMode::Raft),
+            "file-lock" | "filelock" => Ok(CoordMode::FileLock),
+            other => Err(format!(
+                "unknown coordination mode {other:?}: use raft or file-lock"
+            )),
+        }
+    }
+}
+
+/// The poll interval of file-lock mode (lock attempts and re-reads).
+pub const FILE_LOCK_POLL: Duration = Duration::from_millis(20);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_read_back_their_names() {
+        for mode in CoordMode::ALL {
+            assert_eq!(mode.name().parse::<CoordMode>(), Ok(mode));
+        }
+        assert_eq!("filelock".parse::<CoordMode>(), Ok(CoordMode::FileLock));
+        assert!("zookeeper"
+            .parse::<CoordMode>()
+            .unwrap_err()
+            .contains("raft or file-lock"));
+    }
+}

@@ -1,0 +1,188 @@
+//! The leader's duties, done while this coordinator leads: install the
+//! bootstrap spec, confirm suspects with its own probe (dead → `MarkDead`,
+//! alive → route around the broken link with `AvoidLink`), revive stages held
+//! dead that answer, and whenever the configuration is newer than the flow,
+//! solve and propose `CommitFlow { based_on }`.
+
+use super::Shared;
+use crate::config_store::ConfigStore;
+use crate::solver::solve;
+use crate::state::{ClusterConfig, Command, CommandResponse};
+use factoryos_wire::message::Message;
+use factoryos_wire::model::Liveness;
+use factoryos_wire::{FlowVersion, NodeId};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How often the leader probes a stage it holds dead.
+const REVIVE_EVERY: Duration = Duration::from_secs(2);
+
+/// Per stage: absent = never probed; `None` = a probe is running;
+/// `Some(t)` = the last one ended at `t`.
+type Probing = Arc<Mutex<HashMap<NodeId, Option<Instant>>>>;
+
+/// The leader's loop: react to every new configuration and leadership change.
+pub(super) async fn leader_duties<S: ConfigStore>(shared: Shared<S>) {
+    let mut config = shared.store.config();
+    let mut leading = shared.store.leading();
+    let probing: Probing = Arc::default();
+    loop {
+        if *leading.borrow_and_update() {
+            let snapshot = config.borrow_and_update().clone();
+            lead_once(&shared, &snapshot, &probing).await;
+        }
+        // Wait for something to change (bounded, so a failed proposal is retried).
+        tokio::select! {
+            r = config.changed() => if r.is_err() { return },
+            r = leading.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+async fn lead_once<S: ConfigStore>(shared: &Shared<S>, cfg: &ClusterConfig, probing: &Probing) {
+    if cfg.spec.is_none() {
+        if let Some(spec) = &shared.bootstrap_spec {
+            let set = Command::SetSpec { spec: spec.clone() };
+            if let Err(e) = shared.store.propose(set).await {
+                tracing::warn!(error = %e, "could not install the bootstrap spec");
+            }
+        }
+        return;
+    }
+    probe_the_unwell(shared, cfg, probing);
+    if cfg.flow_is_stale() {
+        commit_flow(shared, cfg).await;
+    }
+}
+
+/// Confirms suspects with our own probe, and probes the dead now and then
+/// (a stage declared dead by mistake, or back without re-registering, is
+/// revived): one probe per stage at a time, each in its own task.
+fn probe_the_unwell<S: ConfigStore>(shared: &Shared<S>, cfg: &ClusterConfig, probing: &Probing) {
+    for (id, record) in &cfg.stages {
+        if record.liveness == Liveness::Alive {
+            continue;
+        }
+        let due = {
+            let mut p = probing.lock().unwrap_or_else(|e| e.into_inner());
+            let due = p
+                .get(id)
+                .is_none_or(|last| last.is_some_and(|t: Instant| t.elapsed() >= REVIVE_EVERY));
+            if due {
+                p.insert(*id, None);
+            }
+            due
+        };
+        if !due {
+            continue;
+        }
+        let shared = shared.clone();
+        let probing = probing.clone();
+        let revive = record.liveness == Liveness::Dead;
+        let (id, reporters) = (*id, record.suspected_by.clone());
+        tokio::spawn(async move {
+            if revive {
+                revive_if_alive(&shared, id).await;
+            } else {
+                confirm_suspect(&shared, id, reporters).await;
+            }
+            // Remember when: the dead are probed again after REVIVE_EVERY.
+            probing
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id, Some(Instant::now()));
+        });
+    }
+}
+
+/// Whether `stage` answers a heartbeat request, trying twice (a loaded
+/// machine may miss one deadline; a dead stage misses both).
+async fn probe<S: ConfigStore>(shared: &Shared<S>, stage: NodeId) -> bool {
+    for _ in 0..2 {
+        let request =
+            shared
+                .transport
+                .request(stage, FlowVersion(0), Message::Heartbeat { seq: 0 });
+        if matches!(
+            tokio::time::timeout(shared.probe_timeout, request).await,
+            Ok(Ok(_))
+        ) {
+            return true;
+        }
+    }
+    false
+}
+
+/// A stage held dead that answers is alive again.
+async fn revive_if_alive<S: ConfigStore>(shared: &Shared<S>, stage: NodeId) {
+    if probe(shared, stage).await {
+        tracing::info!(%stage, "a stage held dead answers the leader: alive again");
+        let _ = shared.store.propose(Command::MarkAlive { stage }).await;
+    }
+}
+
+async fn confirm_suspect<S: ConfigStore>(
+    shared: &Shared<S>,
+    suspect: NodeId,
+    reporters: BTreeSet<NodeId>,
+) {
+    if !probe(shared, suspect).await {
+        tracing::info!(stage = %suspect, "suspect confirmed dead by the leader's probe");
+        let _ = shared
+            .store
+            .propose(Command::MarkDead { stage: suspect })
+            .await;
+        return;
+    }
+    tracing::info!(stage = %suspect, ?reporters, "suspect answers the leader: a broken link, not a death");
+    let flow = shared.store.config().borrow().flow.clone();
+    for reporter in reporters {
+        for (supplier, consumer) in [(suspect, reporter), (reporter, suspect)] {
+            if flow.serves(supplier, consumer) {
+                let avoid = Command::AvoidLink { supplier, consumer };
+                let _ = shared.store.propose(avoid).await;
+            }
+        }
+    }
+    let _ = shared
+        .store
+        .propose(Command::MarkAlive { stage: suspect })
+        .await;
+}
+
+async fn commit_flow<S: ConfigStore>(shared: &Shared<S>, cfg: &ClusterConfig) {
+    let Some(spec) = &cfg.spec else { return };
+    let started = Instant::now();
+    let stages = cfg.solver_stages();
+    let plan = match solve(spec, &stages, &cfg.flow.edges, &cfg.avoid, &shared.solver) {
+        Ok(plan) => plan,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot compute a flow");
+            return;
+        }
+    };
+    let solved = started.elapsed();
+    let cmd = Command::CommitFlow {
+        based_on: cfg.config_version,
+        edges: plan.edges,
+    };
+    match shared.store.propose(cmd).await {
+        Ok(CommandResponse::FlowCommitted { version }) => tracing::info!(
+            %version,
+            based_on = cfg.config_version,
+            kept = plan.churn.kept,
+            added = plan.churn.added,
+            removed = plan.churn.removed,
+            solve_us = solved.as_micros() as u64,
+            commit_us = started.elapsed().as_micros() as u64,
+            "flow committed"
+        ),
+        Ok(CommandResponse::Rejected { reason }) => {
+            tracing::debug!(%reason, "flow proposal refused; recomputing")
+        }
+        Ok(other) => tracing::warn!(?other, "unexpected answer to CommitFlow"),
+        Err(e) => tracing::debug!(error = %e, "flow proposal failed; will retry"),
+    }
+}

@@ -1,0 +1,324 @@
+//! A coordinator: one participant of the configuration store, serving
+//! clients (and, in Raft mode, Raft RPCs) on its QUIC endpoint, and doing the
+//! leader's duties while it leads.
+//!
+//! | module | task of a running coordinator |
+//! |---|---|
+//! | this one | lifecycle: options, storage, endpoint, Raft start-up, the tasks, shutdown |
+//! | [`serve`] | inbound: Raft RPCs to the local Raft; client requests (reads from the applied configuration, writes through the store) |
+//! | [`leader`] | while this node leads: install the bootstrap spec, confirm suspects with its own probe, solve and commit flows |
+//! | [`peers`] | keeps the transport's peer book in step with the registered stages |
+//!
+//! The store is a [`ConfigStore`]: the Raft group ([`RaftStore`]) or the
+//! original's shared directory and file lock ([`FileLockStore`]).
+
+mod leader;
+mod peers;
+mod serve;
+
+use crate::cluster::{ClusterFile, SetupError};
+use crate::config::{CoordMode, RaftTimeouts, FILE_LOCK_POLL};
+use crate::config_store::{ConfigStore, RaftStore, StoreError};
+use crate::filelock::FileLockStore;
+use crate::raft::network::Network;
+use crate::raft::{store, Raft};
+use crate::solver::SolverConfig;
+use crate::state::{ClusterConfig, Command, CommandResponse};
+use factoryos_wire::model::{ClusterStatus, Spec};
+use factoryos_wire::{Inbound, NodeId, NodeIdentity, PeerBook, Transport, TransportConfig};
+use openraft::BasicNode;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// Everything a coordinator needs to start.
+#[derive(Debug, Clone)]
+pub struct CoordinatorOptions {
+    pub identity: NodeIdentity,
+    pub listen: SocketAddr,
+    /// All coordinators, this one included.
+    pub members: BTreeMap<NodeId, SocketAddr>,
+    /// Holds `raft.redb`.
+    pub data_dir: PathBuf,
+    pub timeouts: RaftTimeouts,
+    /// Installed by the first leader if the store has no spec yet.
+    pub spec: Option<Spec>,
+    /// Stage ids allowed to connect before they are registered.
+    pub stage_ids: Vec<NodeId>,
+    pub transport: TransportConfig,
+    pub solver: SolverConfig,
+    /// How long the leader waits for a suspect to answer its probe.
+    pub probe_timeout: Duration,
+    pub mode: CoordMode,
+    /// The directory every coordinator shares in file-lock mode.
+    pub shared: PathBuf,
+    /// Join a running group (added with `AddCoordinator`) instead of
+    /// initialising a new one on first start.
+    pub join: bool,
+}
+
+impl CoordinatorOptions {
+    /// Everything coordinator `id` of `cluster` needs to start, with the
+    /// file's settings (mode, shared directory, timeouts, spec).
+    pub fn from_cluster(cluster: &ClusterFile, id: NodeId) -> Result<Self, SetupError> {
+        let listen = *cluster
+            .coordinators
+            .get(&id)
+            .ok_or(SetupError::NotAMember(id))?;
+        let identity = NodeIdentity::load(&cluster.certs, id)?;
+        let chain = cluster.chain()?;
+        Ok(CoordinatorOptions {
+            identity,
+            listen,
+            members: cluster.coordinators.clone(),
+            data_dir: cluster.node_dir(id),
+            timeouts: cluster.raft,
+            stage_ids: chain
+                .as_ref()
+                .map(|c| c.stages.iter().map(|s| s.id).collect())
+                .unwrap_or_default(),
+            spec: chain.map(|c| c.spec),
+            transport: TransportConfig::default(),
+            solver: SolverConfig::default(),
+            // Loopback and LAN answer in well under a millisecond; half a
+            // second leaves room for a loaded machine.
+            probe_timeout: Duration::from_millis(500),
+            mode: cluster.mode,
+            shared: cluster.shared.clone(),
+            join: false,
+        })
+    }
+}
+
+/// Why a coordinator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the Raft storage: {0}")]
+    Storage(#[from] redb::Error),
+    #[error("invalid Raft configuration: {0}")]
+    Config(#[from] openraft::ConfigError),
+    #[error("Raft failed: {0}")]
+    Raft(String),
+    #[error("file-lock store: {0}")]
+    FileLock(StoreError),
+    #[error(transparent)]
+    Transport(#[from] factoryos_wire::TransportError),
+}
+
+/// A running coordinator.
+pub struct Coordinator {
+    id: NodeId,
+    backend: Backend,
+    transport: Transport,
+    config: watch::Receiver<Arc<ClusterConfig>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+enum Backend {
+    Raft(RaftStore),
+    FileLock(FileLockStore),
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the coordinator's tasks share.
+#[derive(Clone)]
+struct Shared<S> {
+    store: S,
+    transport: Transport,
+    solver: SolverConfig,
+    probe_timeout: Duration,
+    bootstrap_spec: Option<Spec>,
+}
+
+impl Coordinator {
+    /// Opens storage, binds the endpoint, starts Raft (initialising the
+    /// group on first start) and the coordinator's tasks.
+    pub async fn start(opts: CoordinatorOptions) -> Result<Coordinator, CoordError> {
+        let socket = std::net::UdpSocket::bind(opts.listen).map_err(|source| {
+            factoryos_wire::TransportError::Bind {
+                addr: opts.listen,
+                source,
+            }
+        })?;
+        Self::start_on(opts, socket).await
+    }
+
+    /// Like [`Coordinator::start`], on an already bound UDP socket.
+    pub async fn start_on(
+        opts: CoordinatorOptions,
+        socket: std::net::UdpSocket,
+    ) -> Result<Coordinator, CoordError> {
+        let id = opts.identity.id();
+        std::fs::create_dir_all(&opts.data_dir).map_err(|source| CoordError::DataDir {
+            path: opts.data_dir.clone(),
+            source,
+        })?;
+        let book = PeerBook::new();
+        book.allow(NodeId::OPERATOR);
+        for (member, addr) in &opts.members {
+            book.insert(*member, *addr);
+        }
+        for stage in &opts.stage_ids {
+            book.allow(*stage);
+        }
+        let (transport, inbox) =
+            Transport::bind_socket(&opts.identity, socket, book, opts.transport.clone(), None)?;
+
+        let (backend, config, tasks) = match opts.mode {
+            CoordMode::Raft => {
+                let store = start_raft(&opts, &transport).await?;
+                let config = store.config();
+                let tasks = spawn_tasks(&opts, &transport, store.clone(), inbox);
+                (Backend::Raft(store), config, tasks)
+            }
+            CoordMode::FileLock => {
+                let members = opts.members.keys().copied().collect();
+                let store = FileLockStore::open(&opts.shared, id, members, FILE_LOCK_POLL)
+                    .map_err(CoordError::FileLock)?;
+                let config = store.config();
+                let tasks = spawn_tasks(&opts, &transport, store.clone(), inbox);
+                (Backend::FileLock(store), config, tasks)
+            }
+        };
+        tracing::info!(node = %id, addr = %opts.listen, mode = %opts.mode, "coordinator started");
+        Ok(Coordinator {
+            id,
+            backend,
+            transport,
+            config,
+            tasks,
+        })
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The Raft handle (Raft mode only).
+    pub fn raft(&self) -> Option<&Raft> {
+        match &self.backend {
+            Backend::Raft(store) => Some(store.raft()),
+            Backend::FileLock(_) => None,
+        }
+    }
+
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// The newest applied configuration (changes as entries apply).
+    pub fn config(&self) -> watch::Receiver<Arc<ClusterConfig>> {
+        self.config.clone()
+    }
+
+    /// Leader, term, members, flow version and stage liveness as this node sees them.
+    pub fn status(&self) -> ClusterStatus {
+        match &self.backend {
+            Backend::Raft(store) => store.status(),
+            Backend::FileLock(store) => store.status(),
+        }
+    }
+
+    /// Proposes a command through this coordinator's store.
+    pub async fn propose(&self, cmd: Command) -> Result<CommandResponse, StoreError> {
+        match &self.backend {
+            Backend::Raft(store) => store.propose(cmd).await,
+            Backend::FileLock(store) => store.propose(cmd).await,
+        }
+    }
+
+    /// Stops Raft, the tasks and the endpoint.
+    pub async fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Backend::Raft(store) = &self.backend {
+            let _ = store.raft().shutdown().await;
+        }
+        self.transport.shutdown().await;
+    }
+}
+
+/// Opens the redb storage, starts Raft and initialises the group on first start.
+async fn start_raft(
+    opts: &CoordinatorOptions,
+    transport: &Transport,
+) -> Result<RaftStore, CoordError> {
+    let id = opts.identity.id();
+    let (log_store, state_machine) = store::open(&opts.data_dir.join("raft.redb"))?;
+    let config = state_machine.subscribe();
+    let t = opts.timeouts;
+    let raft_config = openraft::Config {
+        cluster_name: "factoryos".into(),
+        heartbeat_interval: t.heartbeat_ms,
+        election_timeout_min: t.election_min_ms,
+        election_timeout_max: t.election_max_ms,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1000),
+        max_in_snapshot_log_to_keep: 200,
+        ..Default::default()
+    }
+    .validate()?;
+    let network = Network::new(transport.clone(), t.heartbeat());
+    let raft = Raft::new(
+        id.0,
+        Arc::new(raft_config),
+        network,
+        log_store,
+        state_machine,
+    )
+    .await
+    .map_err(|e| CoordError::Raft(e.to_string()))?;
+    let initialized = raft
+        .is_initialized()
+        .await
+        .map_err(|e| CoordError::Raft(e.to_string()))?;
+    if !initialized && !opts.join {
+        let nodes: BTreeMap<u64, BasicNode> = opts
+            .members
+            .iter()
+            .map(|(id, addr)| (id.0, BasicNode::new(addr.to_string())))
+            .collect();
+        // Every member initialises with the same membership; openraft
+        // accepts that, and refuses it once a log exists.
+        if let Err(e) = raft.initialize(nodes).await {
+            tracing::debug!(error = %e, "initialize refused (already initialised elsewhere)");
+        }
+    }
+    Ok(RaftStore::new(id, raft, transport.clone(), config))
+}
+
+fn spawn_tasks<S: ConfigStore>(
+    opts: &CoordinatorOptions,
+    transport: &Transport,
+    store: S,
+    inbox: mpsc::Receiver<Inbound>,
+) -> Vec<JoinHandle<()>> {
+    let shared = Shared {
+        store,
+        transport: transport.clone(),
+        solver: opts.solver.clone(),
+        probe_timeout: opts.probe_timeout,
+        bootstrap_spec: opts.spec.clone(),
+    };
+    vec![
+        tokio::spawn(serve::serve_inbound(shared.clone(), inbox)),
+        tokio::spawn(leader::leader_duties(shared.clone())),
+        tokio::spawn(peers::sync_peers(shared)),
+    ]
+}

@@ -1,0 +1,164 @@
+//! Serving a coordinator's inbound requests: Raft RPCs go to the local
+//! Raft; client requests are answered from the applied configuration
+//! (reads) or through the store (writes). Every refusal is a typed
+//! [`ServiceError`], so clients decide retries by its kind.
+
+use super::Shared;
+use crate::config_store::{ConfigStore, MembershipChange, StoreError};
+use crate::state::{Command, CommandResponse};
+use factoryos_wire::message::{ClientRequest, ClientResponse, Message};
+use factoryos_wire::{FlowVersion, Inbound, NodeId, Responder, ServiceError};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How long a `WatchFlow` long poll waits before answering with the current flow.
+const WATCH_WAIT: Duration = Duration::from_secs(10);
+
+pub(super) async fn serve_inbound<S: ConfigStore>(
+    shared: Shared<S>,
+    mut inbox: mpsc::Receiver<Inbound>,
+) {
+    while let Some(item) = inbox.recv().await {
+        let Inbound::Request { from, env, reply } = item else {
+            // Coordinators receive no one-way traffic; ignore it.
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            match env.body {
+                Message::RaftRequest { rpc, payload } => {
+                    let result = shared.store.serve_raft(rpc, payload).await;
+                    reply.respond(FlowVersion(0), Message::RaftResponse { result });
+                }
+                Message::ClientRequest(req) => {
+                    let resp = handle_client(&shared, from, req).await;
+                    let version = shared.store.config().borrow().flow.version;
+                    reply.respond(version, Message::ClientResponse(resp));
+                }
+                other => {
+                    tracing::debug!(%from, kind = other.kind().name(), "unexpected request");
+                    drop::<Responder>(reply);
+                }
+            }
+        });
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotLeader { leader } => ServiceError::not_leader(leader),
+            StoreError::Unavailable(reason) => ServiceError::unavailable(reason),
+            StoreError::Rejected(reason) => ServiceError::rejected(reason),
+        }
+    }
+}
+
+/// What only the operator may ask, and how the refusal reads.
+fn operator_only(req: &ClientRequest) -> Option<&'static str> {
+    match req {
+        ClientRequest::UpdateRecipe { .. } => Some("update recipes"),
+        ClientRequest::AddStage { .. } => Some("add stages"),
+        ClientRequest::RemoveStage { .. } => Some("remove stages"),
+        ClientRequest::AddCoordinator { .. } | ClientRequest::RemoveCoordinator { .. } => {
+            Some("change the coordinators")
+        }
+        _ => None,
+    }
+}
+
+async fn handle_client<S: ConfigStore>(
+    shared: &Shared<S>,
+    from: NodeId,
+    req: ClientRequest,
+) -> ClientResponse {
+    if let Some(what) = operator_only(&req).filter(|_| from != NodeId::OPERATOR) {
+        return ClientResponse::Error(ServiceError::forbidden(format!(
+            "only the operator may {what}"
+        )));
+    }
+    match req {
+        ClientRequest::Register { stage } => {
+            if stage.id != from && from != NodeId::OPERATOR {
+                return ClientResponse::Error(ServiceError::forbidden(format!(
+                    "node {from} cannot register stage {}",
+                    stage.id
+                )));
+            }
+            write(shared, Command::RegisterStage { stage }).await
+        }
+        ClientRequest::ReportSuspect { suspect } => {
+            let reporter = from;
+            write(shared, Command::ReportSuspect { reporter, suspect }).await
+        }
+        ClientRequest::UpdateRecipe { item, recipe } => {
+            write(shared, Command::UpdateRecipe { item, recipe }).await
+        }
+        ClientRequest::AddStage { stage } => {
+            shared.transport.peers().insert(stage.id, stage.addr);
+            write(shared, Command::AddStage { stage }).await
+        }
+        ClientRequest::RemoveStage { stage } => write(shared, Command::RemoveStage { stage }).await,
+        ClientRequest::AddCoordinator { id, addr } => {
+            change(shared, MembershipChange::Add { id, addr }).await
+        }
+        ClientRequest::RemoveCoordinator { id } => {
+            change(shared, MembershipChange::Remove { id }).await
+        }
+        ClientRequest::WatchFlow { known } => watch_flow(shared, known).await,
+        ClientRequest::ReadFlow { linearizable } => read_flow(shared, linearizable).await,
+        ClientRequest::Status => ClientResponse::Status(shared.store.status()),
+        ClientRequest::Directory => directory(shared),
+    }
+}
+
+/// Answers once the flow is newer than `known`, or after [`WATCH_WAIT`].
+async fn watch_flow<S: ConfigStore>(shared: &Shared<S>, known: FlowVersion) -> ClientResponse {
+    let mut rx = shared.store.config();
+    let _ = tokio::time::timeout(WATCH_WAIT, rx.wait_for(|c| c.flow.version > known)).await;
+    let flow = rx.borrow().flow.clone();
+    ClientResponse::Flow(flow)
+}
+
+async fn read_flow<S: ConfigStore>(shared: &Shared<S>, linearizable: bool) -> ClientResponse {
+    if linearizable {
+        if let Err(e) = shared.store.sync().await {
+            return ClientResponse::Error(e.into());
+        }
+    }
+    ClientResponse::Flow(shared.store.config().borrow().flow.clone())
+}
+
+/// Every registered stage's address.
+fn directory<S: ConfigStore>(shared: &Shared<S>) -> ClientResponse {
+    let config = shared.store.config();
+    let config = config.borrow();
+    ClientResponse::Directory(
+        config
+            .stages
+            .iter()
+            .map(|(id, r)| (*id, r.desc.addr))
+            .collect(),
+    )
+}
+
+async fn change<S: ConfigStore>(shared: &Shared<S>, change: MembershipChange) -> ClientResponse {
+    match shared.store.change_coordinators(change).await {
+        Ok(_) => ClientResponse::Status(shared.store.status()),
+        Err(e) => ClientResponse::Error(e.into()),
+    }
+}
+
+/// Proposes `cmd` and turns the outcome into a client answer.
+async fn write<S: ConfigStore>(shared: &Shared<S>, cmd: Command) -> ClientResponse {
+    match shared.store.propose(cmd).await {
+        Ok(CommandResponse::Applied { index }) => ClientResponse::Committed { index },
+        Ok(CommandResponse::FlowCommitted { version }) => {
+            ClientResponse::Committed { index: version.0 }
+        }
+        Ok(CommandResponse::Rejected { reason }) => {
+            ClientResponse::Error(ServiceError::rejected(reason))
+        }
+        Err(e) => ClientResponse::Error(e.into()),
+    }
+}

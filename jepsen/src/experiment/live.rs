@@ -1,0 +1,127 @@
+//! The run's view of its cluster: which stages exist, on which host
+//! processes, of which type, and which hosts and coordinators are down.
+
+use factoryos_coord::spec::ChainSpec;
+use factoryos_wire::{ItemType, NodeId};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Stages per host process for large chains.
+const HOST_GROUP: usize = 50;
+/// Chains larger than this are hosted [`HOST_GROUP`] stages to a process.
+const GROUP_ABOVE: usize = 100;
+
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub ids: Vec<NodeId>,
+    /// Stage host processes; each is known by its first stage's id.
+    groups: Vec<Vec<NodeId>>,
+    host_of: BTreeMap<NodeId, NodeId>,
+    item_of: BTreeMap<NodeId, ItemType>,
+    pub dead_hosts: BTreeSet<NodeId>,
+    pub dead_coords: BTreeSet<NodeId>,
+}
+
+impl Live {
+    /// Every stage of `chain` up: one process each, or hosted in groups for
+    /// large chains.
+    pub fn new(chain: &ChainSpec) -> Self {
+        let ids: Vec<NodeId> = chain.stages.iter().map(|s| s.id).collect();
+        let groups: Vec<Vec<NodeId>> = if ids.len() > GROUP_ABOVE {
+            ids.chunks(HOST_GROUP).map(|c| c.to_vec()).collect()
+        } else {
+            ids.iter().map(|i| vec![*i]).collect()
+        };
+        Live {
+            host_of: groups
+                .iter()
+                .flat_map(|g| g.iter().map(move |s| (*s, g[0])))
+                .collect(),
+            item_of: chain
+                .stages
+                .iter()
+                .map(|s| (s.id, s.item.clone()))
+                .collect(),
+            ids,
+            groups,
+            dead_hosts: BTreeSet::new(),
+            dead_coords: BTreeSet::new(),
+        }
+    }
+
+    /// The host processes, each as its stages (the first names it).
+    pub fn groups(&self) -> &[Vec<NodeId>] {
+        &self.groups
+    }
+
+    pub fn item_of(&self, stage: NodeId) -> &ItemType {
+        &self.item_of[&stage]
+    }
+
+    /// The stages of host `host`.
+    pub fn group(&self, host: NodeId) -> &[NodeId] {
+        self.groups
+            .iter()
+            .find(|g| g[0] == host)
+            .map_or(&[], |g| g.as_slice())
+    }
+
+    /// The item types some stage makes.
+    pub fn made(&self) -> BTreeSet<ItemType> {
+        self.item_of.values().cloned().collect()
+    }
+
+    /// A new stage in a process of its own.
+    pub fn add(&mut self, id: NodeId, item: ItemType) {
+        self.ids.push(id);
+        self.groups.push(vec![id]);
+        self.host_of.insert(id, id);
+        self.item_of.insert(id, item);
+    }
+
+    /// The smallest id no stage has (ids are never reused).
+    pub fn next_id(&self) -> NodeId {
+        NodeId(self.ids.iter().map(|i| i.0).max().unwrap_or(10) + 1)
+    }
+
+    fn live_of(&self, item: &ItemType, dead: &BTreeSet<NodeId>) -> usize {
+        self.ids
+            .iter()
+            .filter(|s| &self.item_of[s] == item && !dead.contains(&self.host_of[s]))
+            .count()
+    }
+
+    /// Hosts a crash may take: live ones, and unless `allow_outages`, only
+    /// those whose every stage leaves a live stage of its type behind.
+    pub fn crash_candidates(&self, allow_outages: bool) -> Vec<NodeId> {
+        self.groups
+            .iter()
+            .map(|g| g[0])
+            .filter(|h| !self.dead_hosts.contains(h))
+            .filter(|h| {
+                let mut after = self.dead_hosts.clone();
+                after.insert(*h);
+                allow_outages
+                    || self
+                        .group(*h)
+                        .iter()
+                        .all(|s| self.live_of(&self.item_of[s], &after) > 0)
+            })
+            .collect()
+    }
+
+    /// Host processes running now.
+    pub fn running_hosts(&self) -> Vec<NodeId> {
+        self.groups
+            .iter()
+            .map(|g| g[0])
+            .filter(|h| !self.dead_hosts.contains(h))
+            .collect()
+    }
+
+    pub fn dead_stages(&self) -> usize {
+        self.ids
+            .iter()
+            .filter(|s| self.dead_hosts.contains(&self.host_of[s]))
+            .count()
+    }
+}

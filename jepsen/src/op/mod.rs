@@ -1,0 +1,154 @@
+//! Operations: the events a schedule injects into a running cluster, each
+//! one value of [`Op`] with one way to apply it ([`Op::apply`]) and one name
+//! and description for the run's records. `factoryos run` schedules them at
+//! the original's rates (see `experiment::schedule`); the partition harness
+//! and the benches are to schedule the same values.
+
+pub mod draw;
+
+use crate::local::{LocalCluster, LocalError};
+use draw::RecipeChange;
+use factoryos_coord::client::{ClientError, CoordClient};
+use factoryos_coord::operator::{declare_stage, OperatorError};
+use factoryos_coord::spec::StageDecl;
+use factoryos_wire::model::Recipe;
+use factoryos_wire::{ItemType, NodeId};
+use serde::{Deserialize, Serialize};
+
+/// What kind of operation, as records name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpKind {
+    /// SIGKILL of a stage host process (all its stages).
+    Crash,
+    /// A killed process started again (stages replay their WALs).
+    Recover,
+    /// SIGKILL of the coordinators' leader.
+    KillLeader,
+    /// A type's recipe changes (the original's `update_dep`).
+    UpdateRecipe,
+    /// A new stage joins the chain.
+    AddStage,
+}
+
+impl OpKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            OpKind::Crash => "crash",
+            OpKind::Recover => "recover",
+            OpKind::KillLeader => "kill-leader",
+            OpKind::UpdateRecipe => "update-recipe",
+            OpKind::AddStage => "add-stage",
+        }
+    }
+
+    /// Faults break something until they are healed; the others change
+    /// what the chain is.
+    pub fn is_fault(self) -> bool {
+        matches!(self, OpKind::Crash | OpKind::KillLeader)
+    }
+}
+
+impl std::fmt::Display for OpKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One operation on a running cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// SIGKILL of the process hosting `stages` (known by `host`, its first).
+    Crash { host: NodeId, stages: Vec<NodeId> },
+    /// Starts the process hosting `stages` again.
+    RecoverStages { host: NodeId, stages: Vec<NodeId> },
+    /// SIGKILL of coordinator `id`, the leader when drawn.
+    KillLeader { id: NodeId },
+    /// Starts coordinator `id` again.
+    RecoverCoordinator { id: NodeId },
+    /// `item` gets `recipe` (the store bumps its version).
+    UpdateRecipe {
+        item: ItemType,
+        recipe: Recipe,
+        change: RecipeChange,
+    },
+    /// Declares `decl` to the cluster and starts it in its own process.
+    AddStage { decl: StageDecl },
+}
+
+/// Why an operation could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error(transparent)]
+    Local(#[from] LocalError),
+    #[error("the coordinators refused or were unavailable: {0}")]
+    Client(#[from] ClientError),
+    #[error("declaring a stage: {0}")]
+    Declare(#[from] OperatorError),
+}
+
+/// What operations act on: the processes, an operator client, and how the
+/// harness starts stages.
+pub struct Target<'a> {
+    pub cluster: &'a mut LocalCluster,
+    pub client: &'a CoordClient,
+    pub cycle_ms: u64,
+}
+
+impl Op {
+    pub fn kind(&self) -> OpKind {
+        match self {
+            Op::Crash { .. } => OpKind::Crash,
+            Op::RecoverStages { .. } | Op::RecoverCoordinator { .. } => OpKind::Recover,
+            Op::KillLeader { .. } => OpKind::KillLeader,
+            Op::UpdateRecipe { .. } => OpKind::UpdateRecipe,
+            Op::AddStage { .. } => OpKind::AddStage,
+        }
+    }
+
+    /// The node a fault or recovery is about (a stage host or a coordinator).
+    pub fn node(&self) -> Option<NodeId> {
+        match self {
+            Op::Crash { host, .. } | Op::RecoverStages { host, .. } => Some(*host),
+            Op::KillLeader { id } | Op::RecoverCoordinator { id } => Some(*id),
+            Op::AddStage { decl } => Some(decl.id),
+            Op::UpdateRecipe { .. } => None,
+        }
+    }
+
+    /// One line for logs and the run's `ops.log`.
+    pub fn describe(&self) -> String {
+        match self {
+            Op::Crash { host, .. } => format!("crash {host}"),
+            Op::RecoverStages { host, .. } => format!("recover {host}"),
+            Op::KillLeader { id } => format!("kill-leader {id}"),
+            Op::RecoverCoordinator { id } => format!("recover {id}"),
+            Op::UpdateRecipe { item, change, .. } => format!("recipe {item}: {change}"),
+            Op::AddStage { decl } => format!("add stage {} makes {}", decl.id, decl.item),
+        }
+    }
+
+    /// Applies the operation to `target`.
+    pub async fn apply(&self, target: &mut Target<'_>) -> Result<(), OpError> {
+        match self {
+            Op::Crash { host, .. } | Op::KillLeader { id: host } => target.cluster.kill(*host)?,
+            Op::RecoverStages { stages, .. } => {
+                target.cluster.start_stage_group(stages, target.cycle_ms)?
+            }
+            Op::RecoverCoordinator { id } => target.cluster.start(*id)?,
+            Op::UpdateRecipe { item, recipe, .. } => {
+                target
+                    .client
+                    .update_recipe(item.clone(), recipe.clone())
+                    .await?;
+            }
+            Op::AddStage { decl } => {
+                declare_stage(target.cluster.file(), target.client, decl).await?;
+                target
+                    .cluster
+                    .start_stage_group(&[decl.id], target.cycle_ms)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,296 @@
+//! The consumer side: lots held per input (oldest first, partly consumed),
+//! every lot ever received (never taken twice), and the requests in flight
+//! that keep each input near its target.
+
+use super::StageCore;
+use crate::metrics::StageMetrics;
+use crate::records::{InRecord, WalOp};
+use factoryos_wire::message::Message;
+use factoryos_wire::model::{Lot, Recipe};
+use factoryos_wire::{ItemType, LotId, NodeId, RequestId};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+#[derive(Debug, Default)]
+pub struct Demand {
+    inbound: BTreeMap<ItemType, VecDeque<Held>>,
+    /// Every lot ever received (held or consumed): never taken twice.
+    received: HashSet<LotId>,
+    /// Lots received since the last `take_output` (not durable yet).
+    uncommitted: HashSet<LotId>,
+    pending: BTreeMap<RequestId, Pending>,
+    next_req: u64,
+    /// Units in the last lot received per input item (to size requests).
+    lot_size: HashMap<ItemType, u32>,
+    /// Suppliers that answered `BatchUnavailable`, left alone until then.
+    unavailable_until: HashMap<NodeId, Duration>,
+}
+
+#[derive(Debug, Clone)]
+struct Held {
+    lot: Lot,
+    from: NodeId,
+    remaining: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    item: ItemType,
+    supplier: NodeId,
+    sent_at: Duration,
+}
+
+impl Demand {
+    /// The consumer side as the WAL left it. Request ids continue from the
+    /// lot sequence (`next_seq << 16`), so a restart never reuses one.
+    pub(super) fn recover(
+        records: Vec<InRecord>,
+        next_seq: u64,
+        metrics: &mut StageMetrics,
+    ) -> Self {
+        let mut held: Vec<InRecord> = Vec::new();
+        let mut received = HashSet::new();
+        for r in records {
+            received.insert(r.lot.id);
+            if r.remaining > 0 {
+                held.push(r);
+            }
+        }
+        metrics.wal_recovered_inbound = held.len() as u64;
+        // Oldest first: arrival order is not recorded, lot ids order them per producer.
+        held.sort_by_key(|r| (r.lot.id.seq, r.lot.id.producer));
+        let mut inbound: BTreeMap<ItemType, VecDeque<Held>> = BTreeMap::new();
+        for r in held {
+            inbound
+                .entry(r.lot.item.clone())
+                .or_default()
+                .push_back(Held {
+                    lot: r.lot,
+                    from: r.from,
+                    remaining: r.remaining,
+                });
+        }
+        Demand {
+            inbound,
+            received,
+            next_req: next_seq << 16,
+            ..Demand::default()
+        }
+    }
+
+    pub(super) fn held_units(&self, item: &ItemType) -> u32 {
+        self.inbound
+            .get(item)
+            .map(|q| q.iter().map(|h| h.remaining).sum())
+            .unwrap_or(0)
+    }
+
+    /// What was received so far is durable now.
+    pub(super) fn committed(&mut self) {
+        self.uncommitted.clear();
+    }
+
+    /// A recipe update: requests for inputs it no longer needs are dropped.
+    pub(super) fn drop_requests_not_in(&mut self, recipe: &Recipe) {
+        self.pending
+            .retain(|_, p| recipe.inputs.contains_key(&p.item));
+    }
+
+    /// Takes `need` units of `item`, oldest lots first: the lots and units
+    /// taken go to `genealogy`, each lot's new state to `wal`.
+    pub(super) fn consume(
+        &mut self,
+        item: &ItemType,
+        mut need: u32,
+        genealogy: &mut Vec<(LotId, u32)>,
+        wal: &mut Vec<WalOp>,
+    ) {
+        let queue = self.inbound.entry(item.clone()).or_default();
+        while need > 0 {
+            let Some(front) = queue.front_mut() else {
+                break;
+            };
+            let take = need.min(front.remaining);
+            front.remaining -= take;
+            need -= take;
+            genealogy.push((front.lot.id, take));
+            wal.push(WalOp::In(InRecord {
+                lot: front.lot.clone(),
+                from: front.from,
+                remaining: front.remaining,
+            }));
+            if front.remaining == 0 {
+                queue.pop_front();
+            }
+        }
+    }
+
+    /// Forgets request `req` if `supplier` is the one it was sent to.
+    fn answered(&mut self, req: RequestId, supplier: NodeId) {
+        if self
+            .pending
+            .get(&req)
+            .is_some_and(|p| p.supplier == supplier)
+        {
+            self.pending.remove(&req);
+        }
+    }
+
+    fn in_flight(&self, supplier: NodeId) -> usize {
+        self.pending
+            .values()
+            .filter(|p| p.supplier == supplier)
+            .count()
+    }
+}
+
+impl StageCore {
+    pub(super) fn on_batch(
+        &mut self,
+        now: Duration,
+        from: NodeId,
+        req: Option<RequestId>,
+        lot: &Lot,
+    ) {
+        if let Some(r) = req {
+            self.demand.answered(r, from);
+        }
+        if self.demand.received.contains(&lot.id) {
+            self.metrics.duplicate_lots_received += 1;
+            let answer = if self.demand.uncommitted.contains(&lot.id) {
+                Message::WaitingForBatch { lot: lot.id }
+            } else {
+                Message::DeliveryConfirmed { lot: lot.id }
+            };
+            self.send(now, from, answer);
+            return;
+        }
+        if !self.cfg.recipe.inputs.contains_key(&lot.item) {
+            // Not an input (any more): a recipe update dropped it while the lot
+            // was on its way. It is taken all the same: refused, it would stay
+            // in transit at the supplier for ever; taken, it is held here
+            // (and used again if a later recipe needs it).
+            self.metrics.lots_received_not_input += 1;
+            tracing::debug!(stage = %self.cfg.id, lot = %lot.id, item = %lot.item, "took a lot that is not an input of the current recipe");
+        }
+        let d = &mut self.demand;
+        d.received.insert(lot.id);
+        d.uncommitted.insert(lot.id);
+        d.lot_size.insert(lot.item.clone(), lot.units.max(1));
+        d.inbound
+            .entry(lot.item.clone())
+            .or_default()
+            .push_back(Held {
+                lot: lot.clone(),
+                from,
+                remaining: lot.units,
+            });
+        self.metrics.batches_received += 1;
+        self.out.wal.push(WalOp::In(InRecord {
+            lot: lot.clone(),
+            from,
+            remaining: lot.units,
+        }));
+        self.send(now, from, Message::DeliveryConfirmed { lot: lot.id });
+    }
+
+    pub(super) fn on_unavailable(&mut self, now: Duration, from: NodeId, req: RequestId) {
+        self.metrics.batch_unavailable_received += 1;
+        self.demand.answered(req, from);
+        self.demand
+            .unavailable_until
+            .insert(from, now + self.cfg.cycle);
+    }
+
+    pub(super) fn expire_requests(&mut self, now: Duration) {
+        let timeout = self.cfg.request_timeout;
+        let before = self.demand.pending.len();
+        self.demand
+            .pending
+            .retain(|_, p| now.saturating_sub(p.sent_at) < timeout);
+        self.metrics.requests_timed_out += (before - self.demand.pending.len()) as u64;
+    }
+
+    /// Keeps every input near its target by asking the flow's suppliers.
+    pub(super) fn request_inputs(&mut self, now: Duration) {
+        let inputs: Vec<(ItemType, u32)> = self
+            .cfg
+            .recipe
+            .inputs
+            .iter()
+            .map(|(i, u)| (i.clone(), *u))
+            .collect();
+        for (item, units) in inputs {
+            let Some(suppliers) = self.flow.suppliers_of(&item).map(<[_]>::to_vec) else {
+                continue;
+            };
+            let target = (units * self.cfg.target_cycles.max(1)) as u64;
+            while self.wants_more(now, &item, target) {
+                let Some(supplier) = self.pick_supplier(now, &suppliers) else {
+                    break;
+                };
+                self.ask(now, supplier, &item);
+            }
+        }
+    }
+
+    /// A supplier silent for three heartbeat periods is probably down: do
+    /// not wait on what was asked of it, and ask the others instead.
+    fn responsive(&self, now: Duration, supplier: NodeId) -> bool {
+        !self
+            .liveness
+            .silent_for(supplier, now, self.cfg.heartbeat_every * 3)
+    }
+
+    /// Whether held plus requested units of `item` fall short of `target`.
+    fn wants_more(&self, now: Duration, item: &ItemType, target: u64) -> bool {
+        let lot = *self.demand.lot_size.get(item).unwrap_or(&1) as u64;
+        let requested = self
+            .demand
+            .pending
+            .values()
+            .filter(|p| &p.item == item && self.responsive(now, p.supplier))
+            .count() as u64;
+        (self.demand.held_units(item) as u64) + requested * lot < target
+    }
+
+    /// The available supplier with the fewest requests in flight per share.
+    fn pick_supplier(&self, now: Duration, suppliers: &[(NodeId, u32)]) -> Option<NodeId> {
+        suppliers
+            .iter()
+            .filter(|(s, share)| {
+                *share > 0
+                    && self.responsive(now, *s)
+                    && self.demand.in_flight(*s) < self.cfg.max_in_flight
+                    && self
+                        .demand
+                        .unavailable_until
+                        .get(s)
+                        .is_none_or(|t| *t <= now)
+            })
+            .min_by_key(|(s, share)| {
+                (
+                    (self.demand.in_flight(*s) as u64 + 1) * 1_000_000 / *share as u64,
+                    *s,
+                )
+            })
+            .map(|(s, _)| *s)
+    }
+
+    fn ask(&mut self, now: Duration, supplier: NodeId, item: &ItemType) {
+        let req = RequestId(self.demand.next_req);
+        self.demand.next_req += 1;
+        let pending = Pending {
+            item: item.clone(),
+            supplier,
+            sent_at: now,
+        };
+        self.demand.pending.insert(req, pending);
+        self.metrics.batches_requested += 1;
+        let request = Message::RequestBatch {
+            req,
+            item: item.clone(),
+        };
+        self.send(now, supplier, request);
+    }
+}

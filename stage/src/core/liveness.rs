@@ -1,0 +1,71 @@
+//! Liveness of the links to the flow's neighbours: when each was last heard
+//! from and last sent to; explicit heartbeats on idle links, and a
+//! neighbour silent past the deadline reported suspect once.
+
+use super::StageCore;
+use factoryos_wire::message::Message;
+use factoryos_wire::NodeId;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+#[derive(Debug, Default)]
+pub struct Liveness {
+    last_heard: BTreeMap<NodeId, Duration>,
+    last_sent_to: BTreeMap<NodeId, Duration>,
+    /// Neighbours reported suspect and not heard from since.
+    reported: BTreeSet<NodeId>,
+    heartbeat_seq: u64,
+}
+
+impl Liveness {
+    /// A frame from `from`; whether it was a suspect we had reported.
+    pub(super) fn heard_from(&mut self, from: NodeId, now: Duration) -> bool {
+        self.last_heard.insert(from, now);
+        self.reported.remove(&from)
+    }
+
+    pub(super) fn sent_to(&mut self, to: NodeId, now: Duration) {
+        self.last_sent_to.insert(to, now);
+    }
+
+    /// A new flow: forget who left it, start the clock for who joined.
+    pub(super) fn follow(&mut self, neighbours: &BTreeSet<NodeId>, now: Duration) {
+        self.last_heard.retain(|n, _| neighbours.contains(n));
+        self.reported.retain(|n| neighbours.contains(n));
+        for n in neighbours {
+            self.last_heard.entry(*n).or_insert(now);
+        }
+    }
+
+    /// Whether `peer`, a neighbour, has been silent for `at_least`.
+    pub(super) fn silent_for(&self, peer: NodeId, now: Duration, at_least: Duration) -> bool {
+        self.last_heard
+            .get(&peer)
+            .is_some_and(|t| now.saturating_sub(*t) >= at_least)
+    }
+}
+
+impl StageCore {
+    /// Heartbeats to neighbours we sent nothing to for a heartbeat period;
+    /// neighbours silent past the deadline are reported suspect once.
+    pub(super) fn heartbeats(&mut self, now: Duration) {
+        for n in self.flow.neighbours() {
+            let idle = self
+                .liveness
+                .last_sent_to
+                .get(&n)
+                .is_none_or(|t| now.saturating_sub(*t) >= self.cfg.heartbeat_every);
+            if idle {
+                self.liveness.heartbeat_seq += 1;
+                self.metrics.heartbeats_sent += 1;
+                let seq = self.liveness.heartbeat_seq;
+                self.send(now, n, Message::Heartbeat { seq });
+            }
+            let silent = self.liveness.silent_for(n, now, self.cfg.suspect_after);
+            if silent && self.liveness.reported.insert(n) {
+                self.metrics.nodes_reported_suspect += 1;
+                self.out.suspects.push(n);
+            }
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The supplier side: lots waiting outbound, lots in transit until their
+//! consumer confirms them (re-sent until then), and requests parked while
+//! the outbound inventory is empty.
+
+use super::StageCore;
+use crate::metrics::StageMetrics;
+use crate::records::{OutRecord, OutState, WalOp};
+use factoryos_wire::message::Message;
+use factoryos_wire::model::Lot;
+use factoryos_wire::{FlowVersion, ItemType, LotId, NodeId, RequestId};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+#[derive(Debug, Default)]
+pub struct Supply {
+    outbound: VecDeque<Lot>,
+    in_transit: BTreeMap<LotId, Transit>,
+    /// Requests waiting here for a lot, oldest first.
+    parked: VecDeque<Parked>,
+}
+
+#[derive(Debug, Clone)]
+struct Transit {
+    lot: Lot,
+    to: NodeId,
+    /// When it was last sent; `None` = never since recovery (send at once).
+    last_sent: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+struct Parked {
+    consumer: NodeId,
+    req: RequestId,
+    item: ItemType,
+    at: Duration,
+}
+
+impl Supply {
+    /// The supplier side as the WAL left it: lots in queue wait outbound
+    /// again, lots in transit are re-sent at once.
+    pub(super) fn recover(records: Vec<OutRecord>, metrics: &mut StageMetrics) -> Self {
+        let mut outbound = Vec::new();
+        let mut in_transit = BTreeMap::new();
+        for r in records {
+            match r.state {
+                OutState::InQueue => {
+                    metrics.wal_recovered_in_queue += 1;
+                    outbound.push(r.lot);
+                }
+                OutState::InTransit { to } => {
+                    metrics.wal_recovered_in_transit += 1;
+                    let transit = Transit {
+                        lot: r.lot,
+                        to,
+                        last_sent: None,
+                    };
+                    in_transit.insert(transit.lot.id, transit);
+                }
+                OutState::Delivered { .. } => metrics.batches_delivered += 1,
+                OutState::Shipped => metrics.final_products += 1,
+            }
+        }
+        outbound.sort_by_key(|l| l.id.seq);
+        Supply {
+            outbound: outbound.into(),
+            in_transit,
+            parked: VecDeque::new(),
+        }
+    }
+
+    pub(super) fn outbound_len(&self) -> usize {
+        self.outbound.len()
+    }
+
+    pub(super) fn in_transit_len(&self) -> usize {
+        self.in_transit.len()
+    }
+
+    /// A lot made, waiting for a request.
+    pub(super) fn stock(&mut self, lot: Lot) {
+        self.outbound.push_back(lot);
+    }
+
+    /// The consumer re-asserts a transit: the lot reached it, its write is
+    /// not durable yet; wait a retransmit period before re-sending.
+    pub(super) fn consumer_waits(&mut self, lot: &LotId, now: Duration) {
+        if let Some(t) = self.in_transit.get_mut(lot) {
+            t.last_sent = Some(now);
+        }
+    }
+}
+
+impl StageCore {
+    pub(super) fn on_request(
+        &mut self,
+        now: Duration,
+        from: NodeId,
+        version: FlowVersion,
+        req: RequestId,
+        item: &ItemType,
+    ) {
+        if version < self.flow.version() {
+            self.metrics.stale_flow_refused += 1;
+            return;
+        }
+        let unavailable = Message::BatchUnavailable {
+            req,
+            item: item.clone(),
+        };
+        if item != &self.cfg.item || !self.flow.serves(from) {
+            self.metrics.requests_refused_not_in_flow += 1;
+            self.metrics.batch_unavailable_sent += 1;
+            self.send(now, from, unavailable);
+            return;
+        }
+        match self.supply.outbound.pop_front() {
+            Some(lot) => self.ship(now, from, req, lot),
+            None => {
+                // Nothing in stock: keep the request (bounded) and serve it
+                // from the next lot made, instead of a round trip of refusals.
+                let limit = self.flow.consumer_count().max(1) * self.cfg.max_in_flight;
+                if self.supply.parked.len() < limit {
+                    self.supply.parked.push_back(Parked {
+                        consumer: from,
+                        req,
+                        item: item.clone(),
+                        at: now,
+                    });
+                } else {
+                    self.metrics.batch_unavailable_sent += 1;
+                    self.send(now, from, unavailable);
+                }
+            }
+        }
+    }
+
+    /// Sends `lot` to `to` in answer to `req`: in transit first (WAL), then sent.
+    fn ship(&mut self, now: Duration, to: NodeId, req: RequestId, lot: Lot) {
+        self.out.wal.push(WalOp::Out(OutRecord {
+            lot: lot.clone(),
+            state: OutState::InTransit { to },
+        }));
+        let transit = Transit {
+            lot: lot.clone(),
+            to,
+            last_sent: Some(now),
+        };
+        self.supply.in_transit.insert(lot.id, transit);
+        self.metrics.batches_sent += 1;
+        let sent = Message::BatchSent {
+            req: Some(req),
+            lot,
+        };
+        self.send(now, to, sent);
+    }
+
+    /// Serves parked requests from the outbound inventory; answers those
+    /// parked too long (or from stages the flow no longer names) unavailable.
+    pub(super) fn serve_parked(&mut self, now: Duration) {
+        let mut keep = VecDeque::new();
+        while let Some(p) = self.supply.parked.pop_front() {
+            let expired = now.saturating_sub(p.at) >= self.cfg.park_timeout;
+            if !self.flow.serves(p.consumer) || expired {
+                self.metrics.batch_unavailable_sent += 1;
+                let answer = Message::BatchUnavailable {
+                    req: p.req,
+                    item: p.item,
+                };
+                self.send(now, p.consumer, answer);
+            } else if let Some(lot) = self.supply.outbound.pop_front() {
+                self.ship(now, p.consumer, p.req, lot);
+            } else {
+                keep.push_back(p);
+            }
+        }
+        self.supply.parked = keep;
+    }
+
+    /// The consumer holds `lot` durably: it is delivered.
+    pub(super) fn on_confirmed(&mut self, lot: &LotId) {
+        if let Some(t) = self.supply.in_transit.remove(lot) {
+            self.metrics.batches_delivered += 1;
+            self.out.wal.push(WalOp::Out(OutRecord {
+                lot: t.lot,
+                state: OutState::Delivered { to: t.to },
+            }));
+        }
+    }
+
+    /// Re-sends every lot in transit unconfirmed for a retransmit period.
+    pub(super) fn retransmit(&mut self, now: Duration) {
+        let every = self.cfg.retransmit;
+        let due: Vec<(NodeId, Lot)> = self
+            .supply
+            .in_transit
+            .values_mut()
+            .filter(|t| t.last_sent.is_none_or(|at| now.saturating_sub(at) >= every))
+            .map(|t| {
+                t.last_sent = Some(now);
+                (t.to, t.lot.clone())
+            })
+            .collect();
+        for (to, lot) in due {
+            self.metrics.lots_retransmitted += 1;
+            self.send(now, to, Message::BatchSent { req: None, lot });
+        }
+    }
+}
