@@ -3,7 +3,9 @@
 //! with Ctrl-C.
 
 use factoryos_coord::cluster::ClusterFile;
+use factoryos_stage::metrics::StageReport;
 use factoryos_stage::setup::StageFiles;
+use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,24 @@ const METRIC_ROWS: &[&str] = &[
     "wal_recovered_inbound",
     "final_products",
 ];
+
+/// `metrics.csv` (stage,metric,value) read back into each stage's typed report.
+fn reports_of(csv: &str) -> BTreeMap<u64, StageReport> {
+    let mut named: BTreeMap<u64, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
+    for line in csv.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(f.len(), 3, "bad line {line:?}");
+        let value: u64 = f[2].parse().unwrap();
+        named
+            .entry(f[0].parse().unwrap())
+            .or_default()
+            .insert(f[1].to_string(), value.into());
+    }
+    named
+        .into_iter()
+        .map(|(id, m)| (id, serde_json::from_value(m.into()).unwrap()))
+        .collect()
+}
 
 #[test]
 fn a_short_small_run_with_failures_loses_nothing_and_reports_everything() {
@@ -109,27 +129,18 @@ fn a_short_small_run_with_failures_loses_nothing_and_reports_everything() {
     );
     assert!(summary["stages_added"].as_u64().unwrap() >= 1, "{summary}");
     let csv = std::fs::read_to_string(out_dir.join("metrics.csv")).unwrap();
-    let metric = |name: &str| -> Vec<(u64, u64)> {
-        csv.lines()
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split(',').collect();
-                (f.len() == 3 && f[1] == name)
-                    .then(|| (f[0].parse().unwrap(), f[2].parse().unwrap()))
-            })
-            .collect()
-    };
+    let reports = reports_of(&csv);
     assert!(
-        metric("recipe_updates").iter().any(|(_, v)| *v >= 1),
+        reports.values().any(|r| r.counters.recipe_updates >= 1),
         "no stage adopted a recipe update:\n{csv}"
     );
     assert_eq!(
         summary["stages"].as_u64().unwrap(),
         8 + summary["stages_added"].as_u64().unwrap()
     );
-    let added = metric("successful_manufacture_cycles")
-        .into_iter()
-        .filter(|(stage, _)| *stage > 18)
-        .map(|(_, v)| v)
+    let added = reports
+        .range(19..)
+        .map(|(_, r)| r.counters.successful_manufacture_cycles)
         .max();
     assert!(
         added.is_some_and(|v| v > 0),

@@ -86,62 +86,8 @@ pub fn solve(
     avoid: &BTreeSet<(NodeId, NodeId)>,
     config: &SolverConfig,
 ) -> Result<FlowPlan, SolveError> {
-    let recipes: HashMap<&ItemType, &Recipe> =
-        spec.types.iter().map(|t| (&t.name, &t.recipe)).collect();
-    for s in stages {
-        if !recipes.contains_key(&s.item) {
-            return Err(SolveError::UnknownType {
-                stage: s.id,
-                item: s.item.clone(),
-            });
-        }
-    }
-    let order = topological_order(spec)?;
-
-    // Live stages by type, sorted by id.
-    let mut by_type: HashMap<&ItemType, Vec<&StageState>> = HashMap::new();
-    for s in stages.iter().filter(|s| s.live) {
-        by_type.entry(&s.item).or_default().push(s);
-    }
-    for list in by_type.values_mut() {
-        list.sort_by_key(|s| s.id);
-    }
-
-    // Active stages, type by type in dependency order.
-    let mut active_types: HashSet<&ItemType> = HashSet::new();
-    for t in &order {
-        let recipe = recipes[t];
-        let producible = recipe.inputs.keys().all(|i| active_types.contains(i));
-        if producible && by_type.get(t).is_some_and(|l| !l.is_empty()) {
-            active_types.insert(t);
-        }
-    }
-    let active = |s: &&StageState| active_types.contains(&s.item);
-
-    // Types by index, to key maps by integers rather than by names.
-    let type_index: HashMap<&ItemType, usize> = spec
-        .types
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (&t.name, i))
-        .collect();
-    let keyed = |edges: &[FlowEdge]| -> Vec<(usize, NodeId, NodeId)> {
-        // Edges come grouped by item: look each name up once per run.
-        let mut last: Option<(&ItemType, Option<usize>)> = None;
-        let mut out = Vec::with_capacity(edges.len());
-        for e in edges {
-            let idx = match last {
-                Some((item, idx)) if item == &e.item => idx,
-                _ => type_index.get(&e.item).copied(),
-            };
-            last = Some((&e.item, idx));
-            if let Some(i) = idx {
-                out.push((i, e.supplier, e.consumer));
-            }
-        }
-        out
-    };
-    let previous_keys = keyed(previous);
+    let chain = Chain::new(spec, stages)?;
+    let previous_keys = chain.keyed(previous);
     let mut previous_suppliers: HashMap<(usize, NodeId), Vec<NodeId>> = HashMap::new();
     for (t, supplier, consumer) in &previous_keys {
         previous_suppliers
@@ -149,65 +95,155 @@ pub fn solve(
             .or_default()
             .push(*supplier);
     }
-
-    // Active consumers of each input type, with their demand (units per cycle), by id.
-    let mut consumers_of: HashMap<&ItemType, Vec<(&StageState, u64)>> = HashMap::new();
-    let mut live_active: Vec<&StageState> =
-        stages.iter().filter(|s| s.live).filter(active).collect();
-    live_active.sort_by_key(|s| s.id);
-    for s in &live_active {
-        for (input, units) in &recipes[&s.item].inputs {
-            consumers_of
-                .entry(input)
-                .or_default()
-                .push((s, *units as u64 * s.capacity.max(1) as u64));
-        }
-    }
-
-    let mut groups: Vec<(&ItemType, Vec<FlowEdge>)> = Vec::new();
-    for t in &order {
-        if !active_types.contains(t) {
-            continue;
-        }
-        let Some(consumers) = consumers_of.get(t) else {
-            continue;
-        };
-        let suppliers: &[&StageState] = &by_type[t];
-        let yield_units = recipes[t].yield_units as u64;
-        let k = config.max_suppliers.max(1);
-        let mut group = Vec::new();
-        if suppliers.len() <= k {
-            link_all(t, suppliers, consumers, avoid, &mut group);
-        } else {
-            let ti = type_index[t];
-            let prev = |c: NodeId| {
-                previous_suppliers
-                    .get(&(ti, c))
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[])
-            };
-            Balancer::new(t, suppliers, yield_units, consumers, k, avoid).run(prev, &mut group);
-        }
-        group.sort_unstable_by_key(|e| (e.supplier, e.consumer));
-        groups.push((t, group));
-    }
-    groups.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let edges: Vec<FlowEdge> = groups.into_iter().flat_map(|(_, g)| g).collect();
-
+    let (live_active, consumers_of) = chain.demand(stages);
+    let edges = chain.link(&consumers_of, &previous_suppliers, avoid, config);
     let before: HashSet<(usize, NodeId, NodeId)> = previous_keys.into_iter().collect();
-    let after = keyed(&edges);
+    let after = chain.keyed(&edges);
     let kept = after.iter().filter(|k| before.contains(k)).count();
     let churn = Churn {
         kept,
         added: after.len() - kept,
         removed: before.len() - kept,
     };
-    let active: Vec<NodeId> = live_active.iter().map(|s| s.id).collect();
     Ok(FlowPlan {
         edges,
-        active,
+        active: live_active.iter().map(|s| s.id).collect(),
         churn,
     })
+}
+
+/// The chain as one solve sees it: recipes, the dependency order, the live
+/// stages of each type and which types are active.
+struct Chain<'a> {
+    recipes: HashMap<&'a ItemType, &'a Recipe>,
+    order: Vec<&'a ItemType>,
+    /// Live stages by type, sorted by id.
+    by_type: HashMap<&'a ItemType, Vec<&'a StageState>>,
+    active_types: HashSet<&'a ItemType>,
+    /// Types by index, to key maps by integers rather than by names.
+    type_index: HashMap<&'a ItemType, usize>,
+}
+
+/// Consumers of each input type, with their demand (units per cycle), by id.
+type Demand<'a> = HashMap<&'a ItemType, Vec<(&'a StageState, u64)>>;
+
+impl<'a> Chain<'a> {
+    fn new(spec: &'a Spec, stages: &'a [StageState]) -> Result<Self, SolveError> {
+        let recipes: HashMap<&ItemType, &Recipe> =
+            spec.types.iter().map(|t| (&t.name, &t.recipe)).collect();
+        if let Some(s) = stages.iter().find(|s| !recipes.contains_key(&s.item)) {
+            return Err(SolveError::UnknownType {
+                stage: s.id,
+                item: s.item.clone(),
+            });
+        }
+        let order = topological_order(spec)?;
+        let mut by_type: HashMap<&ItemType, Vec<&StageState>> = HashMap::new();
+        for s in stages.iter().filter(|s| s.live) {
+            by_type.entry(&s.item).or_default().push(s);
+        }
+        for list in by_type.values_mut() {
+            list.sort_by_key(|s| s.id);
+        }
+        // Active types, in dependency order: made by a live stage, from active inputs.
+        let mut active_types: HashSet<&ItemType> = HashSet::new();
+        for t in &order {
+            let producible = recipes[t].inputs.keys().all(|i| active_types.contains(i));
+            if producible && by_type.get(t).is_some_and(|l| !l.is_empty()) {
+                active_types.insert(t);
+            }
+        }
+        let type_index = spec
+            .types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (&t.name, i))
+            .collect();
+        Ok(Chain {
+            recipes,
+            order,
+            by_type,
+            active_types,
+            type_index,
+        })
+    }
+
+    /// Edges as (type index, supplier, consumer).
+    fn keyed(&self, edges: &[FlowEdge]) -> Vec<(usize, NodeId, NodeId)> {
+        // Edges come grouped by item: look each name up once per run.
+        let mut last: Option<(&ItemType, Option<usize>)> = None;
+        let mut out = Vec::with_capacity(edges.len());
+        for e in edges {
+            let idx = match last {
+                Some((item, idx)) if item == &e.item => idx,
+                _ => self.type_index.get(&e.item).copied(),
+            };
+            last = Some((&e.item, idx));
+            if let Some(i) = idx {
+                out.push((i, e.supplier, e.consumer));
+            }
+        }
+        out
+    }
+
+    /// The live, active stages (by id) and what each input type is asked for.
+    fn demand(&self, stages: &'a [StageState]) -> (Vec<&'a StageState>, Demand<'a>) {
+        let mut live_active: Vec<&StageState> = stages
+            .iter()
+            .filter(|s| s.live && self.active_types.contains(&s.item))
+            .collect();
+        live_active.sort_by_key(|s| s.id);
+        let mut consumers_of: Demand = HashMap::new();
+        for s in &live_active {
+            for (input, units) in &self.recipes[&s.item].inputs {
+                consumers_of
+                    .entry(input)
+                    .or_default()
+                    .push((s, *units as u64 * s.capacity.max(1) as u64));
+            }
+        }
+        (live_active, consumers_of)
+    }
+
+    /// Links the consumers of every active type to its suppliers; the
+    /// edges sorted by (item, supplier, consumer).
+    fn link(
+        &self,
+        consumers_of: &Demand<'a>,
+        previous_suppliers: &HashMap<(usize, NodeId), Vec<NodeId>>,
+        avoid: &BTreeSet<(NodeId, NodeId)>,
+        config: &SolverConfig,
+    ) -> Vec<FlowEdge> {
+        let mut groups: Vec<(&ItemType, Vec<FlowEdge>)> = Vec::new();
+        for t in &self.order {
+            if !self.active_types.contains(t) {
+                continue;
+            }
+            let Some(consumers) = consumers_of.get(t) else {
+                continue;
+            };
+            let suppliers: &[&StageState] = &self.by_type[t];
+            let yield_units = self.recipes[t].yield_units as u64;
+            let k = config.max_suppliers.max(1);
+            let mut group = Vec::new();
+            if suppliers.len() <= k {
+                link_all(t, suppliers, consumers, avoid, &mut group);
+            } else {
+                let ti = self.type_index[t];
+                let prev = |c: NodeId| {
+                    previous_suppliers
+                        .get(&(ti, c))
+                        .map(Vec::as_slice)
+                        .unwrap_or(&[])
+                };
+                Balancer::new(t, suppliers, yield_units, consumers, k, avoid).run(prev, &mut group);
+            }
+            group.sort_unstable_by_key(|e| (e.supplier, e.consumer));
+            groups.push((t, group));
+        }
+        groups.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        groups.into_iter().flat_map(|(_, g)| g).collect()
+    }
 }
 
 /// Types in dependency order (inputs before the types that use them), ties

@@ -227,11 +227,14 @@ impl ClusterConfig {
         Ok(())
     }
 
+    fn record_mut(&mut self, stage: NodeId) -> Result<&mut StageRecord, String> {
+        self.stages
+            .get_mut(&stage)
+            .ok_or_else(|| format!("no stage {stage} is registered"))
+    }
+
     fn suspect(&mut self, reporter: NodeId, suspect: NodeId) -> Result<(), String> {
-        let r = self
-            .stages
-            .get_mut(&suspect)
-            .ok_or_else(|| format!("no stage {suspect} is registered"))?;
+        let r = self.record_mut(suspect)?;
         if r.liveness != Liveness::Dead {
             r.suspected_by.insert(reporter);
             r.liveness = Liveness::Suspect;
@@ -240,10 +243,7 @@ impl ClusterConfig {
     }
 
     fn mark_dead(&mut self, index: u64, stage: NodeId) -> Result<(), String> {
-        let r = self
-            .stages
-            .get_mut(&stage)
-            .ok_or_else(|| format!("no stage {stage} is registered"))?;
+        let r = self.record_mut(stage)?;
         if r.liveness != Liveness::Dead {
             r.liveness = Liveness::Dead;
             self.config_version = index;
@@ -253,15 +253,12 @@ impl ClusterConfig {
     }
 
     fn mark_alive(&mut self, index: u64, stage: NodeId) -> Result<(), String> {
-        let r = self
-            .stages
-            .get_mut(&stage)
-            .ok_or_else(|| format!("no stage {stage} is registered"))?;
+        let r = self.record_mut(stage)?;
         r.suspected_by.clear();
-        if r.liveness == Liveness::Dead {
+        let was_dead = std::mem::replace(&mut r.liveness, Liveness::Alive) == Liveness::Dead;
+        if was_dead {
             self.config_version = index;
         }
-        r.liveness = Liveness::Alive;
         Ok(())
     }
 

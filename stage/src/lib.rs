@@ -2,12 +2,12 @@
 //!
 //! | module | what lives there |
 //! |---|---|
-//! | [`core`] | the sans-IO protocol state machine: cycles, inventories, lot trading, fencing, heartbeats |
+//! | [`core`] | the sans-IO protocol state machine, in named parts: flow view, supply, demand, liveness, the cycle |
 //! | [`records`] | what the WAL holds: lot records, sequence, flow version; [`records::WalOp`] |
 //! | [`audit`] | the lot invariant checked across all stages' records |
-//! | [`metrics`] | the original's per-stage counters |
+//! | [`metrics`] | the original's per-stage counters, and the typed metrics file ([`metrics::StageReport`]) |
 //! | [`shell`] | the async runtime: WAL commit then send, per-peer FIFO outboxes, registration, flow watching |
-//! | [`setup`] | stage options from `cluster.toml` and the spec |
+//! | [`setup`] | stage options from `cluster.toml` and the spec; where a stage's files are ([`setup::StageFiles`]) |
 //! | [`wal`] | the redb WAL: one transaction per batch of transitions (group commit) |
 //!
 //! Still to come (see `docs/architecture.md` and the project's issues):

@@ -137,6 +137,12 @@ async fn confirm_suspect<S: ConfigStore>(
         return;
     }
     tracing::info!(stage = %suspect, ?reporters, "suspect answers the leader: a broken link, not a death");
+    // Alive first: the flow that routes around the link (committed after
+    // the `AvoidLink`) then never shows the stage still suspect.
+    let _ = shared
+        .store
+        .propose(Command::MarkAlive { stage: suspect })
+        .await;
     let flow = shared.store.config().borrow().flow.clone();
     for reporter in reporters {
         for (supplier, consumer) in [(suspect, reporter), (reporter, suspect)] {
@@ -146,10 +152,6 @@ async fn confirm_suspect<S: ConfigStore>(
             }
         }
     }
-    let _ = shared
-        .store
-        .propose(Command::MarkAlive { stage: suspect })
-        .await;
 }
 
 async fn commit_flow<S: ConfigStore>(shared: &Shared<S>, cfg: &ClusterConfig) {

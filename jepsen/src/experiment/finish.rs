@@ -3,10 +3,11 @@
 //! wall time and chain changes, and write the summary, files and plots.
 
 use super::observe::{successful_ratio, Observer};
+use super::record::unix_ms;
 use super::record::Record;
 use super::reroute::Genealogy;
 use super::results::{self, Reports, Reroute, Summary};
-use super::rig::{unix_ms, Rig};
+use super::rig::Rig;
 use super::{ideal, plots, RunConfig, RunError, RunReport};
 use crate::op::OpKind;
 use factoryos_coord::spec::ChainSpec;

@@ -5,7 +5,6 @@
 use super::ideal::{ChainChange, ChainEvent};
 use super::live::Live;
 use super::results::{ChainOp, Fault, Recovery};
-use super::rig::{unix_ms, Moment};
 use super::Progress;
 use crate::op::{Op, OpKind};
 use factoryos_coord::solver::StageState;
@@ -13,7 +12,22 @@ use factoryos_coord::spec::ChainSpec;
 use factoryos_wire::model::Spec;
 use factoryos_wire::{ItemType, NodeId};
 use std::collections::BTreeSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// When something happens, on the run's clock and in cycles since the stages started.
+#[derive(Debug, Clone, Copy)]
+pub struct Moment {
+    pub elapsed: Duration,
+    pub at_s: f64,
+    /// Cycles since the stages started (the twin's clock).
+    pub cycle: u64,
+}
 
 /// A crash of a stage host, followed until the leader marks it dead.
 #[derive(Debug)]

@@ -195,30 +195,8 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn render(&self) -> String {
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "{} chain (seed {}): {} types, {} stages, {} coordinators ({}), {:.0} s of {} ms cycles",
-            self.preset, self.seed, self.types, self.stages, self.coordinators, self.coord_mode, self.duration_s, self.cycle_ms
-        );
-        let _ = writeln!(
-            s,
-            "final products        {} (ideal twin: {}) -> efficiency {:.3}",
-            self.final_products, self.ideal_final_products, self.efficiency
-        );
-        let _ = writeln!(
-            s,
-            "successful cycles     {:.1}% of all cycles of non-raw stages (ideal twin: {:.1}%; {:.1}% over every stage)",
-            self.successful_cycle_ratio * 100.0,
-            self.ideal_successful_cycle_ratio * 100.0,
-            self.successful_cycle_ratio_all * 100.0
-        );
-        let _ = writeln!(
-            s,
-            "messages per lot      {:.2} trade messages + {:.2} heartbeats",
-            self.messages_per_lot, self.heartbeats_per_lot
-        );
+    /// Faults, recoveries and, after crashes, detection and rerouting.
+    fn render_faults(&self, s: &mut String) {
         let recovered: Vec<String> = self
             .recoveries
             .iter()
@@ -248,27 +226,60 @@ impl Summary {
                 ms(median(self.reroutes.iter().map(|r| r.baseline_ms))),
             );
         }
-        if !self.chain_changes.is_empty() {
-            let list: Vec<String> = self
-                .chain_changes
-                .iter()
-                .take(6)
-                .map(|c| format!("{} ({})", c.detail, c.op))
-                .collect();
-            let more = self.chain_changes.len().saturating_sub(list.len());
-            let _ = writeln!(
-                s,
-                "chain changes         {} recipe updates, {} stages added: {}{}",
-                self.recipe_updates,
-                self.stages_added,
-                list.join(", "),
-                if more > 0 {
-                    format!(" and {more} more")
-                } else {
-                    String::new()
-                }
-            );
+    }
+
+    /// Recipe updates and added stages, the first few by name.
+    fn render_changes(&self, s: &mut String) {
+        if self.chain_changes.is_empty() {
+            return;
         }
+        let list: Vec<String> = self
+            .chain_changes
+            .iter()
+            .take(6)
+            .map(|c| format!("{} ({})", c.detail, c.op))
+            .collect();
+        let more = self.chain_changes.len().saturating_sub(list.len());
+        let _ = writeln!(
+            s,
+            "chain changes         {} recipe updates, {} stages added: {}{}",
+            self.recipe_updates,
+            self.stages_added,
+            list.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        );
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{} chain (seed {}): {} types, {} stages, {} coordinators ({}), {:.0} s of {} ms cycles",
+            self.preset, self.seed, self.types, self.stages, self.coordinators, self.coord_mode, self.duration_s, self.cycle_ms
+        );
+        let _ = writeln!(
+            s,
+            "final products        {} (ideal twin: {}) -> efficiency {:.3}",
+            self.final_products, self.ideal_final_products, self.efficiency
+        );
+        let _ = writeln!(
+            s,
+            "successful cycles     {:.1}% of all cycles of non-raw stages (ideal twin: {:.1}%; {:.1}% over every stage)",
+            self.successful_cycle_ratio * 100.0,
+            self.ideal_successful_cycle_ratio * 100.0,
+            self.successful_cycle_ratio_all * 100.0
+        );
+        let _ = writeln!(
+            s,
+            "messages per lot      {:.2} trade messages + {:.2} heartbeats",
+            self.messages_per_lot, self.heartbeats_per_lot
+        );
+        self.render_faults(&mut s);
+        self.render_changes(&mut s);
         let _ = write!(
             s,
             "lots lost {}, duplicated {}, miscounted {} (audit of every WAL; {} still in transit)",

@@ -3,7 +3,7 @@
 //! the processes and through the client, and noted in the run's record.
 
 use super::live::Live;
-use super::record::Record;
+use super::record::{unix_ms, Moment, Record};
 use super::results::Reports;
 use super::{RunConfig, RunError};
 use crate::local::LocalCluster;
@@ -16,12 +16,6 @@ use std::time::{Duration, Instant};
 
 /// How long the cluster may take to come up.
 const STARTUP: Duration = Duration::from_secs(60);
-
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// A running cluster of real processes, and what the run knows of it.
 pub struct Rig {
@@ -39,15 +33,6 @@ pub struct Rig {
     pub clock_unix_ms: u64,
     /// What restarted stages counted in their earlier lives.
     carried: Reports,
-}
-
-/// When something happens, on the run's clock and in cycles since the stages started.
-#[derive(Debug, Clone, Copy)]
-pub struct Moment {
-    pub elapsed: Duration,
-    pub at_s: f64,
-    /// Cycles since the stages started (the twin's clock).
-    pub cycle: u64,
 }
 
 impl Rig {
