@@ -246,8 +246,9 @@ impl<'a> Chain<'a> {
     }
 }
 
-/// Types in dependency order (inputs before the types that use them), ties
-/// in spec order.
+/// Types in dependency order (inputs before the types that use them): by
+/// depth (raw materials 0, a type one more than its deepest input), then by
+/// name.
 pub fn topological_order(spec: &Spec) -> Result<Vec<&ItemType>, SolveError> {
     let mut graph = petgraph::graph::DiGraph::<&ItemType, ()>::new();
     let index: HashMap<&ItemType, _> = spec
@@ -262,9 +263,23 @@ pub fn topological_order(spec: &Spec) -> Result<Vec<&ItemType>, SolveError> {
             }
         }
     }
-    petgraph::algo::toposort(&graph, None)
-        .map(|order| order.into_iter().map(|n| graph[n]).collect())
-        .map_err(|cycle| SolveError::Cycle(graph[cycle.node_id()].clone()))
+    let order = petgraph::algo::toposort(&graph, None)
+        .map_err(|cycle| SolveError::Cycle(graph[cycle.node_id()].clone()))?;
+    // Depth (longest chain of inputs below a type), then name: one order
+    // whatever petgraph's traversal, so every caller walks types alike.
+    let mut depth: HashMap<&ItemType, usize> = HashMap::with_capacity(order.len());
+    for n in &order {
+        let t = graph[*n];
+        let d = graph
+            .neighbors_directed(*n, petgraph::Direction::Incoming)
+            .map(|i| depth[graph[i]] + 1)
+            .max()
+            .unwrap_or(0);
+        depth.insert(t, d);
+    }
+    let mut types: Vec<&ItemType> = order.into_iter().map(|n| graph[n]).collect();
+    types.sort_by(|a, b| (depth[a], *a).cmp(&(depth[b], *b)));
+    Ok(types)
 }
 
 /// Every consumer to every supplier (except over links reported broken,

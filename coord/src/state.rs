@@ -192,6 +192,12 @@ impl ClusterConfig {
                 stage.id
             ));
         }
+        if !declare && (stage.addr.ip().is_unspecified() || stage.addr.port() == 0) {
+            return Err(format!(
+                "stage {} registered {}, an address no peer can dial; it must register the address its peers reach it at",
+                stage.id, stage.addr
+            ));
+        }
         let Some(recipe) = self.spec.as_ref().and_then(|s| s.recipe(&stage.item)) else {
             return Err(format!(
                 "stage {} makes `{}`, which the spec does not define",

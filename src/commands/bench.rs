@@ -41,9 +41,9 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = RaftTimeouts::default().election_max_ms)]
         election_max_ms: u64,
         /// Which configuration store to measure: raft, file-lock, or both
-        /// side by side (the default).
-        #[arg(long, value_parser = super::mode_parser())]
-        coord_mode: Option<CoordMode>,
+        /// side by side in one run.
+        #[arg(long, default_value = "both", value_parser = modes_parser())]
+        coord_mode: Vec<CoordMode>,
         /// Keep the cluster directory (certificates, logs, data) afterwards.
         #[arg(long)]
         keep: bool,
@@ -99,11 +99,22 @@ pub fn main(cmd: BenchCommand) -> Result<()> {
                     election_min_ms,
                     election_max_ms,
                 },
-                modes: coord_mode.map_or(CoordMode::ALL.to_vec(), |m| vec![m]),
+                modes: coord_mode,
             },
             keep,
         ),
     }
+}
+
+/// `raft`, `file-lock` or `both` (every mode, in that order).
+fn modes_parser() -> impl clap::builder::TypedValueParser<Value = Vec<CoordMode>> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["raft", "file-lock", "both"]).try_map(|s| {
+        match s.as_str() {
+            "both" => Ok(CoordMode::ALL.to_vec()),
+            one => one.parse::<CoordMode>().map(|m| vec![m]),
+        }
+    })
 }
 
 fn bar(len: u64) -> ProgressBar {

@@ -3,6 +3,7 @@
 //! | module | what lives there |
 //! |---|---|
 //! | [`core`] | the sans-IO protocol state machine, in named parts: flow view, supply, demand, liveness, the cycle |
+//! | [`address`] | the address a stage registers: one its peers can dial |
 //! | [`records`] | what the WAL holds: lot records, sequence, flow version; [`records::WalOp`] |
 //! | [`audit`] | the lot invariant checked across all stages' records |
 //! | [`metrics`] | the original's per-stage counters, and the typed metrics file ([`metrics::StageReport`]) |
@@ -15,6 +16,7 @@
 //!
 //! It depends on `factoryos-coord` (the client) and `factoryos-wire`.
 
+pub mod address;
 pub mod audit;
 pub mod core;
 pub mod metrics;

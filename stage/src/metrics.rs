@@ -129,9 +129,20 @@ impl StageReport {
         serde_json::from_str(&text).ok()
     }
 
-    /// Writes the file atomically (a temporary file renamed over it).
+    /// Writes the file atomically (a temporary file renamed over it), with
+    /// `total_manufacture_cycles` beside the counters it sums.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        #[derive(Serialize)]
+        struct Written<'a> {
+            #[serde(flatten)]
+            report: &'a StageReport,
+            total_manufacture_cycles: u64,
+        }
+        let written = Written {
+            report: self,
+            total_manufacture_cycles: self.counters.total_manufacture_cycles(),
+        };
+        let json = serde_json::to_vec_pretty(&written).map_err(std::io::Error::other)?;
         let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, json)?;
         std::fs::rename(&tmp, path)
@@ -174,6 +185,9 @@ mod tests {
         let path = dir.path().join("metrics.json");
         report().write(&path).unwrap();
         assert_eq!(StageReport::read(&path), Some(report()));
+        let file: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(file["total_manufacture_cycles"], 5, "{file}");
         assert_eq!(StageReport::read(&dir.path().join("none.json")), None);
     }
 

@@ -56,6 +56,8 @@ pub enum StageError {
     #[error(transparent)]
     Wal(#[from] WalError),
     #[error(transparent)]
+    Address(#[from] crate::address::AddressError),
+    #[error(transparent)]
     Transport(#[from] factoryos_wire::TransportError),
     #[error("the WAL task failed: {0}")]
     Join(String),
@@ -119,12 +121,13 @@ pub async fn start(opts: StageOptions) -> Result<StageHandle, StageError> {
         opts.transport.clone(),
         opts.faults.clone(),
     )?;
-    let addr = transport
+    let bound = transport
         .local_addr()
         .map_err(|source| factoryos_wire::TransportError::Bind {
             addr: opts.listen,
             source,
         })?;
+    let addr = crate::address::advertised(id, bound, &opts.coordinators)?;
     let client = CoordClient::new(
         transport.clone(),
         opts.coordinators.keys().copied().collect(),
@@ -278,10 +281,22 @@ impl Runner {
             let (tx, mut rx) = mpsc::unbounded_channel::<(FlowVersion, Message)>();
             let transport = self.transport.clone();
             tokio::spawn(async move {
+                let mut failing = false;
                 while let Some((version, msg)) = rx.recv().await {
                     // At most once: a failed send is counted by the transport and
                     // repaired by the protocol (retransmits, request timeouts).
-                    let _ = transport.send(to, version, msg).await;
+                    // Said once when a peer becomes unreachable, once when it is back.
+                    match transport.send(to, version, msg).await {
+                        Err(e) if !failing => {
+                            failing = true;
+                            tracing::warn!(peer = %to, error = %e, "cannot send to a peer");
+                        }
+                        Ok(()) if failing => {
+                            failing = false;
+                            tracing::info!(peer = %to, "sending to the peer again");
+                        }
+                        _ => {}
+                    }
                 }
             });
             tx

@@ -347,3 +347,19 @@ fn the_recipe_rule_bumps_the_version_and_keeps_the_chain_a_dag() {
         .unwrap_err()
         .contains("not a type"));
 }
+
+#[test]
+fn a_registration_at_an_address_no_peer_can_dial_is_refused() {
+    let mut c = ClusterConfig::default();
+    c.apply(1, &Command::SetSpec { spec: spec() });
+    for addr in ["0.0.0.0:7000", "127.0.0.1:0"] {
+        let mut s = stage(11, "wood");
+        s.addr = addr.parse().unwrap();
+        let r = c.apply(2, &Command::RegisterStage { stage: s });
+        assert!(
+            matches!(&r, CommandResponse::Rejected { reason } if reason.contains("no peer can dial")),
+            "{addr}: {r:?}"
+        );
+    }
+    assert!(c.stages.is_empty());
+}

@@ -55,8 +55,9 @@ pub fn final_products(spec: &Spec, stages: &[StageState], cycles: u64, tuning: &
     simulate(spec, stages, cycles, tuning, &[]).final_products
 }
 
-/// Types in dependency order (inputs first), by the solver's own rule; a
-/// spec with a cycle (which no store accepts) is taken in spec order.
+/// Types in dependency order (inputs first, then by depth and name), by the
+/// solver's own rule; a spec with a cycle (which no store accepts) is taken
+/// in spec order.
 fn dependency_order(spec: &Spec) -> Vec<ItemType> {
     match topological_order(spec) {
         Ok(order) => order.into_iter().cloned().collect(),

@@ -19,6 +19,8 @@ pub struct Live {
     item_of: BTreeMap<NodeId, ItemType>,
     pub dead_hosts: BTreeSet<NodeId>,
     pub dead_coords: BTreeSet<NodeId>,
+    /// Ids given out that no stage has (an add that failed half way): never reused.
+    spent: BTreeSet<NodeId>,
 }
 
 impl Live {
@@ -45,6 +47,7 @@ impl Live {
             groups,
             dead_hosts: BTreeSet::new(),
             dead_coords: BTreeSet::new(),
+            spent: BTreeSet::new(),
         }
     }
 
@@ -78,9 +81,15 @@ impl Live {
         self.item_of.insert(id, item);
     }
 
-    /// The smallest id no stage has (ids are never reused).
+    /// The next id never given out (ids are never reused).
     pub fn next_id(&self) -> NodeId {
-        NodeId(self.ids.iter().map(|i| i.0).max().unwrap_or(10) + 1)
+        let top = self.ids.iter().chain(&self.spent).map(|i| i.0).max();
+        NodeId(top.unwrap_or(10) + 1)
+    }
+
+    /// `id` was given to a stage that did not join: it is not given again.
+    pub fn spend(&mut self, id: NodeId) {
+        self.spent.insert(id);
     }
 
     fn live_of(&self, item: &ItemType, dead: &BTreeSet<NodeId>) -> usize {

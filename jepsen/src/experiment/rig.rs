@@ -130,6 +130,10 @@ impl Rig {
             Ok(()) => {}
             Err(e) if matches!(op.kind(), OpKind::UpdateRecipe | OpKind::AddStage) => {
                 tracing::warn!(op = %op.describe(), error = %e, "operation not applied");
+                if let Op::AddStage { decl } = &op {
+                    // It may be in the spec file or declared already.
+                    self.live.spend(decl.id);
+                }
                 return Ok(());
             }
             Err(e) => return Err(e.into()),
