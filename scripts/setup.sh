@@ -3,10 +3,10 @@
 # checks the toolchain. Idempotent; safe to run on every test run.
 set -euo pipefail
 
-# System packages the tests use: the DejaVu font for the run's PNG plots.
-# The partition harness (network namespaces, nftables) will add iproute2 and
-# nftables here when it lands.
-PACKAGES=(fonts-dejavu-core)
+# System packages the tests use: the DejaVu font for the run's PNG plots;
+# iproute2 (ip netns, veth, bridges) and nftables for the partition
+# harness's network-namespace hosts.
+PACKAGES=(fonts-dejavu-core iproute2 nftables)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -245,18 +245,30 @@ impl CoordClient {
     /// ([`NodeId::OPERATOR`] for tools), on an endpoint of its own; close the
     /// returned transport when done.
     pub fn connect(cluster: &ClusterFile, id: NodeId) -> Result<(Self, Transport), SetupError> {
-        let identity = NodeIdentity::load(&cluster.certs, id)?;
-        let book = PeerBook::new();
-        for (m, addr) in &cluster.coordinators {
-            book.insert(*m, *addr);
-        }
         let bind = match cluster.coordinators.values().next() {
             Some(a) if a.is_ipv6() => SocketAddr::from(([0u16; 8], 0)),
             Some(a) if !a.ip().is_loopback() => SocketAddr::from(([0, 0, 0, 0], 0)),
             _ => SocketAddr::from(([127, 0, 0, 1], 0)),
         };
+        let socket = std::net::UdpSocket::bind(bind)
+            .map_err(|source| factoryos_wire::TransportError::Bind { addr: bind, source })?;
+        Self::connect_on(cluster, id, socket)
+    }
+
+    /// Like [`CoordClient::connect`], on a socket the caller made (the
+    /// harness makes its clients' sockets inside a network namespace).
+    pub fn connect_on(
+        cluster: &ClusterFile,
+        id: NodeId,
+        socket: std::net::UdpSocket,
+    ) -> Result<(Self, Transport), SetupError> {
+        let identity = NodeIdentity::load(&cluster.certs, id)?;
+        let book = PeerBook::new();
+        for (m, addr) in &cluster.coordinators {
+            book.insert(*m, *addr);
+        }
         let (transport, _inbox) =
-            Transport::bind(&identity, bind, book, TransportConfig::default(), None)?;
+            Transport::bind_socket(&identity, socket, book, TransportConfig::default(), None)?;
         let client = CoordClient::new(
             transport.clone(),
             cluster.coordinators.keys().copied().collect(),

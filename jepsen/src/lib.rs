@@ -2,7 +2,8 @@
 //!
 //! | module | what lives there |
 //! |---|---|
-//! | [`local`] | a cluster of real `factoryos` processes on this machine: start, kill -9, restart, clean up |
+//! | [`hosts`] | where processes run: loopback, or network-namespace hosts on one bridge with nftables rules ([`hosts::netns`]) |
+//! | [`local`] | a cluster of real `factoryos` processes on those hosts: start, kill -9, pause, restart, clean up |
 //! | [`op`] | operations (crash, recover, kill the leader, recipe update, added stage): one value each, applied one way, whoever schedules them |
 //! | [`experiment`] | `factoryos run`: a local cluster on a generated chain, operations at the original's rates, results vs the ideal twin |
 //! | [`failover`] | the leader-failover and commit-latency measurement behind `factoryos bench failover` |
@@ -15,6 +16,7 @@
 
 pub mod experiment;
 pub mod failover;
+pub mod hosts;
 pub mod local;
 pub mod op;
 pub mod stage_kill;

@@ -1,11 +1,15 @@
-//! A cluster of real `factoryos` processes on this machine (loopback only).
+//! A cluster of real `factoryos` processes on this machine, on loopback or
+//! each on its own network-namespace host ([`Hosts`]).
 //!
 //! [`LocalCluster`] writes a cluster directory (certificates, `cluster.toml`,
 //! the spec), starts coordinators and stages as child processes with their
-//! output in `logs/`, kills them with SIGKILL or stops them with SIGTERM,
-//! restarts them, and kills whatever is still running when it is dropped, so
-//! a failing test or a Ctrl-C'd run leaves no process behind.
+//! output in `logs/`, kills them with SIGKILL, pauses them with SIGSTOP,
+//! stops them with SIGTERM, restarts them, and kills whatever is still
+//! running when it is dropped, so a failing test or a Ctrl-C'd run leaves no
+//! process behind.
 
+use crate::hosts::netns::{NetnsError, NetnsLab};
+use crate::hosts::Hosts;
 use factoryos_coord::client::CoordClient;
 use factoryos_coord::cluster::{ClusterFile, LocalInit, SetupError};
 use factoryos_stage::metrics::StageReport;
@@ -13,8 +17,10 @@ use factoryos_stage::setup::StageFiles;
 use factoryos_wire::{NodeId, Transport};
 use rand::Rng;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
+use std::sync::Arc;
 
 /// Why the cluster could not be set up or controlled.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +38,8 @@ pub enum LocalError {
     NoPorts(u64),
     #[error("node {0} is not part of this cluster")]
     Unknown(NodeId),
+    #[error("network-namespace hosts: {0}")]
+    Netns(#[from] NetnsError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LocalError {
@@ -39,7 +47,7 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LocalError {
     move |source| LocalError::Io { what, source }
 }
 
-/// Coordinators running as child processes of this one.
+/// Coordinators and stages running as child processes of this one.
 #[derive(Debug)]
 pub struct LocalCluster {
     dir: PathBuf,
@@ -48,16 +56,48 @@ pub struct LocalCluster {
     file: ClusterFile,
     procs: BTreeMap<NodeId, Child>,
     metrics_ms: u64,
+    hosts: Hosts,
 }
+
+/// The port coordinators listen on when each has a host of its own.
+const COORD_PORT: u16 = 7101;
 
 impl LocalCluster {
     /// Writes the cluster `init` describes into `dir` (which must not hold
     /// one), its coordinators on free loopback ports.
     pub fn create(dir: &Path, binary: &Path, init: &LocalInit) -> Result<Self, LocalError> {
+        let base = free_ports(init.coordinators)?;
+        let addrs: Vec<SocketAddr> = (0..init.coordinators)
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], base + i as u16)))
+            .collect();
+        Self::write(dir, binary, init, &addrs, Hosts::Loopback)
+    }
+
+    /// Like [`LocalCluster::create`], every process on its own host of `lab`.
+    pub fn create_in(
+        dir: &Path,
+        binary: &Path,
+        init: &LocalInit,
+        lab: Arc<NetnsLab>,
+    ) -> Result<Self, LocalError> {
+        let hosts = Hosts::Netns(lab);
+        let mut addrs = Vec::new();
+        for id in 1..=init.coordinators {
+            addrs.push(SocketAddr::new(hosts.ip(NodeId(id))?, COORD_PORT));
+        }
+        Self::write(dir, binary, init, &addrs, hosts)
+    }
+
+    fn write(
+        dir: &Path,
+        binary: &Path,
+        init: &LocalInit,
+        addrs: &[SocketAddr],
+        hosts: Hosts,
+    ) -> Result<Self, LocalError> {
         std::fs::create_dir_all(dir.join("logs"))
             .map_err(io(format!("create {}", dir.display())))?;
-        let base = free_ports(init.coordinators)?;
-        let config = init.write(dir, base)?;
+        let config = init.write_at(dir, addrs)?;
         let file = ClusterFile::load(&config)?;
         Ok(LocalCluster {
             dir: dir.to_owned(),
@@ -66,7 +106,13 @@ impl LocalCluster {
             file,
             procs: BTreeMap::new(),
             metrics_ms: 1000,
+            hosts,
         })
+    }
+
+    /// Where the processes run.
+    pub fn hosts(&self) -> &Hosts {
+        &self.hosts
     }
 
     pub fn dir(&self) -> &Path {
@@ -144,9 +190,11 @@ impl LocalCluster {
     pub fn terminate(&mut self, id: NodeId) -> Result<(), LocalError> {
         let mut child = self.procs.remove(&id).ok_or(LocalError::Unknown(id))?;
         let pid = child.id() as libc::pid_t;
-        // SAFETY: plain kill(2) on a child we spawned and have not reaped.
+        // SAFETY: plain kill(2) on a child we spawned and have not reaped;
+        // SIGCONT lets a paused one take the SIGTERM.
         unsafe {
             libc::kill(pid, libc::SIGTERM);
+            libc::kill(pid, libc::SIGCONT);
         }
         child.wait().map_err(io(format!("reap n{}", id.0)))?;
         Ok(())
@@ -158,9 +206,11 @@ impl LocalCluster {
         let mut children = Vec::new();
         for id in ids {
             let child = self.procs.remove(id).ok_or(LocalError::Unknown(*id))?;
-            // SAFETY: plain kill(2) on a child we spawned and have not reaped.
+            // SAFETY: plain kill(2) on a child we spawned and have not reaped;
+            // SIGCONT lets a paused one take the SIGTERM.
             unsafe {
                 libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+                libc::kill(child.id() as libc::pid_t, libc::SIGCONT);
             }
             children.push((*id, child));
         }
@@ -182,7 +232,9 @@ impl LocalCluster {
             .open(&log_path)
             .map_err(io(format!("open {}", log_path.display())))?;
         let err = log.try_clone().map_err(io("clone log handle"))?;
-        let child = Command::new(&self.binary)
+        let child = self
+            .hosts
+            .command(id, &self.binary)?
             .arg(&args[0])
             .arg("--config")
             .arg(&self.config)
@@ -215,6 +267,28 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// Stops process `id` with SIGSTOP: it holds its sockets, files and
+    /// locks, and does nothing, until [`LocalCluster::resume`].
+    pub fn pause(&mut self, id: NodeId) -> Result<(), LocalError> {
+        self.signal(id, libc::SIGSTOP)
+    }
+
+    /// Lets a paused process `id` go on (SIGCONT).
+    pub fn resume(&mut self, id: NodeId) -> Result<(), LocalError> {
+        self.signal(id, libc::SIGCONT)
+    }
+
+    fn signal(&mut self, id: NodeId, signal: libc::c_int) -> Result<(), LocalError> {
+        let child = self.procs.get(&id).ok_or(LocalError::Unknown(id))?;
+        // SAFETY: kill(2) on a child we spawned and have not reaped.
+        if unsafe { libc::kill(child.id() as libc::pid_t, signal) } != 0 {
+            return Err(io(format!("signal n{}", id.0))(
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether coordinator `id` is running (it may have exited on its own).
     pub fn is_running(&mut self, id: NodeId) -> bool {
         match self.procs.get_mut(&id) {
@@ -223,15 +297,25 @@ impl LocalCluster {
         }
     }
 
-    /// An operator client of the cluster.
+    /// An operator client of the cluster (inside the control host on
+    /// namespace hosts).
     pub fn client(&self) -> Result<(CoordClient, Transport), LocalError> {
-        Ok(CoordClient::connect(&self.file, NodeId::OPERATOR)?)
+        let socket = self.hosts.client_socket().map_err(io("a client socket"))?;
+        Ok(CoordClient::connect_on(
+            &self.file,
+            NodeId::OPERATOR,
+            socket,
+        )?)
     }
 
-    /// Kills every process still running.
+    /// Kills every process still running (a paused one too).
     pub fn stop_all(&mut self) {
         for (_, mut child) in std::mem::take(&mut self.procs) {
             let _ = child.kill();
+            // SAFETY: kill(2) on a child we spawned and have not reaped.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGCONT);
+            }
             let _ = child.wait();
         }
     }

@@ -4,6 +4,7 @@
 use super::{ClusterToml, Member, SetupError};
 use crate::config::{CoordMode, RaftTimeouts};
 use factoryos_wire::{ClusterCa, NodeId};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// What `factoryos cluster init` (and the harness) writes: `coordinators`
@@ -33,31 +34,35 @@ impl<'a> LocalInit<'a> {
     /// the operator 0, the spec's stages), a copy of the spec as
     /// `spec.toml`, and `cluster.toml`, whose path it returns.
     pub fn write(&self, dir: &Path, base_port: u16) -> Result<PathBuf, SetupError> {
+        let addrs: Vec<SocketAddr> = (0..self.coordinators)
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], (base_port as u64 + i) as u16)))
+            .collect();
+        self.write_at(dir, &addrs)
+    }
+
+    /// Like [`LocalInit::write`], coordinator `i` (from 1) at `addrs[i - 1]`.
+    pub fn write_at(&self, dir: &Path, addrs: &[SocketAddr]) -> Result<PathBuf, SetupError> {
         let io = |path: PathBuf| move |source| factoryos_wire::CertError::Io { path, source };
         let certs = dir.join("certs");
         let ca = ClusterCa::generate("factoryos")?;
         ca.save(&certs, false)?;
-        let mut ids: Vec<NodeId> = (0..=self.coordinators).map(NodeId).collect();
+        let mut ids: Vec<NodeId> = (0..=addrs.len() as u64).map(NodeId).collect();
         let mut file = ClusterToml {
             certs: "certs".into(),
             data: "data".into(),
             spec: None,
             mode: self.mode,
             shared: None,
-            coordinators: (1..=self.coordinators)
-                .map(|i| Member {
-                    id: i,
-                    addr: std::net::SocketAddr::from((
-                        [127, 0, 0, 1],
-                        (base_port as u64 + i - 1) as u16,
-                    )),
-                })
+            coordinators: addrs
+                .iter()
+                .zip(1..)
+                .map(|(addr, id)| Member { id, addr: *addr })
                 .collect(),
             raft: self.raft,
         };
         if let Some(path) = self.spec {
             let chain = crate::spec::load(path)?;
-            super::check_ids(&chain, (1..=self.coordinators).map(NodeId))?;
+            super::check_ids(&chain, (1..=addrs.len() as u64).map(NodeId))?;
             ids.extend(chain.stages.iter().map(|s| s.id));
             let copy = dir.join("spec.toml");
             std::fs::copy(path, &copy).map_err(io(copy.clone()))?;
