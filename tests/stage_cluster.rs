@@ -150,6 +150,32 @@ fn operators_change_a_running_chain_recipes_and_stages() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
+    // A compare-and-set on the old version is refused with the current one.
+    let stale = factoryos(&[
+        "recipe",
+        "set",
+        "--config",
+        config,
+        "--item",
+        "window",
+        "--input",
+        "window-frame=9",
+        "--yield",
+        "1",
+        "--if-version",
+        "1",
+    ]);
+    let err = String::from_utf8_lossy(&stale.stderr);
+    assert!(
+        !stale.status.success() && err.contains("at version 2, not 1"),
+        "{err}"
+    );
+    let show = factoryos(&["recipe", "show", "--config", config, "--item", "window"]);
+    let out = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        show.status.success() && out.contains("window v2: window-frame=4"),
+        "{out}"
+    );
     for id in [15, 16] {
         eventually("the window stages running recipe 2", || {
             (metric(&cluster, id, |m| m.gauges.recipe_version)? == 2).then_some(())

@@ -207,11 +207,38 @@ impl CoordClient {
         .await
     }
 
-    /// Operator only: a new recipe for `item` (its version is bumped); the
-    /// log index that committed it.
-    pub async fn update_recipe(&self, item: ItemType, recipe: Recipe) -> Result<u64, ClientError> {
-        self.commit(ClientRequest::UpdateRecipe { item, recipe })
-            .await
+    /// Operator only: a new recipe for `item` (its version is bumped); with
+    /// `if_version`, only if its version is still that one. The log index
+    /// that committed it.
+    pub async fn update_recipe(
+        &self,
+        item: ItemType,
+        recipe: Recipe,
+        if_version: Option<u32>,
+    ) -> Result<u64, ClientError> {
+        let req = ClientRequest::UpdateRecipe {
+            item,
+            recipe,
+            if_version,
+        };
+        self.commit(req).await
+    }
+
+    /// `item`'s recipe and its version; `linearizable` makes it at least as
+    /// new as any update committed before the call.
+    pub async fn read_recipe(
+        &self,
+        item: ItemType,
+        linearizable: bool,
+    ) -> Result<Recipe, ClientError> {
+        self.ask(
+            ClientRequest::ReadRecipe { item, linearizable },
+            |r| match r {
+                ClientResponse::Recipe(recipe) => Ok(recipe),
+                other => Err(other),
+            },
+        )
+        .await
     }
 
     /// Operator only: declares a new stage (it may connect and register from

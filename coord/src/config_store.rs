@@ -6,6 +6,7 @@
 //! The coordinator's client serving and leader duties are written once,
 //! against this trait.
 
+use crate::events::{EventLog, What};
 use crate::raft::network::{self, ForwardedWrite};
 use crate::raft::Raft;
 use crate::state::{ClusterConfig, Command, CommandResponse};
@@ -110,11 +111,13 @@ impl RaftStore {
         raft: Raft,
         transport: Transport,
         config: watch::Receiver<Arc<ClusterConfig>>,
+        log: EventLog,
     ) -> Self {
         let (tx, leading) = watch::channel(false);
         let mut metrics = raft.metrics();
         let peers = transport.peers().clone();
         tokio::spawn(async move {
+            let mut role = None;
             loop {
                 let now = {
                     let m = metrics.borrow_and_update();
@@ -126,7 +129,18 @@ impl RaftStore {
                             }
                         }
                     }
-                    m.state.is_leader() && m.current_leader == Some(id.0)
+                    let leading = m.state.is_leader() && m.current_leader == Some(id.0);
+                    let seen = (m.current_term, m.current_leader, leading);
+                    if role != Some(seen) {
+                        role = Some(seen);
+                        log.record(What::Role {
+                            term: m.current_term,
+                            leader: m.current_leader.map(NodeId),
+                            leading,
+                            last_applied: m.last_applied.map_or(0, |l| l.index),
+                        });
+                    }
+                    leading
                 };
                 tx.send_if_modified(|v| std::mem::replace(v, now) != now);
                 if metrics.changed().await.is_err() || tx.is_closed() {

@@ -15,6 +15,7 @@
 //! under that lock, so concurrent writers cannot lose each other's updates.
 
 use crate::config_store::{ConfigStore, MembershipChange, StoreError};
+use crate::events::{EventLog, What};
 use crate::state::{ClusterConfig, Command, CommandResponse};
 use factoryos_wire::message::RaftRpc;
 use factoryos_wire::model::ClusterStatus;
@@ -66,6 +67,9 @@ struct Inner {
     /// Held for as long as this participant leads.
     lock: Mutex<Option<File>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    log: EventLog,
+    /// The (epoch, leader, leading) last recorded in the log.
+    role: Mutex<Option<(u64, Option<NodeId>, bool)>>,
 }
 
 impl Drop for Inner {
@@ -93,6 +97,7 @@ impl FileLockStore {
         id: NodeId,
         members: Vec<NodeId>,
         poll: Duration,
+        log: EventLog,
     ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(unavailable)?;
         let stored = read_stored(dir)?;
@@ -107,6 +112,8 @@ impl FileLockStore {
             leading,
             lock: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
+            log,
+            role: Mutex::new(None),
         });
         let weak = Arc::downgrade(&inner);
         let tasks = vec![
@@ -151,6 +158,7 @@ async fn follow(inner: Weak<Inner>, poll: Duration) {
         if let Err(e) = refresh(&inner) {
             tracing::warn!(error = %e, "cannot re-read the shared configuration");
         }
+        record_role(&inner);
     }
 }
 
@@ -190,8 +198,28 @@ fn try_lead(inner: &Inner) -> std::io::Result<bool> {
     )?;
     *inner.lock.lock().unwrap_or_else(|e| e.into_inner()) = Some(file);
     inner.leading.send_replace(true);
+    record_role(inner);
     tracing::info!(node = %inner.id, epoch, "holding the leader lock");
     Ok(true)
+}
+
+/// Logs the leader and epoch this participant sees, when they changed.
+fn record_role(inner: &Inner) {
+    let Some((leader, epoch)) = read_leader(&inner.dir) else {
+        return;
+    };
+    let leading = *inner.leading.borrow() && leader == inner.id;
+    let seen = (epoch, Some(leader), leading);
+    let mut role = inner.role.lock().unwrap_or_else(|e| e.into_inner());
+    if *role != Some(seen) {
+        *role = Some(seen);
+        inner.log.record(What::Role {
+            term: epoch,
+            leader: Some(leader),
+            leading,
+            last_applied: *inner.index.lock().unwrap_or_else(|e| e.into_inner()),
+        });
+    }
 }
 
 fn read_leader(dir: &Path) -> Option<(NodeId, u64)> {

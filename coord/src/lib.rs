@@ -12,6 +12,7 @@
 //! | [`cluster`] | `cluster.toml`: read, written, and a local cluster directory made ([`cluster::LocalInit`]) |
 //! | [`config`] | settings every part reads: Raft timeouts, the coordination mode |
 //! | [`config_store`] | the `ConfigStore` trait and its Raft implementation |
+//! | [`events`] | a node's own account of what it did (`events.jsonl`): terms, leaders, applied and adopted flows, on the machine's monotonic clock |
 //! | [`filelock`] | the original system's shared-directory + `flock` backend of `ConfigStore` |
 //! | [`node`] | a running coordinator: lifecycle, serving (`node::serve`), leader duties (`node::leader`), peer sync (`node::peers`) |
 //! | [`operator`] | what an operator does to a running chain that needs more than one call: declaring a stage |
@@ -26,6 +27,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod config_store;
+pub mod events;
 pub mod filelock;
 pub mod generate;
 pub mod node;

@@ -41,10 +41,12 @@ pub enum Command {
     MarkAlive {
         stage: NodeId,
     },
-    /// A new recipe for `item`; its version becomes the old one + 1.
+    /// A new recipe for `item`; its version becomes the old one + 1. With
+    /// `if_version`, only if the current version is that one.
     UpdateRecipe {
         item: ItemType,
         recipe: Recipe,
+        if_version: Option<u32>,
     },
     /// Declares a new stage: its certificate's id may connect from now on,
     /// and the flow uses it once it registers (until then it is held dead).
@@ -147,7 +149,11 @@ impl ClusterConfig {
             Command::ReportSuspect { reporter, suspect } => self.suspect(*reporter, *suspect),
             Command::MarkDead { stage } => self.mark_dead(index, *stage),
             Command::MarkAlive { stage } => self.mark_alive(index, *stage),
-            Command::UpdateRecipe { item, recipe } => self.update_recipe(index, item, recipe),
+            Command::UpdateRecipe {
+                item,
+                recipe,
+                if_version,
+            } => self.update_recipe(index, item, recipe, *if_version),
             Command::RemoveStage { stage } => {
                 if self.stages.remove(stage).is_some() {
                     self.config_version = index;
@@ -273,8 +279,17 @@ impl ClusterConfig {
         index: u64,
         item: &ItemType,
         recipe: &Recipe,
+        if_version: Option<u32>,
     ) -> Result<(), String> {
         let spec = self.spec.as_ref().ok_or("no spec is installed")?;
+        if let (Some(expected), Some(current)) = (if_version, spec.recipe(item)) {
+            if current.version != expected {
+                return Err(format!(
+                    "the recipe of `{item}` is at version {}, not {expected}",
+                    current.version
+                ));
+            }
+        }
         self.spec = Some(update_recipe(spec, item, recipe)?);
         self.config_version = index;
         Ok(())

@@ -26,6 +26,19 @@ pub enum RecipeCommand {
         /// Units in each lot made.
         #[arg(long = "yield", value_name = "UNITS")]
         yield_units: u32,
+        /// Only if the recipe is still at version N (compare-and-set); else
+        /// refused with its current version (see `recipe show`).
+        #[arg(long, value_name = "N")]
+        if_version: Option<u32>,
+    },
+    /// Print ITEM's recipe and its version, as the cluster holds it now (a
+    /// linearizable read).
+    Show {
+        #[command(flatten)]
+        cluster: OperatorConfig,
+        /// The type whose recipe to print.
+        #[arg(long)]
+        item: String,
     },
 }
 
@@ -67,12 +80,16 @@ pub fn parse_input(s: &str) -> Result<(ItemType, u32), String> {
 }
 
 pub fn recipe(cmd: RecipeCommand) -> Result<()> {
-    let RecipeCommand::Set {
-        cluster,
-        item,
-        inputs,
-        yield_units,
-    } = cmd;
+    let (cluster, item, inputs, yield_units, if_version) = match cmd {
+        RecipeCommand::Show { cluster, item } => return recipe_show(cluster, item),
+        RecipeCommand::Set {
+            cluster,
+            item,
+            inputs,
+            yield_units,
+            if_version,
+        } => (cluster, item, inputs, yield_units, if_version),
+    };
     if yield_units == 0 {
         bail!("--yield must be at least 1");
     }
@@ -90,11 +107,30 @@ pub fn recipe(cmd: RecipeCommand) -> Result<()> {
     let item = ItemType::from(item.as_str());
     with_client(&cluster.load()?, |client| async move {
         let index = client
-            .update_recipe(item.clone(), recipe)
+            .update_recipe(item.clone(), recipe, if_version)
             .await
             .with_context(|| format!("updating the recipe of `{item}`"))?;
         println!(
             "recipe of `{item}` committed at log index {index}; its stages adopt it with the next flow"
+        );
+        Ok(())
+    })
+}
+
+fn recipe_show(cluster: OperatorConfig, item: String) -> Result<()> {
+    let item = ItemType::from(item.as_str());
+    with_client(&cluster.load()?, |client| async move {
+        let r = client.read_recipe(item.clone(), true).await?;
+        let inputs: Vec<String> = r.inputs.iter().map(|(i, u)| format!("{i}={u}")).collect();
+        println!(
+            "{item} v{}: {} -> {} units a lot",
+            r.version,
+            if inputs.is_empty() {
+                "raw material".to_string()
+            } else {
+                inputs.join(" ")
+            },
+            r.yield_units
         );
         Ok(())
     })

@@ -16,6 +16,8 @@ pub struct StageFiles {
     pub wal: PathBuf,
     /// The metrics a running stage rewrites (a [`crate::metrics::StageReport`]).
     pub metrics: PathBuf,
+    /// Its event log (flows adopted; see `factoryos_coord::events`).
+    pub events: PathBuf,
 }
 
 impl StageFiles {
@@ -24,6 +26,7 @@ impl StageFiles {
         StageFiles {
             wal: dir.join("wal.redb"),
             metrics: dir.join("metrics.json"),
+            events: dir.join(factoryos_coord::events::FILE_NAME),
         }
     }
 }
@@ -114,6 +117,7 @@ pub fn options(
         listen: decl.addr.unwrap_or(SocketAddr::new(default_ip, 0)),
         wal_path: files.wal,
         metrics_path: Some(files.metrics),
+        events_path: Some(files.events),
         metrics_every: Duration::from_secs(1),
         coordinators: cluster.coordinators.clone(),
         tick: (cycle / 10).clamp(Duration::from_millis(2), Duration::from_millis(20)),

@@ -16,6 +16,7 @@ use crate::core::{Output, StageConfig, StageCore};
 use crate::metrics::{StageGauges, StageMetrics, StageReport};
 use crate::wal::{Wal, WalError};
 use factoryos_coord::client::CoordClient;
+use factoryos_coord::events::{EventLog, What};
 use factoryos_wire::message::Message;
 use factoryos_wire::model::{Flow, StageDescriptor};
 use factoryos_wire::{
@@ -41,6 +42,8 @@ pub struct StageOptions {
     /// Where metrics are written (JSON, replaced atomically every `metrics_every`).
     pub metrics_path: Option<PathBuf>,
     pub metrics_every: Duration,
+    /// Where the stage records the flows it adopts (none: not recorded).
+    pub events_path: Option<PathBuf>,
     pub coordinators: BTreeMap<NodeId, SocketAddr>,
     /// How often the core's clock advances.
     pub tick: Duration,
@@ -147,7 +150,12 @@ pub async fn start(opts: StageOptions) -> Result<StageHandle, StageError> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
     );
+    let events = match &opts.events_path {
+        Some(path) => EventLog::open(path, id),
+        None => EventLog::none(id),
+    };
     let runner = Runner {
+        events,
         core,
         wal: Arc::new(wal),
         transport,
@@ -169,6 +177,7 @@ pub async fn start(opts: StageOptions) -> Result<StageHandle, StageError> {
 }
 
 struct Runner {
+    events: EventLog,
     core: StageCore,
     wal: Arc<Wal>,
     transport: Transport,
@@ -213,7 +222,10 @@ impl Runner {
                     if let Some(flow) = flow {
                         self.learn_addresses(&flow).await;
                         let now = self.now();
-                        self.core.set_flow(now, &flow);
+                        if self.core.set_flow(now, &flow) {
+                            let version = flow.version.0;
+                            self.events.record(What::FlowAdopted { version });
+                        }
                     }
                 }
                 _ = ticker.tick() => {

@@ -17,8 +17,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The format version written in every frame. Bump it on any incompatible
 /// change of [`Envelope`]'s encoding (2: lots carry `made_ms`, flows their
-/// recipes; 3: coordinators answer errors as a typed `ServiceError`).
-pub const FORMAT_VERSION: u8 = 3;
+/// recipes; 3: coordinators answer errors as a typed `ServiceError`; 4:
+/// recipe reads and compare-and-set updates).
+pub const FORMAT_VERSION: u8 = 4;
 
 /// Length of the prefix that precedes every frame.
 pub const LEN_PREFIX: usize = 4;

@@ -118,8 +118,16 @@ pub enum ClientRequest {
     Status,
     /// The addresses of every registered stage.
     Directory,
-    /// Operator only: a new recipe for `item` (its version is bumped).
-    UpdateRecipe { item: ItemType, recipe: Recipe },
+    /// Read `item`'s recipe and its version (linearizable when asked).
+    ReadRecipe { item: ItemType, linearizable: bool },
+    /// Operator only: a new recipe for `item` (its version is bumped); with
+    /// `if_version`, only if the recipe's version is still that one (a
+    /// compare-and-set), refused with the current version otherwise.
+    UpdateRecipe {
+        item: ItemType,
+        recipe: Recipe,
+        if_version: Option<u32>,
+    },
     /// Operator only: declare a new stage.
     AddStage { stage: StageDescriptor },
     /// Operator only: retire a stage for good (its id is never reused).
@@ -143,6 +151,8 @@ pub enum ClientResponse {
     Flow(Flow),
     Status(ClusterStatus),
     Directory(Vec<(NodeId, std::net::SocketAddr)>),
+    /// A recipe, with its version.
+    Recipe(Recipe),
     /// The request was not carried out.
     Error(ServiceError),
 }

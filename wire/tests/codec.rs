@@ -103,6 +103,8 @@ fn client_request() -> impl Strategy<Value = ClientRequest> {
         any::<bool>().prop_map(|linearizable| ClientRequest::ReadFlow { linearizable }),
         Just(ClientRequest::Status),
         Just(ClientRequest::Directory),
+        (item(), any::<bool>())
+            .prop_map(|(item, linearizable)| ClientRequest::ReadRecipe { item, linearizable }),
         (
             item(),
             proptest::collection::btree_map(item(), 1u32..9, 0..3),
@@ -117,6 +119,7 @@ fn client_request() -> impl Strategy<Value = ClientRequest> {
                         yield_units,
                         version
                     },
+                    if_version: (version % 2 == 0).then_some(version / 2),
                 }
             ),
         stage().prop_map(|stage| ClientRequest::AddStage { stage }),

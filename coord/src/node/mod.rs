@@ -19,6 +19,7 @@ mod serve;
 use crate::cluster::{ClusterFile, SetupError};
 use crate::config::{CoordMode, RaftTimeouts, FILE_LOCK_POLL};
 use crate::config_store::{ConfigStore, RaftStore, StoreError};
+use crate::events::EventLog;
 use crate::filelock::FileLockStore;
 use crate::raft::network::Network;
 use crate::raft::{store, Raft};
@@ -180,22 +181,28 @@ impl Coordinator {
         let (transport, inbox) =
             Transport::bind_socket(&opts.identity, socket, book, opts.transport.clone(), None)?;
 
-        let (backend, config, tasks) = match opts.mode {
+        let log = EventLog::in_dir(&opts.data_dir, id);
+        let (backend, config, mut tasks) = match opts.mode {
             CoordMode::Raft => {
-                let store = start_raft(&opts, &transport).await?;
+                let store = start_raft(&opts, &transport, &log).await?;
                 let config = store.config();
                 let tasks = spawn_tasks(&opts, &transport, store.clone(), inbox);
                 (Backend::Raft(store), config, tasks)
             }
             CoordMode::FileLock => {
                 let members = opts.members.keys().copied().collect();
-                let store = FileLockStore::open(&opts.shared, id, members, FILE_LOCK_POLL)
-                    .map_err(CoordError::FileLock)?;
+                let store =
+                    FileLockStore::open(&opts.shared, id, members, FILE_LOCK_POLL, log.clone())
+                        .map_err(CoordError::FileLock)?;
                 let config = store.config();
                 let tasks = spawn_tasks(&opts, &transport, store.clone(), inbox);
                 (Backend::FileLock(store), config, tasks)
             }
         };
+        tasks.push(tokio::spawn(crate::events::record_flows(
+            config.clone(),
+            log,
+        )));
         tracing::info!(node = %id, addr = %opts.listen, mode = %opts.mode, "coordinator started");
         Ok(Coordinator {
             id,
@@ -259,6 +266,7 @@ impl Coordinator {
 async fn start_raft(
     opts: &CoordinatorOptions,
     transport: &Transport,
+    log: &EventLog,
 ) -> Result<RaftStore, CoordError> {
     let id = opts.identity.id();
     let (log_store, state_machine) = store::open(&opts.data_dir.join("raft.redb"))?;
@@ -300,7 +308,13 @@ async fn start_raft(
             tracing::debug!(error = %e, "initialize refused (already initialised elsewhere)");
         }
     }
-    Ok(RaftStore::new(id, raft, transport.clone(), config))
+    Ok(RaftStore::new(
+        id,
+        raft,
+        transport.clone(),
+        config,
+        log.clone(),
+    ))
 }
 
 fn spawn_tasks<S: ConfigStore>(

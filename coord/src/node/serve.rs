@@ -7,7 +7,7 @@ use super::Shared;
 use crate::config_store::{ConfigStore, MembershipChange, StoreError};
 use crate::state::{Command, CommandResponse};
 use factoryos_wire::message::{ClientRequest, ClientResponse, Message};
-use factoryos_wire::{FlowVersion, Inbound, NodeId, Responder, ServiceError};
+use factoryos_wire::{FlowVersion, Inbound, ItemType, NodeId, Responder, ServiceError};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -91,8 +91,20 @@ async fn handle_client<S: ConfigStore>(
             let reporter = from;
             write(shared, Command::ReportSuspect { reporter, suspect }).await
         }
-        ClientRequest::UpdateRecipe { item, recipe } => {
-            write(shared, Command::UpdateRecipe { item, recipe }).await
+        ClientRequest::UpdateRecipe {
+            item,
+            recipe,
+            if_version,
+        } => {
+            let cmd = Command::UpdateRecipe {
+                item,
+                recipe,
+                if_version,
+            };
+            write(shared, cmd).await
+        }
+        ClientRequest::ReadRecipe { item, linearizable } => {
+            read_recipe(shared, item, linearizable).await
         }
         ClientRequest::AddStage { stage } => {
             shared.transport.peers().insert(stage.id, stage.addr);
@@ -127,6 +139,33 @@ async fn read_flow<S: ConfigStore>(shared: &Shared<S>, linearizable: bool) -> Cl
         }
     }
     ClientResponse::Flow(shared.store.config().borrow().flow.clone())
+}
+
+/// `item`'s recipe from the applied configuration (after a linearizable
+/// sync when asked).
+async fn read_recipe<S: ConfigStore>(
+    shared: &Shared<S>,
+    item: ItemType,
+    linearizable: bool,
+) -> ClientResponse {
+    if linearizable {
+        if let Err(e) = shared.store.sync().await {
+            return ClientResponse::Error(e.into());
+        }
+    }
+    let config = shared.store.config();
+    let recipe = config
+        .borrow()
+        .spec
+        .as_ref()
+        .and_then(|s| s.recipe(&item))
+        .cloned();
+    match recipe {
+        Some(r) => ClientResponse::Recipe(r),
+        None => ClientResponse::Error(ServiceError::rejected(format!(
+            "`{item}` is not a type of the spec"
+        ))),
+    }
 }
 
 /// Every registered stage's address.

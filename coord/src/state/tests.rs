@@ -163,6 +163,7 @@ fn recipe_updates_bump_the_version_and_refuse_cycles_and_unknown_inputs() {
         &Command::UpdateRecipe {
             item: "window".into(),
             recipe: recipe(&[("window-frame", 4)]),
+            if_version: None,
         },
     );
     let w = c.spec.as_ref().unwrap().recipe(&"window".into()).unwrap();
@@ -173,6 +174,7 @@ fn recipe_updates_bump_the_version_and_refuse_cycles_and_unknown_inputs() {
         &Command::UpdateRecipe {
             item: "wood".into(),
             recipe: recipe(&[("window", 1)]),
+            if_version: None,
         },
     );
     assert!(rejected(&r), "{r:?}");
@@ -181,6 +183,7 @@ fn recipe_updates_bump_the_version_and_refuse_cycles_and_unknown_inputs() {
         &Command::UpdateRecipe {
             item: "wood".into(),
             recipe: recipe(&[("glass", 1)]),
+            if_version: None,
         },
     );
     assert_eq!(
@@ -255,6 +258,7 @@ fn a_committed_flow_carries_the_recipes_it_was_computed_for() {
         &Command::UpdateRecipe {
             item: "window".into(),
             recipe: new,
+            if_version: None,
         },
     );
     assert!(c.flow_is_stale(), "a recipe update is an input of the flow");
@@ -316,6 +320,7 @@ fn an_added_stage_runs_the_current_recipe_whatever_version_its_declarer_sent() {
     let update = Command::UpdateRecipe {
         item: "window".into(),
         recipe: slower,
+        if_version: None,
     };
     assert!(!rejected(&c.apply(2, &update)));
     for (index, id, sent) in [(3, 31, 0), (4, 32, 1), (5, 33, 7)] {
@@ -362,4 +367,33 @@ fn a_registration_at_an_address_no_peer_can_dial_is_refused() {
         );
     }
     assert!(c.stages.is_empty());
+}
+
+#[test]
+fn a_conditional_recipe_update_applies_only_at_the_version_it_names() {
+    let mut c = ClusterConfig::default();
+    c.apply(1, &Command::SetSpec { spec: spec() });
+    let item = ItemType::from("wood");
+    let version = c.spec.as_ref().unwrap().recipe(&item).unwrap().version;
+    let mut r = c.spec.as_ref().unwrap().recipe(&item).unwrap().clone();
+    r.yield_units = 7;
+    let cas = |v: u32| Command::UpdateRecipe {
+        item: item.clone(),
+        recipe: r.clone(),
+        if_version: Some(v),
+    };
+    let stale = c.apply(2, &cas(version + 5));
+    assert_eq!(
+        stale,
+        CommandResponse::Rejected {
+            reason: format!(
+                "the recipe of `wood` is at version {version}, not {}",
+                version + 5
+            )
+        }
+    );
+    assert!(!rejected(&c.apply(3, &cas(version))));
+    let now = c.spec.as_ref().unwrap().recipe(&item).unwrap();
+    assert_eq!((now.version, now.yield_units), (version + 1, 7));
+    assert!(rejected(&c.apply(4, &cas(version))), "the same CAS twice");
 }

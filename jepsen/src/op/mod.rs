@@ -139,7 +139,7 @@ impl Op {
             Op::UpdateRecipe { item, recipe, .. } => {
                 target
                     .client
-                    .update_recipe(item.clone(), recipe.clone())
+                    .update_recipe(item.clone(), recipe.clone(), None)
                     .await?;
             }
             Op::AddStage { decl } => {

@@ -261,10 +261,11 @@ impl StageCore {
     }
 
     /// Installs a flow read from the coordinators (older ones are ignored),
-    /// and adopts the recipe it carries for our type if that is newer.
-    pub fn set_flow(&mut self, now: Duration, flow: &Flow) {
+    /// and adopts the recipe it carries for our type if that is newer;
+    /// whether it installed it.
+    pub fn set_flow(&mut self, now: Duration, flow: &Flow) -> bool {
         if !self.flow.is_news(flow) {
-            return;
+            return false;
         }
         if let Some(recipe) = flow.recipes.get(&self.cfg.item) {
             if recipe.version > self.cfg.recipe.version {
@@ -276,6 +277,7 @@ impl StageCore {
         self.metrics.flow_updates += 1;
         let meta = self.meta();
         self.out.wal.push(meta);
+        true
     }
 
     fn adopt_recipe(&mut self, recipe: Recipe) {
