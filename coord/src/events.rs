@@ -133,24 +133,6 @@ pub fn read(path: &Path) -> std::io::Result<Vec<NodeEvent>> {
     Ok(events)
 }
 
-/// Records every new flow version the configuration `config` applies.
-pub async fn record_flows(
-    mut config: tokio::sync::watch::Receiver<Arc<crate::state::ClusterConfig>>,
-    log: EventLog,
-) {
-    let mut known = 0;
-    loop {
-        let version = config.borrow_and_update().flow.version.0;
-        if version > known {
-            known = version;
-            log.record(What::FlowApplied { version });
-        }
-        if config.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -268,6 +268,11 @@ impl ConfigStore for FileLockStore {
         let (stored, response) = tokio::task::spawn_blocking(move || apply(&dir, &cmd))
             .await
             .map_err(unavailable)??;
+        if let CommandResponse::FlowCommitted { version } = &response {
+            self.inner
+                .log
+                .record(What::FlowApplied { version: version.0 });
+        }
         if !matches!(response, CommandResponse::Rejected { .. }) {
             let mut index = self.inner.index.lock().unwrap_or_else(|e| e.into_inner());
             if stored.index > *index {

@@ -182,7 +182,7 @@ impl Coordinator {
             Transport::bind_socket(&opts.identity, socket, book, opts.transport.clone(), None)?;
 
         let log = EventLog::in_dir(&opts.data_dir, id);
-        let (backend, config, mut tasks) = match opts.mode {
+        let (backend, config, tasks) = match opts.mode {
             CoordMode::Raft => {
                 let store = start_raft(&opts, &transport, &log).await?;
                 let config = store.config();
@@ -199,10 +199,7 @@ impl Coordinator {
                 (Backend::FileLock(store), config, tasks)
             }
         };
-        tasks.push(tokio::spawn(crate::events::record_flows(
-            config.clone(),
-            log,
-        )));
+
         tracing::info!(node = %id, addr = %opts.listen, mode = %opts.mode, "coordinator started");
         Ok(Coordinator {
             id,
@@ -269,7 +266,8 @@ async fn start_raft(
     log: &EventLog,
 ) -> Result<RaftStore, CoordError> {
     let id = opts.identity.id();
-    let (log_store, state_machine) = store::open(&opts.data_dir.join("raft.redb"))?;
+    let (log_store, mut state_machine) = store::open(&opts.data_dir.join("raft.redb"))?;
+    state_machine.record_flows_in(log.clone());
     let config = state_machine.subscribe();
     let t = opts.timeouts;
     let raft_config = openraft::Config {

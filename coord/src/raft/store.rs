@@ -62,6 +62,7 @@ pub fn open(path: &Path) -> Result<(LogStore, StateMachine), redb::Error> {
             db,
             state,
             config: Arc::new(tx),
+            events: None,
         },
     ))
 }
@@ -232,12 +233,19 @@ pub struct StateMachine {
     db: Arc<Database>,
     state: SmState,
     config: Arc<watch::Sender<Arc<ClusterConfig>>>,
+    /// Where every applied flow is recorded (none until set).
+    events: Option<crate::events::EventLog>,
 }
 
 impl StateMachine {
     /// A receiver that always holds the newest applied configuration.
     pub fn subscribe(&self) -> watch::Receiver<Arc<ClusterConfig>> {
         self.config.subscribe()
+    }
+
+    /// Records every flow this state machine applies in `log`.
+    pub fn record_flows_in(&mut self, log: crate::events::EventLog) {
+        self.events = Some(log);
     }
 
     fn persist(&self) -> Result<(), AnyError> {
@@ -309,7 +317,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let index = entry.log_id.index;
             responses.push(match entry.payload {
                 EntryPayload::Blank => CommandResponse::Applied { index },
-                EntryPayload::Normal(cmd) => self.state.config.apply(index, &cmd),
+                EntryPayload::Normal(cmd) => {
+                    let response = self.state.config.apply(index, &cmd);
+                    if let (CommandResponse::FlowCommitted { version }, Some(log)) =
+                        (&response, &self.events)
+                    {
+                        log.record(crate::events::What::FlowApplied { version: version.0 });
+                    }
+                    response
+                }
                 EntryPayload::Membership(m) => {
                     self.state.membership = StoredMembership::new(Some(entry.log_id), m);
                     CommandResponse::Applied { index }

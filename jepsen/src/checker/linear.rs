@@ -1,0 +1,502 @@
+//! Linearizability of registers: is there one order of the operations,
+//! consistent with real time (an operation that completed before another
+//! was invoked comes first), in which every operation behaves as on a
+//! single register? The search is Wing & Gong's, with Lowe's memo of
+//! (operations linearized, register state) as Porcupine does it, one
+//! register at a time (registers are independent, so the history is
+//! linearizable if each register's is).
+//!
+//! The register holds `(version, value)`. A write sets the value and bumps
+//! the version; a compare-and-set does so only if the version is the one it
+//! names; a read returns both. A failed operation did nothing and is left
+//! out; an indeterminate one (`info`) may have taken effect at any time
+//! after its invocation, or never; an indeterminate read says nothing and is
+//! left out. A search that runs out of its time budget answers `unknown`,
+//! never a guess.
+
+use crate::history::{Entry, Register, RegisterOp};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// An operation on one register, with its real-time interval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    pub id: u64,
+    pub process: u32,
+    pub op: RegisterOp,
+    pub invoke_ns: u64,
+    /// `None`: indeterminate (it may complete at any later time, or never).
+    pub complete_ns: Option<u64>,
+    /// A completed read's result.
+    pub read: Option<Register>,
+}
+
+/// The verdict on one register.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Linearizable,
+    /// No order fits; `stuck` are the operations the deepest attempt could
+    /// not place (the one whose completion it could not pass, first).
+    NotLinearizable {
+        stuck: Vec<Operation>,
+    },
+    /// The time budget ran out.
+    Unknown,
+}
+
+/// The operations of each register, from a history: completed and
+/// indeterminate ones; failed ones and indeterminate reads left out.
+pub fn operations(history: &[Entry]) -> BTreeMap<String, Vec<Operation>> {
+    let mut invoked: HashMap<u64, (u32, RegisterOp, u64)> = HashMap::new();
+    let mut done: Vec<Operation> = Vec::new();
+    for e in history {
+        match e {
+            Entry::Invoke {
+                t_ns,
+                process,
+                id,
+                op,
+            } => {
+                invoked.insert(*id, (*process, op.clone(), *t_ns));
+            }
+            Entry::Ok { t_ns, id, read, .. } => {
+                if let Some((process, op, invoke_ns)) = invoked.remove(id) {
+                    done.push(Operation {
+                        id: *id,
+                        process,
+                        op,
+                        invoke_ns,
+                        complete_ns: Some(*t_ns),
+                        read: *read,
+                    });
+                }
+            }
+            Entry::Fail { id, .. } => {
+                invoked.remove(id);
+            }
+            Entry::Info { id, .. } => {
+                if let Some((process, op, invoke_ns)) = invoked.remove(id) {
+                    if !matches!(op, RegisterOp::Read { .. }) {
+                        done.push(Operation {
+                            id: *id,
+                            process,
+                            op,
+                            invoke_ns,
+                            complete_ns: None,
+                            read: None,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    // Invoked and never completed (the run ended): indeterminate.
+    for (id, (process, op, invoke_ns)) in invoked {
+        if !matches!(op, RegisterOp::Read { .. }) {
+            done.push(Operation {
+                id,
+                process,
+                op,
+                invoke_ns,
+                complete_ns: None,
+                read: None,
+            });
+        }
+    }
+    let mut by_key: BTreeMap<String, Vec<Operation>> = BTreeMap::new();
+    for op in done {
+        by_key.entry(op.op.key().to_owned()).or_default().push(op);
+    }
+    for ops in by_key.values_mut() {
+        ops.sort_by_key(|o| (o.invoke_ns, o.id));
+    }
+    by_key
+}
+
+/// What `op` does to `state`: the state after it, or `None` if it cannot
+/// happen there (a read that sees something else, a successful CAS on
+/// another version). An indeterminate CAS on another version is a no-op.
+fn step(state: Register, op: &Operation) -> Option<Register> {
+    let next = |value| Register {
+        version: state.version + 1,
+        value,
+    };
+    match &op.op {
+        RegisterOp::Read { .. } => (op.read == Some(state)).then_some(state),
+        RegisterOp::Write { value, .. } => Some(next(*value)),
+        RegisterOp::Cas { version, value, .. } => {
+            if *version == state.version {
+                Some(next(*value))
+            } else if op.complete_ns.is_none() {
+                Some(state)
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// A call or a completion in the doubly linked list of the search.
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    op: usize,
+    is_call: bool,
+    prev: usize,
+    next: usize,
+    /// For a call, its completion's node.
+    matching: usize,
+}
+
+const HEAD: usize = 0;
+const NIL: usize = usize::MAX;
+
+/// Checks one register's operations, from `initial`, within `budget`.
+pub fn check(initial: Register, ops: &[Operation], budget: Duration) -> Outcome {
+    let started = Instant::now();
+    // Events: calls at invocation, completions at completion (indeterminate
+    // ones after everything); at equal times calls first.
+    let mut events: Vec<(u64, bool, usize)> = Vec::with_capacity(ops.len() * 2);
+    for (i, op) in ops.iter().enumerate() {
+        events.push((op.invoke_ns, true, i));
+        events.push((op.complete_ns.unwrap_or(u64::MAX), false, i));
+    }
+    events.sort_by_key(|(t, is_call, i)| (*t, !*is_call, *i));
+    let mut nodes = vec![Node {
+        op: NIL,
+        is_call: false,
+        prev: NIL,
+        next: NIL,
+        matching: NIL,
+    }];
+    let mut call_of = vec![NIL; ops.len()];
+    for (k, (_, is_call, i)) in events.iter().enumerate() {
+        let n = nodes.len();
+        nodes.push(Node {
+            op: *i,
+            is_call: *is_call,
+            prev: n - 1,
+            next: if k + 1 < events.len() { n + 1 } else { NIL },
+            matching: NIL,
+        });
+        if *is_call {
+            call_of[*i] = n;
+        } else {
+            nodes[call_of[*i]].matching = n;
+        }
+    }
+    nodes[HEAD].next = if events.is_empty() { NIL } else { 1 };
+    let definite = ops.iter().filter(|o| o.complete_ns.is_some()).count();
+    search(initial, ops, &mut nodes, definite, started, budget)
+}
+
+fn lift(nodes: &mut [Node], call: usize) {
+    let ret = nodes[call].matching;
+    for n in [call, ret] {
+        let (p, x) = (nodes[n].prev, nodes[n].next);
+        nodes[p].next = x;
+        if x != NIL {
+            nodes[x].prev = p;
+        }
+    }
+}
+
+fn unlift(nodes: &mut [Node], call: usize) {
+    let ret = nodes[call].matching;
+    for n in [ret, call] {
+        let (p, x) = (nodes[n].prev, nodes[n].next);
+        nodes[p].next = n;
+        if x != NIL {
+            nodes[x].prev = n;
+        }
+    }
+}
+
+fn search(
+    initial: Register,
+    ops: &[Operation],
+    nodes: &mut [Node],
+    definite: usize,
+    started: Instant,
+    budget: Duration,
+) -> Outcome {
+    let words = ops.len().div_ceil(64);
+    let mut linearized = vec![0u64; words];
+    let mut cache: HashSet<(Vec<u64>, Register)> = HashSet::new();
+    let mut stack: Vec<(usize, Register)> = Vec::new();
+    let mut state = initial;
+    let mut placed_definite = 0;
+    let mut deepest: (usize, usize) = (0, NIL);
+    let mut entry = nodes[HEAD].next;
+    let mut steps: u64 = 0;
+    loop {
+        if placed_definite == definite {
+            return Outcome::Linearizable;
+        }
+        steps += 1;
+        if steps % 4096 == 0 && started.elapsed() > budget {
+            return Outcome::Unknown;
+        }
+        let node = nodes[entry];
+        if node.is_call {
+            let op = &ops[node.op];
+            if let Some(next) = step(state, op) {
+                let mut with = linearized.clone();
+                with[node.op / 64] |= 1 << (node.op % 64);
+                if cache.insert((with.clone(), next)) {
+                    stack.push((entry, state));
+                    linearized = with;
+                    state = next;
+                    if op.complete_ns.is_some() {
+                        placed_definite += 1;
+                    }
+                    lift(nodes, entry);
+                    entry = nodes[HEAD].next;
+                    continue;
+                }
+            }
+            entry = node.next;
+        } else {
+            // A completion reached: its operation must come before anything later.
+            if stack.len() >= deepest.0 {
+                deepest = (stack.len(), node.op);
+            }
+            let Some((call, before)) = stack.pop() else {
+                return Outcome::NotLinearizable {
+                    stuck: stuck(ops, deepest.1),
+                };
+            };
+            let op = nodes[call].op;
+            linearized[op / 64] &= !(1 << (op % 64));
+            if ops[op].complete_ns.is_some() {
+                placed_definite -= 1;
+            }
+            state = before;
+            unlift(nodes, call);
+            entry = nodes[call].next;
+        }
+    }
+}
+
+/// The operation the deepest attempt could not pass, then every operation
+/// concurrent with it.
+fn stuck(ops: &[Operation], at: usize) -> Vec<Operation> {
+    let Some(op) = ops.get(at) else {
+        return Vec::new();
+    };
+    let end = op.complete_ns.unwrap_or(u64::MAX);
+    let mut out = vec![op.clone()];
+    out.extend(
+        ops.iter()
+            .filter(|o| o.id != op.id)
+            .filter(|o| o.invoke_ns <= end && o.complete_ns.is_none_or(|c| c >= op.invoke_ns))
+            .cloned(),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BUDGET: Duration = Duration::from_secs(10);
+    const ZERO: Register = Register {
+        version: 1,
+        value: 0,
+    };
+
+    fn op(id: u64, op: RegisterOp, t: (u64, Option<u64>), read: Option<(u32, u32)>) -> Operation {
+        Operation {
+            id,
+            process: id as u32,
+            op,
+            invoke_ns: t.0,
+            complete_ns: t.1,
+            read: read.map(|(version, value)| Register { version, value }),
+        }
+    }
+
+    fn read(id: u64, t: (u64, u64), seen: (u32, u32)) -> Operation {
+        op(
+            id,
+            RegisterOp::Read { key: "r".into() },
+            (t.0, Some(t.1)),
+            Some(seen),
+        )
+    }
+
+    fn write(id: u64, t: (u64, Option<u64>), value: u32) -> Operation {
+        op(
+            id,
+            RegisterOp::Write {
+                key: "r".into(),
+                value,
+            },
+            t,
+            None,
+        )
+    }
+
+    fn cas(id: u64, t: (u64, Option<u64>), version: u32, value: u32) -> Operation {
+        let cas = RegisterOp::Cas {
+            key: "r".into(),
+            version,
+            value,
+        };
+        op(id, cas, t, None)
+    }
+
+    #[test]
+    fn sequential_and_overlapping_valid_histories_are_accepted() {
+        let seq = [
+            read(1, (0, 1), (1, 0)),
+            write(2, (2, Some(3)), 5),
+            read(3, (4, 5), (2, 5)),
+            cas(4, (6, Some(7)), 2, 9),
+            read(5, (8, 9), (3, 9)),
+        ];
+        assert_eq!(check(ZERO, &seq, BUDGET), Outcome::Linearizable);
+        // A read overlapping a write may see either side of it.
+        let overlap = [
+            write(1, (0, Some(10)), 5),
+            read(2, (1, 2), (1, 0)),
+            read(3, (3, 4), (2, 5)),
+        ];
+        assert_eq!(check(ZERO, &overlap, BUDGET), Outcome::Linearizable);
+    }
+
+    #[test]
+    fn a_stale_read_after_a_completed_write_is_rejected() {
+        let h = [write(1, (0, Some(1)), 5), read(2, (2, 3), (1, 0))];
+        match check(ZERO, &h, BUDGET) {
+            Outcome::NotLinearizable { stuck } => {
+                assert_eq!(stuck[0].id, 2, "{stuck:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_may_not_go_back_in_time() {
+        // Both reads overlap the write, but once one saw it, a later read may not miss it.
+        let h = [
+            write(1, (0, Some(100)), 5),
+            read(2, (10, 20), (2, 5)),
+            read(3, (30, 40), (1, 0)),
+        ];
+        assert!(matches!(
+            check(ZERO, &h, BUDGET),
+            Outcome::NotLinearizable { .. }
+        ));
+    }
+
+    #[test]
+    fn an_indeterminate_write_may_take_effect_late_or_never() {
+        let late = [
+            write(1, (0, None), 5),
+            read(2, (50, 60), (1, 0)),
+            read(3, (70, 80), (2, 5)),
+        ];
+        assert_eq!(check(ZERO, &late, BUDGET), Outcome::Linearizable);
+        let never = [write(1, (0, None), 5), read(2, (50, 60), (1, 0))];
+        assert_eq!(check(ZERO, &never, BUDGET), Outcome::Linearizable);
+        // But not before it was invoked.
+        let early = [read(1, (0, 10), (2, 5)), write(2, (20, None), 5)];
+        assert!(matches!(
+            check(ZERO, &early, BUDGET),
+            Outcome::NotLinearizable { .. }
+        ));
+    }
+
+    #[test]
+    fn a_successful_cas_on_a_version_the_register_never_had_is_rejected() {
+        let h = [cas(1, (0, Some(1)), 7, 3)];
+        assert!(matches!(
+            check(ZERO, &h, BUDGET),
+            Outcome::NotLinearizable { .. }
+        ));
+        // A value no one wrote is rejected too.
+        let ghost = [read(1, (0, 1), (2, 42))];
+        assert!(matches!(
+            check(ZERO, &ghost, BUDGET),
+            Outcome::NotLinearizable { .. }
+        ));
+    }
+
+    #[test]
+    fn two_writes_seen_in_both_orders_by_sequential_reads_are_rejected() {
+        let h = [
+            write(1, (0, Some(10)), 5),
+            write(2, (0, Some(10)), 6),
+            read(3, (20, 21), (3, 5)),
+            read(4, (22, 23), (3, 6)),
+        ];
+        assert!(matches!(
+            check(ZERO, &h, BUDGET),
+            Outcome::NotLinearizable { .. }
+        ));
+    }
+
+    #[test]
+    fn a_long_concurrent_history_is_decided_within_its_budget() {
+        // 8 clients, 400 ops: writes and reads that follow them exactly.
+        let mut ops = Vec::new();
+        let mut state = ZERO;
+        for i in 0..400u64 {
+            let t = i * 10;
+            if i % 3 == 0 {
+                ops.push(write(i, (t, Some(t + 15)), i as u32));
+                state = Register {
+                    version: state.version + 1,
+                    value: i as u32,
+                };
+            } else {
+                ops.push(read(i, (t + 16, t + 18), (state.version, state.value)));
+            }
+        }
+        ops.sort_by_key(|o| o.invoke_ns);
+        assert_eq!(check(ZERO, &ops, BUDGET), Outcome::Linearizable);
+        // A zero budget may still decide small cases, but never guesses.
+        let outcome = check(ZERO, &ops, Duration::ZERO);
+        assert!(
+            matches!(outcome, Outcome::Linearizable | Outcome::Unknown),
+            "{outcome:?}"
+        );
+    }
+
+    #[test]
+    fn operations_are_taken_from_a_history_by_register() {
+        let h = vec![
+            Entry::Invoke {
+                t_ns: 1,
+                process: 0,
+                id: 1,
+                op: RegisterOp::Write {
+                    key: "a".into(),
+                    value: 3,
+                },
+            },
+            Entry::Invoke {
+                t_ns: 2,
+                process: 1,
+                id: 2,
+                op: RegisterOp::Read { key: "b".into() },
+            },
+            Entry::Info {
+                t_ns: 3,
+                process: 1,
+                id: 2,
+                error: "timeout".into(),
+            },
+            Entry::Ok {
+                t_ns: 4,
+                process: 0,
+                id: 1,
+                read: None,
+            },
+        ];
+        let ops = operations(&h);
+        assert_eq!(ops.len(), 1, "the indeterminate read says nothing");
+        assert_eq!(ops["a"][0].complete_ns, Some(4));
+    }
+}
