@@ -234,7 +234,7 @@ fn search(
             return Outcome::Linearizable;
         }
         steps += 1;
-        if steps % 4096 == 0 && started.elapsed() > budget {
+        if steps.is_multiple_of(4096) && started.elapsed() > budget {
             return Outcome::Unknown;
         }
         let node = nodes[entry];
