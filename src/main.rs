@@ -5,7 +5,7 @@
 mod commands;
 
 use clap::{Parser, Subcommand};
-use commands::{bench, certs, chain, coord, ops, run, stage, OperatorConfig};
+use commands::{bench, certs, chain, coord, jepsen, ops, run, stage, OperatorConfig};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -25,6 +25,9 @@ struct Cli {
 enum Command {
     /// Start a whole local cluster and print the experiment's results.
     Run(run::RunArgs),
+    /// Partition testing: the cluster on network-namespace hosts under
+    /// nemeses, with histories, checkers and a report (needs root).
+    Jepsen(jepsen::JepsenArgs),
     /// Make the cluster CA and node certificates (mutual TLS).
     #[command(subcommand)]
     Certs(certs::CertsCommand),
@@ -70,6 +73,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let result = match Cli::parse().command {
         Command::Run(args) => run::main(args),
+        Command::Jepsen(args) => jepsen::main(args),
         Command::Certs(cmd) => certs::main(cmd),
         Command::Spec(cmd) => chain::spec_main(cmd),
         Command::Flow(args) => chain::flow_main(args),

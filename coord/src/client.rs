@@ -14,7 +14,7 @@ use factoryos_wire::{
 };
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// Why a client call failed.
@@ -32,7 +32,8 @@ pub enum ClientError {
 #[derive(Debug, Clone)]
 pub struct CoordClient {
     transport: Transport,
-    coordinators: Arc<Vec<NodeId>>,
+    /// The coordinators to ask; follows membership changes ([`CoordClient::learn`]).
+    coordinators: Arc<RwLock<Vec<NodeId>>>,
     next: Arc<AtomicUsize>,
     attempts: usize,
     timeout: Duration,
@@ -49,7 +50,7 @@ impl CoordClient {
         let attempts = (coordinators.len() * 4).max(4);
         CoordClient {
             transport,
-            coordinators: Arc::new(coordinators),
+            coordinators: Arc::new(RwLock::new(coordinators)),
             next: Arc::default(),
             attempts,
             timeout: CALL_TIMEOUT,
@@ -70,12 +71,13 @@ impl CoordClient {
 
     async fn call(&self, req: ClientRequest) -> Result<ClientResponse, ClientError> {
         let mut last = String::from("no coordinators configured");
-        let n = self.coordinators.len();
         for attempt in 0..self.attempts {
+            let coordinators = self.coordinators();
+            let n = coordinators.len();
             if n == 0 {
                 break;
             }
-            let target = self.coordinators[self.next.load(Ordering::Relaxed) % n];
+            let target = coordinators[self.next.load(Ordering::Relaxed) % n];
             let timeout = match req {
                 ClientRequest::WatchFlow { .. } => self.timeout + Duration::from_secs(10),
                 _ => self.timeout,
@@ -120,18 +122,50 @@ impl CoordClient {
 
     /// Points the next call at `leader` if known, else at the coordinator after `failed`.
     fn prefer(&self, leader: Option<NodeId>, failed: NodeId) {
-        let n = self.coordinators.len();
+        let coordinators = self.coordinators();
+        let n = coordinators.len().max(1);
         let pos = leader
-            .and_then(|l| self.coordinators.iter().position(|c| *c == l))
+            .and_then(|l| coordinators.iter().position(|c| *c == l))
             .unwrap_or_else(|| {
-                let i = self
-                    .coordinators
-                    .iter()
-                    .position(|c| *c == failed)
-                    .unwrap_or(0);
+                let i = coordinators.iter().position(|c| *c == failed).unwrap_or(0);
                 (i + 1) % n
             });
         self.next.store(pos, Ordering::Relaxed);
+    }
+
+    /// The coordinators this client asks, as of now.
+    pub fn coordinators(&self) -> Vec<NodeId> {
+        self.coordinators
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Follows the group's membership as `status` reports it: the members
+    /// are the coordinators to ask from now on, at their addresses.
+    pub fn learn(&self, status: &ClusterStatus) {
+        if status.member_addrs.is_empty() {
+            return;
+        }
+        let book = self.transport.peers();
+        for (id, addr) in &status.member_addrs {
+            if book.addr(*id) != Some(*addr) {
+                book.insert(*id, *addr);
+            }
+        }
+        let members: Vec<NodeId> = status.member_addrs.iter().map(|(id, _)| *id).collect();
+        let mut list = self.coordinators.write().unwrap_or_else(|e| e.into_inner());
+        if *list != members {
+            tracing::info!(?members, "coordinators changed");
+            *list = members;
+        }
+    }
+
+    /// Asks the group for its membership and follows it ([`CoordClient::learn`]).
+    pub async fn refresh_members(&self) -> Result<(), ClientError> {
+        let status = self.status().await?;
+        self.learn(&status);
+        Ok(())
     }
 
     /// Calls and picks the expected answer out of the response; a refusal

@@ -263,11 +263,12 @@ impl ConfigStore for RaftStore {
         let mut s = self.config.borrow().status();
         s.leader = metrics.current_leader.map(NodeId);
         s.term = metrics.current_term;
-        s.members = metrics
-            .membership_config
-            .membership()
-            .voter_ids()
-            .map(NodeId)
+        let membership = metrics.membership_config.membership();
+        s.members = membership.voter_ids().map(NodeId).collect();
+        s.member_addrs = membership
+            .nodes()
+            .filter(|(id, _)| s.members.contains(&NodeId(**id)))
+            .filter_map(|(id, node)| Some((NodeId(*id), node.addr.parse().ok()?)))
             .collect();
         s
     }

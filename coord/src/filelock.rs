@@ -21,8 +21,10 @@ use factoryos_wire::message::RaftRpc;
 use factoryos_wire::model::ClusterStatus;
 use factoryos_wire::{NodeId, ServiceError};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -60,7 +62,8 @@ impl std::fmt::Debug for FileLockStore {
 struct Inner {
     id: NodeId,
     dir: PathBuf,
-    members: Vec<NodeId>,
+    /// The coordinators of `cluster.toml`, with their addresses.
+    members: BTreeMap<NodeId, SocketAddr>,
     config: watch::Sender<Arc<ClusterConfig>>,
     index: Mutex<u64>,
     leading: watch::Sender<bool>,
@@ -95,7 +98,7 @@ impl FileLockStore {
     pub fn open(
         dir: &Path,
         id: NodeId,
-        members: Vec<NodeId>,
+        members: BTreeMap<NodeId, SocketAddr>,
         poll: Duration,
         log: EventLog,
     ) -> Result<Self, StoreError> {
@@ -301,7 +304,8 @@ impl ConfigStore for FileLockStore {
             s.leader = Some(leader);
             s.term = epoch;
         }
-        s.members = self.inner.members.clone();
+        s.members = self.inner.members.keys().copied().collect();
+        s.member_addrs = self.inner.members.iter().map(|(i, a)| (*i, *a)).collect();
         s
     }
 

@@ -18,7 +18,9 @@
 //! ```
 //!
 //! [`parse`] reports every problem it finds, each with its line and column
-//! and a one-line hint, instead of stopping at the first.
+//! and a one-line hint, instead of stopping at the first. A type no stage
+//! makes is refused when the chain needs it (the final type, or an input);
+//! one no stage makes and no type uses may stand idle.
 
 use factoryos_wire::model::{ItemTypeSpec, Recipe, Spec};
 use factoryos_wire::{ItemType, NodeId};
@@ -293,8 +295,17 @@ impl Validator<'_> {
         };
 
         let stages = self.check_stages(&raw.stages, &names, &type_list());
+        // A type the chain needs (the final type, or an input) must have a
+        // stage; one it does not need may stand idle (the harness keeps its
+        // registers as such types).
+        let needed: std::collections::HashSet<&str> = types
+            .iter()
+            .flat_map(|(_, t)| t.inputs.keys().map(|i| i.get_ref().as_str()))
+            .chain(raw.final_type.as_ref().map(|f| f.get_ref().as_str()))
+            .collect();
         for (name, _) in &types {
-            if !stages.iter().any(|s| s.item.as_str() == name.get_ref()) {
+            let made = stages.iter().any(|s| s.item.as_str() == name.get_ref());
+            if !made && needed.contains(name.get_ref().as_str()) {
                 self.error(
                     name.span().start,
                     format!("no stage makes `{}`", name.get_ref()),

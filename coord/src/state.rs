@@ -368,6 +368,7 @@ impl ClusterConfig {
             leader: None,
             term: 0,
             members: Vec::new(),
+            member_addrs: Vec::new(),
             flow_version: self.flow.version,
             stages: self
                 .stages

@@ -7,23 +7,26 @@
 //! | [`op`] | operations (crash, recover, kill the leader, recipe update, added stage): one value each, applied one way, whoever schedules them |
 //! | [`history`] | a harness run's history: client invocations and completions, nemesis windows, node events, as JSON lines |
 //! | [`checker`] | verdicts on a run: linearizable registers, lot conservation, election safety, fencing, liveness |
+//! | [`nemesis`] | named faults (partitions, loss, kill, pause, membership, recipe update) drawn as inject/heal operations, and their schedule |
+//! | [`workload`] | the config-store workload: clients reading, writing and compare-and-setting registers |
+//! | [`harness`] | `factoryos jepsen`: runs on namespace hosts under a nemesis schedule, the workloads, the checkers, the report |
 //! | [`experiment`] | `factoryos run`: a local cluster on a generated chain, operations at the original's rates, results vs the ideal twin |
 //! | [`failover`] | the leader-failover and commit-latency measurement behind `factoryos bench failover` |
 //! | [`stage_kill`] | a supplier's SIGKILL seen from its consumers, behind `factoryos bench stage` |
-//!
-//! Not built yet (the partition-testing issue): network-namespace hosts,
-//! nemeses beyond kills, histories and checkers.
 //!
 //! It depends on `factoryos-stage`, `factoryos-coord` and `factoryos-wire`.
 
 pub mod checker;
 pub mod experiment;
 pub mod failover;
+pub mod harness;
 pub mod history;
 pub mod hosts;
 pub mod local;
+pub mod nemesis;
 pub mod op;
 pub mod stage_kill;
+pub mod workload;
 
 /// The original paper's window chain (wood -> window frame -> window, two
 /// stages per type), which the benchmarks install.

@@ -11,7 +11,7 @@
 use crate::hosts::netns::{NetnsError, NetnsLab};
 use crate::hosts::Hosts;
 use factoryos_coord::client::CoordClient;
-use factoryos_coord::cluster::{ClusterFile, LocalInit, SetupError};
+use factoryos_coord::cluster::{ClusterFile, ClusterToml, LocalInit, Member, SetupError};
 use factoryos_stage::metrics::StageReport;
 use factoryos_stage::setup::StageFiles;
 use factoryos_wire::{NodeId, Transport};
@@ -57,6 +57,8 @@ pub struct LocalCluster {
     procs: BTreeMap<NodeId, Child>,
     metrics_ms: u64,
     hosts: Hosts,
+    /// Coordinators added to a running group: they always start with `--join`.
+    joined: std::collections::BTreeSet<NodeId>,
 }
 
 /// The port coordinators listen on when each has a host of its own.
@@ -107,6 +109,7 @@ impl LocalCluster {
             procs: BTreeMap::new(),
             metrics_ms: 1000,
             hosts,
+            joined: Default::default(),
         })
     }
 
@@ -132,7 +135,52 @@ impl LocalCluster {
         if !self.file.coordinators.contains_key(&id) {
             return Err(LocalError::Unknown(id));
         }
-        self.spawn(id, &["coord".into(), "--id".into(), id.0.to_string()])
+        let mut args = vec!["coord".into(), "--id".into(), id.0.to_string()];
+        if self.joined.contains(&id) {
+            args.push("--join".into());
+        }
+        self.spawn(id, &args)
+    }
+
+    /// Makes coordinator `id` a place in the cluster (a certificate, a host or
+    /// a free port, an entry in `cluster.toml` so processes started from now
+    /// on know it) and starts it to join the running group; its address. The
+    /// group admits it once an operator adds it (`coordinators add`).
+    pub fn join_coordinator(&mut self, id: NodeId) -> Result<SocketAddr, LocalError> {
+        let ip = self.hosts.ip(id)?;
+        let port = match self.hosts {
+            Hosts::Loopback => free_ports(1)?,
+            Hosts::Netns(_) => COORD_PORT,
+        };
+        let addr = SocketAddr::new(ip, port);
+        factoryos_wire::ClusterCa::load(&self.file.certs)
+            .and_then(|ca| ca.issue(id))
+            .and_then(|cert| cert.save(&self.file.certs))
+            .map_err(SetupError::from)?;
+        self.edit_file(|f| {
+            f.coordinators.retain(|m| m.id != id.0);
+            f.coordinators.push(Member { id: id.0, addr });
+        })?;
+        self.joined.insert(id);
+        self.start(id)?;
+        Ok(addr)
+    }
+
+    /// Drops coordinator `id` from `cluster.toml` (after the group removed it).
+    pub fn forget_coordinator(&mut self, id: NodeId) -> Result<(), LocalError> {
+        self.edit_file(|f| f.coordinators.retain(|m| m.id != id.0))
+    }
+
+    fn edit_file(&mut self, change: impl FnOnce(&mut ClusterToml)) -> Result<(), LocalError> {
+        let text = std::fs::read_to_string(&self.config).map_err(io("read cluster.toml"))?;
+        let mut toml: ClusterToml = toml::from_str(&text).map_err(|e| LocalError::Io {
+            what: "parse cluster.toml".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        change(&mut toml);
+        toml.save(&self.config)?;
+        self.file = ClusterFile::load(&self.config)?;
+        Ok(())
     }
 
     /// Starts several stages in one host process, known by the first id

@@ -43,7 +43,7 @@ pub enum BenchCommand {
         /// Which configuration store to measure: raft, file-lock, or both
         /// side by side in one run.
         #[arg(long, default_value = "both", value_parser = modes_parser())]
-        coord_mode: Vec<CoordMode>,
+        coord_mode: Modes,
         /// Keep the cluster directory (certificates, logs, data) afterwards.
         #[arg(long)]
         keep: bool,
@@ -99,20 +99,25 @@ pub fn main(cmd: BenchCommand) -> Result<()> {
                     election_min_ms,
                     election_max_ms,
                 },
-                modes: coord_mode,
+                modes: coord_mode.0,
             },
             keep,
         ),
     }
 }
 
+/// The stores `--coord-mode` names (a newtype: clap takes a bare `Vec` for
+/// a repeated flag).
+#[derive(Debug, Clone)]
+pub struct Modes(Vec<CoordMode>);
+
 /// `raft`, `file-lock` or `both` (every mode, in that order).
-fn modes_parser() -> impl clap::builder::TypedValueParser<Value = Vec<CoordMode>> {
+fn modes_parser() -> impl clap::builder::TypedValueParser<Value = Modes> {
     use clap::builder::TypedValueParser;
     clap::builder::PossibleValuesParser::new(["raft", "file-lock", "both"]).try_map(|s| {
         match s.as_str() {
-            "both" => Ok(CoordMode::ALL.to_vec()),
-            one => one.parse::<CoordMode>().map(|m| vec![m]),
+            "both" => Ok(Modes(CoordMode::ALL.to_vec())),
+            one => one.parse::<CoordMode>().map(|m| Modes(vec![m])),
         }
     })
 }

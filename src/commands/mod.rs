@@ -5,6 +5,7 @@ pub mod bench;
 pub mod certs;
 pub mod chain;
 pub mod coord;
+pub mod jepsen;
 pub mod ops;
 pub mod run;
 pub mod stage;

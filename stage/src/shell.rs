@@ -358,6 +358,9 @@ impl Runner {
     }
 }
 
+/// How often a stage asks the group for its coordinators.
+const MEMBERS_EVERY: Duration = Duration::from_secs(10);
+
 /// Registers the stage, then long-polls the flow forever, forwarding every
 /// newer version.
 async fn follow_flow(client: CoordClient, descriptor: StageDescriptor, tx: mpsc::Sender<Flow>) {
@@ -375,18 +378,29 @@ async fn follow_flow(client: CoordClient, descriptor: StageDescriptor, tx: mpsc:
         }
     }
     let mut known = FlowVersion(0);
+    let mut members_checked = Instant::now();
     loop {
-        match client.watch_flow(known).await {
+        let failed = match client.watch_flow(known).await {
             Ok(flow) if flow.version > known => {
                 known = flow.version;
                 if tx.send(flow).await.is_err() {
                     return;
                 }
+                false
             }
-            Ok(_) => {}
+            Ok(_) => false,
             Err(e) => {
                 tracing::debug!(stage = %id, error = %e, "flow watch failed; retrying");
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                true
+            }
+        };
+        // Follow coordinator membership changes (now and then, and whenever
+        // the coordinators it knows fail it).
+        if failed || members_checked.elapsed() >= MEMBERS_EVERY {
+            members_checked = Instant::now();
+            if let Err(e) = client.refresh_members().await {
+                tracing::debug!(stage = %id, error = %e, "could not refresh the coordinators");
             }
         }
         if tx.is_closed() {

@@ -138,6 +138,8 @@ pub struct ClusterStatus {
     pub leader: Option<NodeId>,
     pub term: u64,
     pub members: Vec<NodeId>,
+    /// Where each member listens: clients follow membership changes by it.
+    pub member_addrs: Vec<(NodeId, SocketAddr)>,
     pub flow_version: FlowVersion,
     pub stages: Vec<(NodeId, Liveness)>,
 }

@@ -140,6 +140,10 @@ fn client_response() -> impl Strategy<Value = ClientResponse> {
         .prop_map(|(leader, term, members, v, stages)| ClusterStatus {
             leader,
             term,
+            member_addrs: members
+                .iter()
+                .map(|m| (*m, SocketAddr::from(([10, 0, 0, 1], 7101))))
+                .collect(),
             members,
             flow_version: FlowVersion(v),
             stages,

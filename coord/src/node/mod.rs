@@ -190,7 +190,7 @@ impl Coordinator {
                 (Backend::Raft(store), config, tasks)
             }
             CoordMode::FileLock => {
-                let members = opts.members.keys().copied().collect();
+                let members = opts.members.clone();
                 let store =
                     FileLockStore::open(&opts.shared, id, members, FILE_LOCK_POLL, log.clone())
                         .map_err(CoordError::FileLock)?;

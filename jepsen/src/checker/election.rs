@@ -1,9 +1,10 @@
 //! Election safety and monotonic progress, from the coordinators' own event
-//! logs: at most one node leads in any term (as openraft defines a leader:
-//! `state == Leader` and `current_leader == self`; in file-lock mode the
-//! lock's epoch is the term), and on every node, across its restarts, the
-//! term, the last applied log index and the applied flow versions never go
-//! backwards.
+//! logs: at most one node leads in any term (openraft runs with
+//! `single-term-leader`, standard Raft's rule; a leader is `state == Leader`
+//! and `current_leader == self`; in file-lock mode the lock's epoch is the
+//! term), and on every node, across its restarts, the term, the last applied
+//! log index (as its role changes report it) and the applied flow versions
+//! never go backwards.
 
 use super::Verdict;
 use factoryos_coord::events::{NodeEvent, What};
@@ -86,8 +87,9 @@ fn monotonic(node: NodeId, events: &[&NodeEvent], evidence: &mut Vec<String>) {
                         e.t_ns
                     ));
                 }
+                // Not compared with `last_applied`: the metrics a role change
+                // reports lag the state machine a little.
                 flow = flow.max(version);
-                applied = applied.max(version);
             }
             What::Started | What::FlowAdopted { .. } => {}
         }

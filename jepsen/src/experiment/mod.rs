@@ -69,6 +69,17 @@ impl Preset {
     }
 }
 
+impl Preset {
+    /// The preset's chain in the original's shape, from `seed`.
+    pub fn chain(self, seed: u64) -> ChainSpec {
+        let (types, per_type) = self.shape();
+        let mut shape = ChainShape::new(types, per_type);
+        shape.seed = seed;
+        shape.first_id = 11;
+        generate(&shape)
+    }
+}
+
 impl std::str::FromStr for Preset {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

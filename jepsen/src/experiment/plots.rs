@@ -25,7 +25,7 @@ pub enum PlotError {
     Draw { path: String, message: String },
 }
 
-fn font() -> Result<(), PlotError> {
+pub(crate) fn font() -> Result<(), PlotError> {
     static FONT: OnceLock<bool> = OnceLock::new();
     let ok = *FONT.get_or_init(|| {
         let Some(bytes) = FONT_PATHS.iter().find_map(|p| std::fs::read(p).ok()) else {
@@ -42,7 +42,7 @@ fn font() -> Result<(), PlotError> {
     }
 }
 
-fn draw_err(path: &Path) -> impl Fn(String) -> PlotError + '_ {
+pub(crate) fn draw_err(path: &Path) -> impl Fn(String) -> PlotError + '_ {
     move |message| PlotError::Draw {
         path: path.display().to_string(),
         message,

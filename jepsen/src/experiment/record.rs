@@ -140,6 +140,8 @@ impl Record {
                 self.change(OpKind::AddStage, at_s, detail.clone());
                 format!("add stage {detail}")
             }
+            // Not in the original's schedule: logged only.
+            other => other.describe(),
         };
         tracing::info!(op = %what, at_s, "operation applied");
         self.log_op(at_s, what);

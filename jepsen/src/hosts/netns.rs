@@ -175,7 +175,7 @@ impl NetnsLab {
         let subnet = reserve_subnet()?;
         // SAFETY: getpid has no preconditions.
         let pid = unsafe { libc::getpid() } as u32;
-        let tag = format!("{:04x}", (pid ^ (subnet[2] as u32) << 8) & 0xffff);
+        let tag = format!("{:04x}", (pid ^ ((subnet[2] as u32) << 8)) & 0xffff);
         let lab = NetnsLab {
             bridge_ns: format!("{PREFIX}{tag}-br"),
             tag,

@@ -6,6 +6,7 @@
 
 pub mod draw;
 
+use crate::hosts::netns::Rules;
 use crate::local::{LocalCluster, LocalError};
 use draw::RecipeChange;
 use factoryos_coord::client::{ClientError, CoordClient};
@@ -29,6 +30,18 @@ pub enum OpKind {
     UpdateRecipe,
     /// A new stage joins the chain.
     AddStage,
+    /// The bridge's rules change (a partition, packet loss, or their heal).
+    Network,
+    /// SIGSTOP of a process.
+    Pause,
+    /// SIGCONT of a paused process.
+    Resume,
+    /// SIGKILL of a coordinator that need not lead.
+    KillCoordinator,
+    /// A coordinator leaves the group for good.
+    RemoveCoordinator,
+    /// A new coordinator joins the group.
+    AddCoordinator,
 }
 
 impl OpKind {
@@ -39,13 +52,22 @@ impl OpKind {
             OpKind::KillLeader => "kill-leader",
             OpKind::UpdateRecipe => "update-recipe",
             OpKind::AddStage => "add-stage",
+            OpKind::Network => "network",
+            OpKind::Pause => "pause",
+            OpKind::Resume => "resume",
+            OpKind::KillCoordinator => "kill-coordinator",
+            OpKind::RemoveCoordinator => "remove-coordinator",
+            OpKind::AddCoordinator => "add-coordinator",
         }
     }
 
     /// Faults break something until they are healed; the others change
     /// what the chain is.
     pub fn is_fault(self) -> bool {
-        matches!(self, OpKind::Crash | OpKind::KillLeader)
+        matches!(
+            self,
+            OpKind::Crash | OpKind::KillLeader | OpKind::KillCoordinator | OpKind::Pause
+        )
     }
 }
 
@@ -74,6 +96,19 @@ pub enum Op {
     },
     /// Declares `decl` to the cluster and starts it in its own process.
     AddStage { decl: StageDecl },
+    /// Replaces the bridge's rules (namespace hosts only); `detail` says
+    /// what they do, for the history.
+    Network { rules: Rules, detail: String },
+    /// SIGSTOP of process `id` (a coordinator or a stage host).
+    Pause { id: NodeId },
+    /// SIGCONT of process `id`.
+    Resume { id: NodeId },
+    /// SIGKILL of coordinator `id`.
+    KillCoordinator { id: NodeId },
+    /// The group removes coordinator `id` for good; its process is killed.
+    RemoveCoordinator { id: NodeId },
+    /// Coordinator `id` (a new id) is started and added to the group.
+    AddCoordinator { id: NodeId },
 }
 
 /// Why an operation could not be applied.
@@ -85,6 +120,10 @@ pub enum OpError {
     Client(#[from] ClientError),
     #[error("declaring a stage: {0}")]
     Declare(#[from] OperatorError),
+    #[error("{0} needs network-namespace hosts")]
+    NeedsNetns(String),
+    #[error("network rules: {0}")]
+    Netns(#[from] crate::hosts::netns::NetnsError),
 }
 
 /// What operations act on: the processes, an operator client, and how the
@@ -103,6 +142,12 @@ impl Op {
             Op::KillLeader { .. } => OpKind::KillLeader,
             Op::UpdateRecipe { .. } => OpKind::UpdateRecipe,
             Op::AddStage { .. } => OpKind::AddStage,
+            Op::Network { .. } => OpKind::Network,
+            Op::Pause { .. } => OpKind::Pause,
+            Op::Resume { .. } => OpKind::Resume,
+            Op::KillCoordinator { .. } => OpKind::KillCoordinator,
+            Op::RemoveCoordinator { .. } => OpKind::RemoveCoordinator,
+            Op::AddCoordinator { .. } => OpKind::AddCoordinator,
         }
     }
 
@@ -112,7 +157,12 @@ impl Op {
             Op::Crash { host, .. } | Op::RecoverStages { host, .. } => Some(*host),
             Op::KillLeader { id } | Op::RecoverCoordinator { id } => Some(*id),
             Op::AddStage { decl } => Some(decl.id),
-            Op::UpdateRecipe { .. } => None,
+            Op::Pause { id }
+            | Op::Resume { id }
+            | Op::KillCoordinator { id }
+            | Op::RemoveCoordinator { id }
+            | Op::AddCoordinator { id } => Some(*id),
+            Op::UpdateRecipe { .. } | Op::Network { .. } => None,
         }
     }
 
@@ -125,6 +175,12 @@ impl Op {
             Op::RecoverCoordinator { id } => format!("recover {id}"),
             Op::UpdateRecipe { item, change, .. } => format!("recipe {item}: {change}"),
             Op::AddStage { decl } => format!("add stage {} makes {}", decl.id, decl.item),
+            Op::Network { detail, .. } => format!("network: {detail}"),
+            Op::Pause { id } => format!("pause {id}"),
+            Op::Resume { id } => format!("resume {id}"),
+            Op::KillCoordinator { id } => format!("kill {id}"),
+            Op::RemoveCoordinator { id } => format!("remove coordinator {id}"),
+            Op::AddCoordinator { id } => format!("add coordinator {id}"),
         }
     }
 
@@ -147,6 +203,28 @@ impl Op {
                 target
                     .cluster
                     .start_stage_group(&[decl.id], target.cycle_ms)?;
+            }
+            Op::Network { rules, .. } => {
+                let lab = target
+                    .cluster
+                    .hosts()
+                    .lab()
+                    .ok_or_else(|| OpError::NeedsNetns(self.describe()))?;
+                lab.set_rules(rules)?;
+            }
+            Op::Pause { id } => target.cluster.pause(*id)?,
+            Op::Resume { id } => target.cluster.resume(*id)?,
+            Op::KillCoordinator { id } => target.cluster.kill(*id)?,
+            Op::RemoveCoordinator { id } => {
+                let status = target.client.remove_coordinator(*id).await?;
+                target.client.learn(&status);
+                target.cluster.kill(*id)?;
+                target.cluster.forget_coordinator(*id)?;
+            }
+            Op::AddCoordinator { id } => {
+                let addr = target.cluster.join_coordinator(*id)?;
+                let status = target.client.add_coordinator(*id, addr).await?;
+                target.client.learn(&status);
             }
         }
         Ok(())
