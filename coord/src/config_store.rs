@@ -7,12 +7,12 @@
 //! against this trait.
 
 use crate::events::{EventLog, What};
-use crate::raft::network::{self, ForwardedWrite};
+use crate::raft::network::{self, ForwardedWrite, ReadIndex};
 use crate::raft::Raft;
 use crate::state::{ClusterConfig, Command, CommandResponse};
-use factoryos_wire::message::{ClientRequest, ClientResponse, ErrorKind, Message, RaftRpc};
+use factoryos_wire::message::RaftRpc;
 use factoryos_wire::model::ClusterStatus;
-use factoryos_wire::{FlowVersion, NodeId, ServiceError, Transport};
+use factoryos_wire::{NodeId, ServiceError, Transport};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use std::future::Future;
 use std::sync::Arc;
@@ -219,40 +219,38 @@ impl ConfigStore for RaftStore {
                     Some(l) if l != self.id.0 => NodeId(l),
                     _ => return Err(StoreError::NotLeader { leader: None }),
                 };
-                // The leader's linearizable flow, then wait until we applied it.
-                let asked = self
-                    .transport
-                    .request(
-                        leader,
-                        FlowVersion(0),
-                        Message::ClientRequest(ClientRequest::ReadFlow { linearizable: true }),
-                    )
+                // The leader's read index, then wait until we applied it:
+                // every write acknowledged before this read is then here.
+                let answer: Result<ReadIndex, _> = network::call(
+                    &self.transport,
+                    leader,
+                    RaftRpc::ReadIndex,
+                    &(),
+                    FORWARD_TIMEOUT,
+                )
+                .await;
+                let index = match answer {
+                    Ok(Ok(index)) => index,
+                    Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                        return Err(StoreError::NotLeader {
+                            leader: f.leader_id.map(NodeId),
+                        })
+                    }
+                    Ok(Err(e)) => return Err(StoreError::Unavailable(e.to_string())),
+                    Err(e) => {
+                        return Err(StoreError::Unavailable(format!(
+                            "leader {leader} unreachable: {e}"
+                        )))
+                    }
+                };
+                self.raft
+                    .wait(Some(CATCH_UP))
+                    .applied_index_at_least(Some(index), "linearizable read")
                     .await
                     .map_err(|e| {
-                        StoreError::Unavailable(format!("leader {leader} unreachable: {e}"))
+                        StoreError::Unavailable(format!("could not catch up with the leader: {e}"))
                     })?;
-                match asked.body {
-                    Message::ClientResponse(ClientResponse::Flow(flow)) => {
-                        let mut rx = self.config.clone();
-                        tokio::time::timeout(
-                            CATCH_UP,
-                            rx.wait_for(|c| c.flow.version >= flow.version),
-                        )
-                        .await
-                        .map_err(|_| {
-                            StoreError::Unavailable("could not catch up with the leader".into())
-                        })?
-                        .map_err(|_| StoreError::Unavailable("shutting down".into()))?;
-                        Ok(())
-                    }
-                    Message::ClientResponse(ClientResponse::Error(ServiceError {
-                        kind: ErrorKind::NotLeader { leader },
-                        ..
-                    })) => Err(StoreError::NotLeader { leader }),
-                    _ => Err(StoreError::Unavailable(format!(
-                        "leader {leader} answered oddly"
-                    ))),
-                }
+                Ok(())
             }
             Err(e) => Err(StoreError::Unavailable(e.to_string())),
         }

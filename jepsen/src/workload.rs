@@ -63,6 +63,8 @@ pub fn initial_states(chain: &ChainSpec, n: usize) -> BTreeMap<String, Register>
 
 /// How long a client waits for one operation before calling it indeterminate.
 const OP_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a client waits after an indeterminate outcome.
+const INFO_BACKOFF: Duration = Duration::from_millis(500);
 
 /// What the clients share.
 #[derive(Clone)]
@@ -118,6 +120,7 @@ async fn client_loop(
 ) {
     // The version this client last read of each register (its CAS guesses).
     let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+    let mut indeterminate = false;
     while !*stop.borrow() {
         let key = shared.keys[rng.random_range(0..shared.keys.len())].clone();
         let op = match rng.random_range(0..4) {
@@ -159,14 +162,24 @@ async fn client_loop(
                 id,
                 error,
             },
-            Outcome::Info(error) => Entry::Info {
-                t_ns,
-                process,
-                id,
-                error,
-            },
+            Outcome::Info(error) => {
+                indeterminate = true;
+                Entry::Info {
+                    t_ns,
+                    process,
+                    id,
+                    error,
+                }
+            }
         });
-        tokio::time::sleep(Duration::from_millis(rng.random_range(10..60))).await;
+        // After an indeterminate outcome (no quorum, most likely) back off:
+        // each one is an operation the checker must place anywhere later.
+        let pause = if std::mem::take(&mut indeterminate) {
+            INFO_BACKOFF
+        } else {
+            Duration::from_millis(rng.random_range(10..60))
+        };
+        tokio::time::sleep(pause).await;
     }
 }
 

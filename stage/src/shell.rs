@@ -90,7 +90,10 @@ impl StageHandle {
         self.metrics.clone()
     }
 
-    /// Stops the loop after its current round (everything committed stays committed).
+    /// Stops the stage: it makes and asks for no more lots, finishes the
+    /// trades in flight (lots it sent get confirmed; at most [`DRAIN_MAX`],
+    /// as a consumer may be gone), then stops. Everything committed stays
+    /// committed.
     pub async fn stop(self) -> Result<(), StageError> {
         let _ = self.stop.send(true);
         self.task
@@ -207,11 +210,20 @@ impl Runner {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut last_metrics_file = Instant::now();
+        let mut draining: Option<Instant> = None;
+        let mut last_heard = Instant::now();
         loop {
             tokio::select! {
-                _ = stop.changed() => break,
+                r = stop.changed() => {
+                    if r.is_err() || draining.is_some() {
+                        break;
+                    }
+                    draining = Some(Instant::now());
+                    self.core.drain();
+                }
                 item = inbox.recv() => {
                     let Some(item) = item else { break };
+                    last_heard = Instant::now();
                     self.handle(item);
                     // Group commit: take everything else that is ready.
                     while let Ok(item) = inbox.try_recv() {
@@ -240,6 +252,13 @@ impl Runner {
             }
             let out = self.core.take_output();
             self.execute(out).await?;
+            if let Some(since) = draining {
+                let settled =
+                    self.core.in_transit_len() == 0 && last_heard.elapsed() >= DRAIN_QUIET;
+                if settled || since.elapsed() >= DRAIN_MAX {
+                    break;
+                }
+            }
         }
         self.write_metrics();
         self.transport.shutdown().await;
@@ -357,6 +376,13 @@ impl Runner {
         }
     }
 }
+
+/// The longest a stopping stage waits for its trades in flight to finish.
+pub const DRAIN_MAX: Duration = Duration::from_secs(2);
+/// A stopping stage whose lots are all confirmed waits until it heard
+/// nothing for this long (a consumer may still be sending it confirmations
+/// or a supplier a lot), then stops.
+const DRAIN_QUIET: Duration = Duration::from_millis(300);
 
 /// How often a stage asks the group for its coordinators.
 const MEMBERS_EVERY: Duration = Duration::from_secs(10);

@@ -101,6 +101,9 @@ pub enum RaftRpc {
     InstallSnapshot,
     /// A follower forwarding a command of the configuration store to the leader.
     ClientWrite,
+    /// A follower asking the leader up to which log index it must have
+    /// applied to serve a linearizable read (the leader's read index).
+    ReadIndex,
 }
 
 /// Requests of stages and tools to the coordination cluster.

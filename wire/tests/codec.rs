@@ -172,7 +172,8 @@ fn message() -> impl Strategy<Value = Message> {
         Just(RaftRpc::AppendEntries),
         Just(RaftRpc::Vote),
         Just(RaftRpc::InstallSnapshot),
-        Just(RaftRpc::ClientWrite)
+        Just(RaftRpc::ClientWrite),
+        Just(RaftRpc::ReadIndex)
     ];
     prop_oneof![
         (any::<u64>(), item()).prop_map(|(r, item)| Message::RequestBatch {

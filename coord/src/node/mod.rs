@@ -60,6 +60,8 @@ pub struct CoordinatorOptions {
     /// Join a running group (added with `AddCoordinator`) instead of
     /// initialising a new one on first start.
     pub join: bool,
+    /// Faults its endpoint injects into what it sends (tests and the harness).
+    pub faults: Option<factoryos_wire::FaultController>,
 }
 
 impl CoordinatorOptions {
@@ -91,6 +93,7 @@ impl CoordinatorOptions {
             mode: cluster.mode,
             shared: cluster.shared.clone(),
             join: false,
+            faults: None,
         })
     }
 }
@@ -178,8 +181,13 @@ impl Coordinator {
         for stage in &opts.stage_ids {
             book.allow(*stage);
         }
-        let (transport, inbox) =
-            Transport::bind_socket(&opts.identity, socket, book, opts.transport.clone(), None)?;
+        let (transport, inbox) = Transport::bind_socket(
+            &opts.identity,
+            socket,
+            book,
+            opts.transport.clone(),
+            opts.faults.clone(),
+        )?;
 
         let log = EventLog::in_dir(&opts.data_dir, id);
         let (backend, config, tasks) = match opts.mode {

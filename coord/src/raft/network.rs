@@ -13,7 +13,8 @@ use crate::state::{Command, CommandResponse};
 use factoryos_wire::message::{Message, RaftRpc};
 use factoryos_wire::{FlowVersion, NodeId, ServiceError, Transport};
 use openraft::error::{
-    ClientWriteError, InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable,
+    CheckIsLeaderError, ClientWriteError, InstallSnapshotError, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -154,6 +155,10 @@ impl RaftNetwork<TypeConfig> for Connection {
 /// The answer to a forwarded client write.
 pub type ForwardedWrite = Result<CommandResponse, RaftError<u64, ClientWriteError<u64, BasicNode>>>;
 
+/// The leader's read index: the log index a follower must have applied to
+/// serve a linearizable read.
+pub type ReadIndex = Result<u64, RaftError<u64, CheckIsLeaderError<u64, BasicNode>>>;
+
 /// Serves one Raft request received from a peer: decodes it, hands it to
 /// the local Raft, encodes the answer (`Err` only for undecodable input).
 pub async fn serve(raft: &Raft, rpc: RaftRpc, payload: &[u8]) -> Result<Vec<u8>, ServiceError> {
@@ -171,6 +176,13 @@ pub async fn serve(raft: &Raft, rpc: RaftRpc, payload: &[u8]) -> Result<Vec<u8>,
         RaftRpc::ClientWrite => {
             let cmd: Command = decode(payload)?;
             let answer: ForwardedWrite = raft.client_write(cmd).await.map(|r| r.data);
+            encode(&answer)
+        }
+        RaftRpc::ReadIndex => {
+            let answer: ReadIndex = raft
+                .get_read_log_id()
+                .await
+                .map(|(read, _)| read.map_or(0, |l| l.index));
             encode(&answer)
         }
     }

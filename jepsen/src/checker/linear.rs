@@ -115,8 +115,8 @@ pub fn operations(history: &[Entry]) -> BTreeMap<String, Vec<Operation>> {
 }
 
 /// What `op` does to `state`: the state after it, or `None` if it cannot
-/// happen there (a read that sees something else, a successful CAS on
-/// another version). An indeterminate CAS on another version is a no-op.
+/// happen there (a read that sees something else, a CAS on another
+/// version: for an indeterminate one that is the same as never happening).
 fn step(state: Register, op: &Operation) -> Option<Register> {
     let next = |value| Register {
         version: state.version + 1,
@@ -125,155 +125,142 @@ fn step(state: Register, op: &Operation) -> Option<Register> {
     match &op.op {
         RegisterOp::Read { .. } => (op.read == Some(state)).then_some(state),
         RegisterOp::Write { value, .. } => Some(next(*value)),
-        RegisterOp::Cas { version, value, .. } => {
-            if *version == state.version {
-                Some(next(*value))
-            } else if op.complete_ns.is_none() {
-                Some(state)
-            } else {
-                None
-            }
+        RegisterOp::Cas { version, value, .. } => (*version == state.version).then(|| next(*value)),
+    }
+}
+
+/// Which operations are placed so far.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Placed(Vec<u64>);
+
+impl Placed {
+    fn new(n: usize) -> Self {
+        Placed(vec![0; n.div_ceil(64)])
+    }
+    fn has(&self, i: usize) -> bool {
+        self.0[i / 64] & (1 << (i % 64)) != 0
+    }
+    fn set(&mut self, i: usize, on: bool) {
+        if on {
+            self.0[i / 64] |= 1 << (i % 64);
+        } else {
+            self.0[i / 64] &= !(1 << (i % 64));
         }
     }
 }
 
-/// A call or a completion in the doubly linked list of the search.
-#[derive(Debug, Clone, Copy)]
-struct Node {
-    op: usize,
-    is_call: bool,
-    prev: usize,
-    next: usize,
-    /// For a call, its completion's node.
-    matching: usize,
+/// The search over one register's operations, sorted by invocation.
+struct Search<'a> {
+    ops: &'a [Operation],
+    placed: Placed,
+    /// Completions of the definite operations not placed yet: (time, index).
+    open: std::collections::BTreeSet<(u64, usize)>,
+    state: Register,
 }
 
-const HEAD: usize = 0;
-const NIL: usize = usize::MAX;
+impl Search<'_> {
+    /// Operations that may come next: not placed, invoked before the first
+    /// completion among the definite ones not placed. Definite ones first
+    /// (most histories are linearizable without the indeterminate ones
+    /// taking effect, so trying those last finds an order soonest).
+    fn candidates(&self) -> Vec<usize> {
+        let horizon = self.open.first().map_or(u64::MAX, |(t, _)| *t);
+        let mut definite = Vec::new();
+        let mut maybe = Vec::new();
+        for (i, op) in self.ops.iter().enumerate() {
+            if op.invoke_ns > horizon {
+                break;
+            }
+            if self.placed.has(i) {
+                continue;
+            }
+            if op.complete_ns.is_some() {
+                definite.push(i);
+            } else {
+                maybe.push(i);
+            }
+        }
+        definite.extend(maybe);
+        definite
+    }
+
+    fn place(&mut self, i: usize, next: Register) {
+        self.placed.set(i, true);
+        if let Some(t) = self.ops[i].complete_ns {
+            self.open.remove(&(t, i));
+        }
+        self.state = next;
+    }
+
+    fn unplace(&mut self, i: usize, before: Register) {
+        self.placed.set(i, false);
+        if let Some(t) = self.ops[i].complete_ns {
+            self.open.insert((t, i));
+        }
+        self.state = before;
+    }
+}
+
+/// A depth of the search: the candidates there, the next one to try, and
+/// the operation whose placing led there with the state before it.
+type Frame = (Vec<usize>, usize, Option<(usize, Register)>);
 
 /// Checks one register's operations, from `initial`, within `budget`.
 pub fn check(initial: Register, ops: &[Operation], budget: Duration) -> Outcome {
     let started = Instant::now();
-    // Events: calls at invocation, completions at completion (indeterminate
-    // ones after everything); at equal times calls first.
-    let mut events: Vec<(u64, bool, usize)> = Vec::with_capacity(ops.len() * 2);
-    for (i, op) in ops.iter().enumerate() {
-        events.push((op.invoke_ns, true, i));
-        events.push((op.complete_ns.unwrap_or(u64::MAX), false, i));
-    }
-    events.sort_by_key(|(t, is_call, i)| (*t, !*is_call, *i));
-    let mut nodes = vec![Node {
-        op: NIL,
-        is_call: false,
-        prev: NIL,
-        next: NIL,
-        matching: NIL,
-    }];
-    let mut call_of = vec![NIL; ops.len()];
-    for (k, (_, is_call, i)) in events.iter().enumerate() {
-        let n = nodes.len();
-        nodes.push(Node {
-            op: *i,
-            is_call: *is_call,
-            prev: n - 1,
-            next: if k + 1 < events.len() { n + 1 } else { NIL },
-            matching: NIL,
-        });
-        if *is_call {
-            call_of[*i] = n;
-        } else {
-            nodes[call_of[*i]].matching = n;
-        }
-    }
-    nodes[HEAD].next = if events.is_empty() { NIL } else { 1 };
-    let definite = ops.iter().filter(|o| o.complete_ns.is_some()).count();
-    search(initial, ops, &mut nodes, definite, started, budget)
-}
-
-fn lift(nodes: &mut [Node], call: usize) {
-    let ret = nodes[call].matching;
-    for n in [call, ret] {
-        let (p, x) = (nodes[n].prev, nodes[n].next);
-        nodes[p].next = x;
-        if x != NIL {
-            nodes[x].prev = p;
-        }
-    }
-}
-
-fn unlift(nodes: &mut [Node], call: usize) {
-    let ret = nodes[call].matching;
-    for n in [ret, call] {
-        let (p, x) = (nodes[n].prev, nodes[n].next);
-        nodes[p].next = n;
-        if x != NIL {
-            nodes[x].prev = n;
-        }
-    }
-}
-
-fn search(
-    initial: Register,
-    ops: &[Operation],
-    nodes: &mut [Node],
-    definite: usize,
-    started: Instant,
-    budget: Duration,
-) -> Outcome {
-    let words = ops.len().div_ceil(64);
-    let mut linearized = vec![0u64; words];
-    let mut cache: HashSet<(Vec<u64>, Register)> = HashSet::new();
-    let mut stack: Vec<(usize, Register)> = Vec::new();
-    let mut state = initial;
-    let mut placed_definite = 0;
-    let mut deepest: (usize, usize) = (0, NIL);
-    let mut entry = nodes[HEAD].next;
+    let mut ops = ops.to_vec();
+    ops.sort_by_key(|o| (o.invoke_ns, o.id));
+    let mut search = Search {
+        placed: Placed::new(ops.len()),
+        open: ops
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| Some((o.complete_ns?, i)))
+            .collect(),
+        ops: &ops,
+        state: initial,
+    };
+    let mut frames: Vec<Frame> = vec![(search.candidates(), 0, None)];
+    let mut seen: HashSet<(Placed, Register)> = HashSet::new();
+    let mut deepest = (0usize, None::<usize>);
     let mut steps: u64 = 0;
     loop {
-        if placed_definite == definite {
+        if search.open.is_empty() {
             return Outcome::Linearizable;
         }
         steps += 1;
         if steps.is_multiple_of(4096) && started.elapsed() > budget {
             return Outcome::Unknown;
         }
-        let node = nodes[entry];
-        if node.is_call {
-            let op = &ops[node.op];
-            if let Some(next) = step(state, op) {
-                let mut with = linearized.clone();
-                with[node.op / 64] |= 1 << (node.op % 64);
-                if cache.insert((with.clone(), next)) {
-                    stack.push((entry, state));
-                    linearized = with;
-                    state = next;
-                    if op.complete_ns.is_some() {
-                        placed_definite += 1;
-                    }
-                    lift(nodes, entry);
-                    entry = nodes[HEAD].next;
-                    continue;
+        let depth = frames.len();
+        let frame = frames.last_mut().expect("the root frame stays");
+        let Some(&i) = frame.0.get(frame.1) else {
+            // Nothing fits here: the first open completion cannot be passed.
+            if depth >= deepest.0 {
+                deepest = (depth, search.open.first().map(|(_, i)| *i));
+            }
+            let (_, _, placed) = frames.pop().expect("a frame to leave");
+            match placed {
+                Some((op, before)) => search.unplace(op, before),
+                None => {
+                    let at = deepest.1.unwrap_or(0);
+                    return Outcome::NotLinearizable {
+                        stuck: stuck(&ops, at),
+                    };
                 }
             }
-            entry = node.next;
+            continue;
+        };
+        frame.1 += 1;
+        let Some(next) = step(search.state, &ops[i]) else {
+            continue;
+        };
+        let before = search.state;
+        search.place(i, next);
+        if seen.insert((search.placed.clone(), next)) {
+            frames.push((search.candidates(), 0, Some((i, before))));
         } else {
-            // A completion reached: its operation must come before anything later.
-            if stack.len() >= deepest.0 {
-                deepest = (stack.len(), node.op);
-            }
-            let Some((call, before)) = stack.pop() else {
-                return Outcome::NotLinearizable {
-                    stuck: stuck(ops, deepest.1),
-                };
-            };
-            let op = nodes[call].op;
-            linearized[op / 64] &= !(1 << (op % 64));
-            if ops[op].complete_ns.is_some() {
-                placed_definite -= 1;
-            }
-            state = before;
-            unlift(nodes, call);
-            entry = nodes[call].next;
+            search.unplace(i, before);
         }
     }
 }

@@ -177,6 +177,8 @@ pub struct StageCore {
     demand: Demand,
     liveness: Liveness,
     next_cycle: Option<Duration>,
+    /// Stopping: no more cycles or requests; trades in flight finish.
+    draining: bool,
     /// Wall-clock ms since the Unix epoch at `now == 0` (stamps lots' `made_ms`).
     wall_origin_ms: u64,
     out: Output,
@@ -203,6 +205,7 @@ impl StageCore {
             demand,
             liveness: Liveness::default(),
             next_cycle: None,
+            draining: false,
             wall_origin_ms: 0,
             out: Output::default(),
             metrics,
@@ -322,9 +325,22 @@ impl StageCore {
         }
     }
 
+    /// Begins stopping: no more manufacture cycles or requests, parked
+    /// requests are answered unavailable; lots in transit are still re-sent
+    /// and confirmations still taken, so trades in flight finish.
+    pub fn drain(&mut self) {
+        self.draining = true;
+    }
+
     /// Advances time: manufacture cycles that are due, requests, re-sends,
     /// heartbeats and suspicion.
     pub fn tick(&mut self, now: Duration) {
+        if self.draining {
+            self.serve_parked(now);
+            self.retransmit(now);
+            self.heartbeats(now);
+            return;
+        }
         let next = *self.next_cycle.get_or_insert(now);
         if now >= next {
             self.cycle(now);

@@ -107,6 +107,12 @@ impl StageCore {
             req,
             item: item.clone(),
         };
+        if self.draining {
+            // Stopping: no new trade starts.
+            self.metrics.batch_unavailable_sent += 1;
+            self.send(now, from, unavailable);
+            return;
+        }
         if item != &self.cfg.item || !self.flow.serves(from) {
             self.metrics.requests_refused_not_in_flow += 1;
             self.metrics.batch_unavailable_sent += 1;
@@ -160,7 +166,7 @@ impl StageCore {
         let mut keep = VecDeque::new();
         while let Some(p) = self.supply.parked.pop_front() {
             let expired = now.saturating_sub(p.at) >= self.cfg.park_timeout;
-            if !self.flow.serves(p.consumer) || expired {
+            if !self.flow.serves(p.consumer) || expired || self.draining {
                 self.metrics.batch_unavailable_sent += 1;
                 let answer = Message::BatchUnavailable {
                     req: p.req,

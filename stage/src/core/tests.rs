@@ -1009,3 +1009,87 @@ fn messages_per_traded_lot_stay_near_three_without_faults() {
         "{trade_msgs} messages for {traded} lots"
     );
 }
+
+#[test]
+fn a_draining_stage_makes_and_asks_nothing_but_finishes_its_trades() {
+    let mut s = frame(13);
+    s.outbound_cap = 8;
+    let mut sup = StageCore::new(s, Records::default());
+    let mut con = StageCore::new(window(15), Records::default());
+    let flow = window_flow(3);
+    sup.set_flow(Duration::ZERO, &flow);
+    con.set_flow(Duration::ZERO, &flow);
+    let lot = lot(11, 0, "wood", 3);
+    // The frame stage got wood and made a frame it ships on request.
+    sup.on_message(
+        STEP,
+        NodeId(11),
+        &env(11, 3, Message::BatchSent { req: None, lot }),
+    );
+    sup.tick(STEP * 2);
+    assert_eq!(sup.outbound_len(), 1);
+    sup.take_output();
+    sup.on_message(
+        STEP * 3,
+        NodeId(15),
+        &env(
+            15,
+            3,
+            Message::RequestBatch {
+                req: RequestId(1),
+                item: "frame".into(),
+            },
+        ),
+    );
+    assert_eq!(sup.in_transit_len(), 1);
+    let sent = sup.take_output();
+    sup.drain();
+    con.drain();
+    // No new trade: a request is refused, cycles and requests stop.
+    sup.on_message(
+        STEP * 4,
+        NodeId(16),
+        &env(
+            16,
+            3,
+            Message::RequestBatch {
+                req: RequestId(2),
+                item: "frame".into(),
+            },
+        ),
+    );
+    let made = sup.metrics().successful_manufacture_cycles;
+    sup.tick(STEP * 50);
+    con.tick(STEP * 50);
+    let out = sup.take_output();
+    assert!(out
+        .send
+        .iter()
+        .any(|(to, m)| *to == NodeId(16) && matches!(m, Message::BatchUnavailable { .. })));
+    assert!(!out
+        .send
+        .iter()
+        .any(|(_, m)| matches!(m, Message::RequestBatch { .. })));
+    assert_eq!(sup.metrics().successful_manufacture_cycles, made);
+    assert!(!con
+        .take_output()
+        .send
+        .iter()
+        .any(|(_, m)| matches!(m, Message::RequestBatch { .. })));
+    // The lot in flight still lands and is confirmed.
+    let (_, batch) = sent
+        .send
+        .into_iter()
+        .find(|(to, _)| *to == NodeId(15))
+        .unwrap();
+    con.on_message(STEP * 51, NodeId(13), &env(13, 3, batch));
+    let confirm = con
+        .take_output()
+        .send
+        .into_iter()
+        .find(|(to, _)| *to == NodeId(13))
+        .unwrap()
+        .1;
+    sup.on_message(STEP * 52, NodeId(15), &env(15, 3, confirm));
+    assert_eq!(sup.in_transit_len(), 0);
+}
