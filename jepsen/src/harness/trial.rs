@@ -125,7 +125,20 @@ impl Trial {
             started: Instant::now(),
         };
         trial.until_registered().await?;
+        trial.write_hosts(&dir.join("hosts.json"))?;
         Ok(trial)
+    }
+
+    /// `hosts.json`: the lab's subnet and every host (name, namespace, address).
+    fn write_hosts(&self, path: &Path) -> std::io::Result<()> {
+        let hosts: Vec<serde_json::Value> = self
+            .lab
+            .hosts()
+            .into_values()
+            .map(|h| serde_json::json!({"name": h.name, "ns": h.ns, "ip": h.ip.to_string()}))
+            .collect();
+        let lab = serde_json::json!({"cidr": self.lab.cidr(), "hosts": hosts});
+        std::fs::write(path, serde_json::to_vec_pretty(&lab)?)
     }
 
     async fn until_registered(&self) -> Result<(), HarnessError> {
@@ -324,16 +337,20 @@ impl Trial {
                 break;
             }
         }
+        // Each coordinator must answer within the same bound (a node that
+        // was cut off may need the group to elect again first).
         let mut final_reads = Vec::new();
         for id in self.members.clone() {
             let one = CoordClient::new(self.transport.clone(), vec![id])
-                .with_attempts(3)
-                .with_timeout(Duration::from_secs(5));
-            let answer = one
-                .read_flow(true)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string());
+                .with_attempts(1)
+                .with_timeout(Duration::from_secs(2));
+            let answer = loop {
+                match one.read_flow(true).await {
+                    Ok(_) => break Ok(()),
+                    Err(e) if healed.elapsed() >= bound => break Err(e.to_string()),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            };
             final_reads.push((id, answer));
         }
         liveness::AfterHeal {
@@ -493,6 +510,7 @@ pub async fn run_one(
         t.shutdown().await;
     }
     trial.stop().await?;
+    trial.write_hosts(&dir.join("hosts.json"))?;
     let verdicts = trial.check(config, &after)?;
     let entries = trial.history.entries();
     report::write_run(&dir, config, seed, &verdicts, &entries, trial.started)?;
