@@ -11,6 +11,7 @@
 //! before the next trial.
 
 use crate::local::{LocalCluster, LocalError};
+use crate::op::{Op, Target};
 use factoryos_coord::client::CoordClient;
 use factoryos_coord::cluster::LocalInit;
 use factoryos_coord::config::{CoordMode, RaftTimeouts};
@@ -30,6 +31,8 @@ pub enum FailoverError {
     Io(#[from] std::io::Error),
     #[error("the chain: {0}")]
     Spec(#[from] factoryos_coord::spec::SpecErrors),
+    #[error(transparent)]
+    Op(#[from] crate::op::OpError),
     #[error("{mode}: {source} (logs in {})", logs.display())]
     InMode {
         mode: CoordMode,
@@ -272,7 +275,13 @@ impl Trial<'_> {
         })
         .await?;
         let killed_at = Instant::now();
-        cluster.kill(leader)?;
+        let kill = Op::KillLeader { id: leader };
+        kill.apply(&mut Target {
+            cluster,
+            client,
+            cycle_ms: 0,
+        })
+        .await?;
         let write = self.next_write();
         let survivors: Vec<NodeId> = cluster
             .coordinators()

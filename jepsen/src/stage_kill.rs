@@ -10,6 +10,7 @@
 //! the audit of every WAL at the end.
 
 use crate::local::{LocalCluster, LocalError};
+use crate::op::{Op, Target};
 use factoryos_coord::client::CoordClient;
 use factoryos_coord::cluster::LocalInit;
 use factoryos_coord::spec::ChainSpec;
@@ -36,6 +37,8 @@ pub enum StageKillError {
     Spec(#[from] factoryos_coord::spec::SpecErrors),
     #[error("the chain has no stage of a middle type to kill")]
     NoVictim,
+    #[error(transparent)]
+    Op(#[from] crate::op::OpError),
 }
 
 /// What was measured.
@@ -273,7 +276,17 @@ async fn measure(
     let flow_before = client.status().await.map(|s| s.flow_version).ok();
 
     let killed = Instant::now();
-    cluster.kill(roles.victim)?;
+    let crash = Op::Crash {
+        host: roles.victim,
+        stages: vec![roles.victim],
+    };
+    crash
+        .apply(&mut Target {
+            cluster,
+            client: &client,
+            cycle_ms: cycle.as_millis() as u64,
+        })
+        .await?;
     let watcher = tokio::spawn(watch(paths(cluster, roles), Duration::from_secs(5)));
     let (kill_to_marked_dead, kill_to_new_flow) =
         follow_death(&client, roles.victim, flow_before, killed).await;
