@@ -10,6 +10,7 @@
 
 use crate::hosts::netns::Rules;
 use crate::op::{draw, Op};
+use factoryos_wire::fault_file::FaultFile;
 use factoryos_wire::model::Spec;
 use factoryos_wire::{ItemType, NodeId};
 use rand::rngs::SmallRng;
@@ -38,6 +39,10 @@ pub enum Nemesis {
     IsolateStageFromCoordinators,
     /// 20% of packets dropped at random.
     Loss,
+    /// Every process's endpoint delays what it sends 20–80 ms (reordering
+    /// it), duplicates 10% and holds back 10% by up to 100 ms (the wire
+    /// crate's fault socket: the kernel here has no netem).
+    Delay,
     /// SIGKILL of a coordinator or stage host, restarted at the heal (one at
     /// a time, so a Raft quorum is always up).
     Kill,
@@ -51,7 +56,7 @@ pub enum Nemesis {
 }
 
 impl Nemesis {
-    pub const ALL: [Nemesis; 12] = [
+    pub const ALL: [Nemesis; 13] = [
         Nemesis::PartitionHalves,
         Nemesis::PartitionLeaderMinority,
         Nemesis::PartitionLeaderMajority,
@@ -60,6 +65,7 @@ impl Nemesis {
         Nemesis::PartitionOneWay,
         Nemesis::IsolateStageFromCoordinators,
         Nemesis::Loss,
+        Nemesis::Delay,
         Nemesis::Kill,
         Nemesis::Pause,
         Nemesis::Membership,
@@ -76,6 +82,7 @@ impl Nemesis {
             Nemesis::PartitionOneWay => "partition-one-way",
             Nemesis::IsolateStageFromCoordinators => "isolate-stage-from-coordinators",
             Nemesis::Loss => "loss",
+            Nemesis::Delay => "delay",
             Nemesis::Kill => "kill",
             Nemesis::Pause => "pause",
             Nemesis::Membership => "membership",
@@ -87,7 +94,11 @@ impl Nemesis {
     pub fn is_network(self) -> bool {
         !matches!(
             self,
-            Nemesis::Kill | Nemesis::Pause | Nemesis::Membership | Nemesis::RecipeUpdate
+            Nemesis::Kill
+                | Nemesis::Pause
+                | Nemesis::Membership
+                | Nemesis::RecipeUpdate
+                | Nemesis::Delay
         )
     }
 
@@ -345,6 +356,28 @@ impl Nemesis {
                     vec![heal_network],
                 ))
             }
+            Nemesis::Delay => {
+                let everyone = topo.everyone();
+                let rule = FaultFile {
+                    delay_ms: 20,
+                    jitter_ms: 60,
+                    duplicate_percent: 10,
+                    reorder_percent: 10,
+                    reorder_window_ms: 100,
+                    drop_percent: 0,
+                };
+                Some(fault(
+                    "20-80 ms delay, 10% duplicated, 10% reordered".into(),
+                    vec![Op::Faults {
+                        nodes: everyone.clone(),
+                        rule: Some(rule),
+                    }],
+                    vec![Op::Faults {
+                        nodes: everyone,
+                        rule: None,
+                    }],
+                ))
+            }
             Nemesis::Kill | Nemesis::Pause => {
                 let victim = *topo.everyone().choose(rng)?;
                 let coordinator = topo.coordinators.contains(&victim);
@@ -523,7 +556,7 @@ mod tests {
         for n in Nemesis::ALL {
             assert_eq!(n.name().parse::<Nemesis>(), Ok(n));
         }
-        assert_eq!(Nemesis::parse_list("all").unwrap().len(), 12);
+        assert_eq!(Nemesis::parse_list("all").unwrap().len(), 13);
         assert_eq!(
             Nemesis::parse_list("kill, pause,kill").unwrap(),
             vec![Nemesis::Kill, Nemesis::Pause]

@@ -16,8 +16,8 @@ pub struct JepsenArgs {
     /// Nemeses, comma-separated (each fault is one of them, drawn at
     /// random): partition-halves, partition-leader-minority,
     /// partition-leader-majority, isolate-leader, majorities-ring,
-    /// partition-one-way, isolate-stage-from-coordinators, loss, kill, pause,
-    /// membership, recipe-update; or `all`.
+    /// partition-one-way, isolate-stage-from-coordinators, loss, delay, kill,
+    /// pause, membership, recipe-update; or `all`.
     #[arg(long, default_value = "all", value_parser = |s: &str| Nemesis::parse_list(s).map(Nemeses))]
     nemesis: Nemeses,
     /// How long each run's workloads run under the nemesis: `60`, `30s`, `10m`.

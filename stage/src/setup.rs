@@ -18,6 +18,8 @@ pub struct StageFiles {
     pub metrics: PathBuf,
     /// Its event log (flows adopted; see `factoryos_coord::events`).
     pub events: PathBuf,
+    /// Faults set from outside while it runs (see `factoryos_wire::fault_file`).
+    pub faults: PathBuf,
 }
 
 impl StageFiles {
@@ -27,6 +29,7 @@ impl StageFiles {
             wal: dir.join("wal.redb"),
             metrics: dir.join("metrics.json"),
             events: dir.join(factoryos_coord::events::FILE_NAME),
+            faults: dir.join(factoryos_wire::fault_file::FILE_NAME),
         }
     }
 }
@@ -118,11 +121,12 @@ pub fn options(
         wal_path: files.wal,
         metrics_path: Some(files.metrics),
         events_path: Some(files.events),
+        faults_path: Some(files.faults),
         metrics_every: Duration::from_secs(1),
         coordinators: cluster.coordinators.clone(),
         tick: (cycle / 10).clamp(Duration::from_millis(2), Duration::from_millis(20)),
         capacity: decl.capacity,
         transport: TransportConfig::default(),
-        faults: None,
+        faults: Some(factoryos_wire::FaultController::new(id.0)),
     })
 }

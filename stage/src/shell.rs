@@ -44,6 +44,8 @@ pub struct StageOptions {
     pub metrics_every: Duration,
     /// Where the stage records the flows it adopts (none: not recorded).
     pub events_path: Option<PathBuf>,
+    /// A fault file the stage follows with `faults` (see `factoryos_wire::fault_file`).
+    pub faults_path: Option<PathBuf>,
     pub coordinators: BTreeMap<NodeId, SocketAddr>,
     /// How often the core's clock advances.
     pub tick: Duration,
@@ -153,6 +155,20 @@ pub async fn start(opts: StageOptions) -> Result<StageHandle, StageError> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
     );
+    if let (Some(path), Some(faults)) = (&opts.faults_path, &opts.faults) {
+        let follow = factoryos_wire::fault_file::follow(
+            path.clone(),
+            faults.clone(),
+            Duration::from_millis(200),
+        );
+        let stop = stop_rx.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = follow => {}
+                _ = stop_when_dropped(stop) => {}
+            }
+        });
+    }
     let events = match &opts.events_path {
         Some(path) => EventLog::open(path, id),
         None => EventLog::none(id),
@@ -375,6 +391,11 @@ impl Runner {
             tracing::debug!(path = %path.display(), error = %e, "could not write metrics");
         }
     }
+}
+
+/// Resolves once the stage's stop channel is gone (the stage ended).
+async fn stop_when_dropped(mut stop: watch::Receiver<bool>) {
+    while stop.changed().await.is_ok() {}
 }
 
 /// The longest a stopping stage waits for its trades in flight to finish.

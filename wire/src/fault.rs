@@ -122,6 +122,16 @@ impl FaultController {
         self.update(|s| s.default = rule);
     }
 
+    /// The rule for destinations without a rule of their own.
+    pub fn default_rule(&self) -> Option<FaultRule> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .default
+            .clone()
+    }
+
     pub fn clear_rule(&self, peer: SocketAddr) {
         self.update(|s| {
             s.per_peer.remove(&peer);

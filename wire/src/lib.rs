@@ -14,6 +14,7 @@
 //! | [`tls`] | the cluster CA, node certificates (node id in the SAN) and mutual-TLS configs |
 //! | [`transport`] | the QUIC [`Transport`]: ordered one-way streams, request/response, reconnects |
 //! | [`fault`] | a UDP socket wrapper that drops, delays, duplicates and reorders datagrams |
+//! | [`fault_file`] | fault rules set from outside a running process, through a file it follows |
 //! | [`metrics`] | per-message-type `<Message>_sent` / `<Message>_received` counters |
 //! | [`bench`] | the loopback throughput / latency benchmark behind `factoryos bench wire` |
 //!
@@ -24,6 +25,7 @@
 
 pub mod bench;
 pub mod fault;
+pub mod fault_file;
 pub mod frame;
 pub mod ids;
 pub mod message;

@@ -98,6 +98,9 @@ impl CoordinatorOptions {
     }
 }
 
+/// How often a node looks at its fault file.
+const FAULT_FILE_POLL: Duration = Duration::from_millis(200);
+
 /// Why a coordinator could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum CoordError {
@@ -173,6 +176,17 @@ impl Coordinator {
             path: opts.data_dir.clone(),
             source,
         })?;
+        // Faults set from outside (the harness's `delay` nemesis) through
+        // `faults.json` in the data directory; none without that file.
+        let faults = opts
+            .faults
+            .clone()
+            .unwrap_or_else(|| factoryos_wire::FaultController::new(id.0));
+        let follow_faults = tokio::spawn(factoryos_wire::fault_file::follow(
+            opts.data_dir.join(factoryos_wire::fault_file::FILE_NAME),
+            faults.clone(),
+            FAULT_FILE_POLL,
+        ));
         let book = PeerBook::new();
         book.allow(NodeId::OPERATOR);
         for (member, addr) in &opts.members {
@@ -186,11 +200,11 @@ impl Coordinator {
             socket,
             book,
             opts.transport.clone(),
-            opts.faults.clone(),
+            Some(faults),
         )?;
 
         let log = EventLog::in_dir(&opts.data_dir, id);
-        let (backend, config, tasks) = match opts.mode {
+        let (backend, config, mut tasks) = match opts.mode {
             CoordMode::Raft => {
                 let store = start_raft(&opts, &transport, &log).await?;
                 let config = store.config();
@@ -208,6 +222,7 @@ impl Coordinator {
             }
         };
 
+        tasks.push(follow_faults);
         tracing::info!(node = %id, addr = %opts.listen, mode = %opts.mode, "coordinator started");
         Ok(Coordinator {
             id,

@@ -12,6 +12,7 @@ use draw::RecipeChange;
 use factoryos_coord::client::{ClientError, CoordClient};
 use factoryos_coord::operator::{declare_stage, OperatorError};
 use factoryos_coord::spec::StageDecl;
+use factoryos_wire::fault_file::FaultFile;
 use factoryos_wire::model::Recipe;
 use factoryos_wire::{ItemType, NodeId};
 use serde::{Deserialize, Serialize};
@@ -42,6 +43,8 @@ pub enum OpKind {
     RemoveCoordinator,
     /// A new coordinator joins the group.
     AddCoordinator,
+    /// Every process's endpoint delays, duplicates or reorders what it sends (or stops).
+    Faults,
 }
 
 impl OpKind {
@@ -58,6 +61,7 @@ impl OpKind {
             OpKind::KillCoordinator => "kill-coordinator",
             OpKind::RemoveCoordinator => "remove-coordinator",
             OpKind::AddCoordinator => "add-coordinator",
+            OpKind::Faults => "faults",
         }
     }
 
@@ -109,6 +113,12 @@ pub enum Op {
     RemoveCoordinator { id: NodeId },
     /// Coordinator `id` (a new id) is started and added to the group.
     AddCoordinator { id: NodeId },
+    /// Processes `nodes` apply `rule` to everything they send (`None`:
+    /// nothing), through their fault files.
+    Faults {
+        nodes: Vec<NodeId>,
+        rule: Option<FaultFile>,
+    },
 }
 
 /// Why an operation could not be applied.
@@ -148,6 +158,7 @@ impl Op {
             Op::KillCoordinator { .. } => OpKind::KillCoordinator,
             Op::RemoveCoordinator { .. } => OpKind::RemoveCoordinator,
             Op::AddCoordinator { .. } => OpKind::AddCoordinator,
+            Op::Faults { .. } => OpKind::Faults,
         }
     }
 
@@ -162,7 +173,7 @@ impl Op {
             | Op::KillCoordinator { id }
             | Op::RemoveCoordinator { id }
             | Op::AddCoordinator { id } => Some(*id),
-            Op::UpdateRecipe { .. } | Op::Network { .. } => None,
+            Op::UpdateRecipe { .. } | Op::Network { .. } | Op::Faults { .. } => None,
         }
     }
 
@@ -181,6 +192,8 @@ impl Op {
             Op::KillCoordinator { id } => format!("kill {id}"),
             Op::RemoveCoordinator { id } => format!("remove coordinator {id}"),
             Op::AddCoordinator { id } => format!("add coordinator {id}"),
+            Op::Faults { rule: Some(r), .. } => format!("faults {r:?}"),
+            Op::Faults { rule: None, .. } => "faults healed".into(),
         }
     }
 
@@ -225,6 +238,20 @@ impl Op {
                 let addr = target.cluster.join_coordinator(*id)?;
                 let status = target.client.add_coordinator(*id, addr).await?;
                 target.client.learn(&status);
+            }
+            Op::Faults { nodes, rule } => {
+                for node in nodes {
+                    let dir = target.cluster.file().node_dir(*node);
+                    let path = dir.join(factoryos_wire::fault_file::FILE_NAME);
+                    let written = match rule {
+                        Some(r) => std::fs::create_dir_all(&dir).and_then(|()| r.write(&path)),
+                        None => FaultFile::clear(&path),
+                    };
+                    written.map_err(|source| crate::local::LocalError::Io {
+                        what: format!("fault file {}", path.display()),
+                        source,
+                    })?;
+                }
             }
         }
         Ok(())
