@@ -295,15 +295,31 @@ impl Validator<'_> {
         };
 
         let stages = self.check_stages(&raw.stages, &names, &type_list());
-        // A type the chain needs (the final type, or an input) must have a
-        // stage; one it does not need may stand idle (the harness keeps its
-        // registers as such types).
+        self.check_made(&types, raw.final_type.as_ref(), &stages);
+        Some(ChainSpec {
+            spec: Spec {
+                types: specs,
+                final_type: final_type?,
+            },
+            stages,
+        })
+    }
+
+    /// A type the chain needs (the final type, or an input) must have a
+    /// stage; one it does not need may stand idle (the harness keeps its
+    /// registers as such types).
+    fn check_made(
+        &mut self,
+        types: &[(Spanned<String>, RawType)],
+        final_type: Option<&Spanned<String>>,
+        stages: &[StageDecl],
+    ) {
         let needed: std::collections::HashSet<&str> = types
             .iter()
             .flat_map(|(_, t)| t.inputs.keys().map(|i| i.get_ref().as_str()))
-            .chain(raw.final_type.as_ref().map(|f| f.get_ref().as_str()))
+            .chain(final_type.map(|f| f.get_ref().as_str()))
             .collect();
-        for (name, _) in &types {
+        for (name, _) in types {
             let made = stages.iter().any(|s| s.item.as_str() == name.get_ref());
             if !made && needed.contains(name.get_ref().as_str()) {
                 self.error(
@@ -313,13 +329,6 @@ impl Validator<'_> {
                 );
             }
         }
-        Some(ChainSpec {
-            spec: Spec {
-                types: specs,
-                final_type: final_type?,
-            },
-            stages,
-        })
     }
 
     fn check_cycles(&mut self, types: &[(Spanned<String>, RawType)], names: &HashMap<&str, usize>) {

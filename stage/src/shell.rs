@@ -117,6 +117,55 @@ pub async fn start(opts: StageOptions) -> Result<StageHandle, StageError> {
         inbound = core.metrics().wal_recovered_inbound,
         "WAL replayed"
     );
+    let (transport, inbox, addr) = bind(&opts)?;
+    let client = CoordClient::new(
+        transport.clone(),
+        opts.coordinators.keys().copied().collect(),
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (metrics_tx, metrics_rx) = watch::channel(core.metrics().clone());
+    let descriptor = StageDescriptor {
+        id,
+        item: opts.core.item.clone(),
+        addr,
+        recipe_version: core.config().recipe.version,
+        capacity: opts.capacity,
+    };
+    core.set_wall_origin(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+    );
+    follow_faults(&opts, stop_rx.clone());
+    let runner = Runner {
+        events: match &opts.events_path {
+            Some(path) => EventLog::open(path, id),
+            None => EventLog::none(id),
+        },
+        core,
+        wal: Arc::new(wal),
+        transport,
+        client,
+        outboxes: HashMap::new(),
+        metrics: metrics_tx,
+        metrics_path: opts.metrics_path.clone(),
+        metrics_every: opts.metrics_every,
+        started: Instant::now(),
+    };
+    let task = tokio::spawn(runner.run(descriptor, inbox, stop_rx, opts.tick));
+    Ok(StageHandle {
+        id,
+        addr,
+        stop: stop_tx,
+        task,
+        metrics: metrics_rx,
+    })
+}
+
+/// The stage's endpoint, its inbox, and the address it registers.
+fn bind(
+    opts: &StageOptions,
+) -> Result<(Transport, mpsc::Receiver<Inbound>, SocketAddr), StageError> {
     let book = PeerBook::new();
     book.allow(NodeId::OPERATOR);
     for (c, addr) in &opts.coordinators {
@@ -135,64 +184,26 @@ pub async fn start(opts: StageOptions) -> Result<StageHandle, StageError> {
             addr: opts.listen,
             source,
         })?;
-    let addr = crate::address::advertised(id, bound, &opts.coordinators)?;
-    let client = CoordClient::new(
-        transport.clone(),
-        opts.coordinators.keys().copied().collect(),
+    let addr = crate::address::advertised(opts.identity.id(), bound, &opts.coordinators)?;
+    Ok((transport, inbox, addr))
+}
+
+/// Follows the stage's fault file until the stage ends.
+fn follow_faults(opts: &StageOptions, stop: watch::Receiver<bool>) {
+    let (Some(path), Some(faults)) = (&opts.faults_path, &opts.faults) else {
+        return;
+    };
+    let follow = factoryos_wire::fault_file::follow(
+        path.clone(),
+        faults.clone(),
+        Duration::from_millis(200),
     );
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (metrics_tx, metrics_rx) = watch::channel(core.metrics().clone());
-    let descriptor = StageDescriptor {
-        id,
-        item: opts.core.item.clone(),
-        addr,
-        recipe_version: core.config().recipe.version,
-        capacity: opts.capacity,
-    };
-    let started = Instant::now();
-    core.set_wall_origin(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
-    );
-    if let (Some(path), Some(faults)) = (&opts.faults_path, &opts.faults) {
-        let follow = factoryos_wire::fault_file::follow(
-            path.clone(),
-            faults.clone(),
-            Duration::from_millis(200),
-        );
-        let stop = stop_rx.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = follow => {}
-                _ = stop_when_dropped(stop) => {}
-            }
-        });
-    }
-    let events = match &opts.events_path {
-        Some(path) => EventLog::open(path, id),
-        None => EventLog::none(id),
-    };
-    let runner = Runner {
-        events,
-        core,
-        wal: Arc::new(wal),
-        transport,
-        client,
-        outboxes: HashMap::new(),
-        metrics: metrics_tx,
-        metrics_path: opts.metrics_path.clone(),
-        metrics_every: opts.metrics_every,
-        started,
-    };
-    let task = tokio::spawn(runner.run(descriptor, inbox, stop_rx, opts.tick));
-    Ok(StageHandle {
-        id,
-        addr,
-        stop: stop_tx,
-        task,
-        metrics: metrics_rx,
-    })
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = follow => {}
+            _ = stop_when_dropped(stop) => {}
+        }
+    });
 }
 
 struct Runner {

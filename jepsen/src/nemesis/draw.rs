@@ -1,0 +1,143 @@
+//! Drawing a fault of each nemesis: the operations that inject it and
+//! those that heal it.
+
+use super::{Fault, Nemesis, Topology};
+use crate::hosts::netns::Rules;
+use crate::op::{draw, Op};
+use factoryos_wire::fault_file::FaultFile;
+use factoryos_wire::NodeId;
+use rand::rngs::SmallRng;
+use rand::seq::IndexedRandom;
+use std::collections::BTreeSet;
+
+/// The bridge's rules back to none.
+fn heal_network() -> Op {
+    Op::Network {
+        rules: Rules::default(),
+        detail: "heal".into(),
+    }
+}
+
+impl Nemesis {
+    fn fault(self, detail: String, inject: Vec<Op>, heal: Vec<Op>) -> Fault {
+        Fault {
+            nemesis: self,
+            detail,
+            inject,
+            heal,
+        }
+    }
+
+    /// Draws one fault of this nemesis on `topo`; `None` if none fits now
+    /// (no leader known, nothing to update).
+    pub fn draw(self, topo: &Topology, rng: &mut SmallRng) -> Option<Fault> {
+        if let Some((grudge, detail)) = self.grudge(topo, rng) {
+            let drops = grudge
+                .iter()
+                .filter_map(|(a, b)| Some((*topo.ips.get(a)?, *topo.ips.get(b)?)))
+                .collect();
+            let rules = Rules {
+                drops,
+                loss_percent: 0,
+            };
+            let inject = Op::Network {
+                rules,
+                detail: format!("{self} {detail}"),
+            };
+            return Some(self.fault(detail, vec![inject], vec![heal_network()]));
+        }
+        match self {
+            Nemesis::Loss => {
+                let rules = Rules {
+                    drops: BTreeSet::new(),
+                    loss_percent: 20,
+                };
+                let inject = Op::Network {
+                    rules,
+                    detail: "20% loss".into(),
+                };
+                Some(self.fault("20% of packets".into(), vec![inject], vec![heal_network()]))
+            }
+            Nemesis::Delay => Some(self.delay(topo)),
+            Nemesis::Kill | Nemesis::Pause => self.kill_or_pause(topo, rng),
+            Nemesis::Membership => self.membership(topo, rng),
+            Nemesis::RecipeUpdate => {
+                let spec = topo.spec.as_ref()?;
+                let (item, recipe, change) = draw::draw_recipe_update(spec, &topo.made, rng)?;
+                let detail = format!("{item}: {change}");
+                let op = Op::UpdateRecipe {
+                    item,
+                    recipe,
+                    change,
+                };
+                Some(self.fault(detail, vec![op], Vec::new()))
+            }
+            _ => None,
+        }
+    }
+
+    fn delay(self, topo: &Topology) -> Fault {
+        let everyone = topo.everyone();
+        let rule = FaultFile {
+            delay_ms: 20,
+            jitter_ms: 60,
+            duplicate_percent: 10,
+            reorder_percent: 10,
+            reorder_window_ms: 100,
+            drop_percent: 0,
+        };
+        let inject = Op::Faults {
+            nodes: everyone.clone(),
+            rule: Some(rule),
+        };
+        let heal = Op::Faults {
+            nodes: everyone,
+            rule: None,
+        };
+        let detail = "20-80 ms delay, 10% duplicated, 10% reordered".into();
+        self.fault(detail, vec![inject], vec![heal])
+    }
+
+    /// SIGKILL (restart at the heal) or SIGSTOP (SIGCONT) of one process.
+    fn kill_or_pause(self, topo: &Topology, rng: &mut SmallRng) -> Option<Fault> {
+        let victim: NodeId = *topo.everyone().choose(rng)?;
+        let coordinator = topo.coordinators.contains(&victim);
+        let (inject, heal) = match (self, coordinator) {
+            (Nemesis::Pause, _) => (Op::Pause { id: victim }, Op::Resume { id: victim }),
+            (_, true) => (
+                Op::KillCoordinator { id: victim },
+                Op::RecoverCoordinator { id: victim },
+            ),
+            (_, false) => {
+                let stages = topo.stages_of(victim);
+                let crash = Op::Crash {
+                    host: victim,
+                    stages: stages.clone(),
+                };
+                (
+                    crash,
+                    Op::RecoverStages {
+                        host: victim,
+                        stages,
+                    },
+                )
+            }
+        };
+        Some(self.fault(victim.to_string(), vec![inject], vec![heal]))
+    }
+
+    /// One coordinator out; a new one in at the heal.
+    fn membership(self, topo: &Topology, rng: &mut SmallRng) -> Option<Fault> {
+        // Remove one only where the rest still form a group of two.
+        if topo.coordinators.len() < 3 {
+            return None;
+        }
+        let gone = *topo.coordinators.choose(rng)?;
+        let new = topo.next_coordinator;
+        Some(self.fault(
+            format!("{gone} out, {new} in"),
+            vec![Op::RemoveCoordinator { id: gone }],
+            vec![Op::AddCoordinator { id: new }],
+        ))
+    }
+}
