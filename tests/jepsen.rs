@@ -43,7 +43,7 @@ fn a_short_harness_run_on_namespace_hosts_is_valid_and_leaves_nothing_behind() {
         "harness run (seed 3) not valid:\n{stdout}\n{stderr}"
     );
     assert!(
-        stdout.trim_end().ends_with("5 valid, 0 invalid, 0 unknown"),
+        stdout.trim_end().ends_with("6 valid, 0 invalid, 0 unknown"),
         "{stdout}"
     );
     let run = out_dir.join("run-1");

@@ -156,7 +156,7 @@ impl CoordClient {
         let members: Vec<NodeId> = status.member_addrs.iter().map(|(id, _)| *id).collect();
         let mut list = self.coordinators.write().unwrap_or_else(|e| e.into_inner());
         if *list != members {
-            tracing::info!(?members, "coordinators changed");
+            tracing::debug!(?members, "coordinators changed");
             *list = members;
         }
     }

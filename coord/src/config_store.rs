@@ -101,6 +101,9 @@ impl std::fmt::Debug for RaftStore {
 
 /// How long a follower waits for the leader to answer a forwarded write.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a write through this node may take to commit before its
+/// outcome is reported unknown.
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a follower waits to apply what the leader confirmed.
 const CATCH_UP: Duration = Duration::from_secs(10);
 
@@ -174,7 +177,18 @@ fn forward_target(
 
 impl ConfigStore for RaftStore {
     async fn propose(&self, cmd: Command) -> Result<CommandResponse, StoreError> {
-        match self.raft.client_write(cmd.clone()).await {
+        // openraft may never answer a write its leader proposed before it
+        // lost leadership; a bounded wait keeps the leader's duties (and
+        // clients) from waiting for ever. The outcome is then unknown.
+        let written = tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(cmd.clone()))
+            .await
+            .map_err(|_| {
+                tracing::warn!("a proposal was not committed within {PROPOSE_TIMEOUT:?}");
+                StoreError::Unavailable(format!(
+                    "not committed within {PROPOSE_TIMEOUT:?} (leadership may have changed)"
+                ))
+            })?;
+        match written {
             Ok(r) => Ok(r.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 let leader = match f.leader_id {

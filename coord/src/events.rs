@@ -55,8 +55,12 @@ pub enum What {
         leading: bool,
         last_applied: u64,
     },
-    /// A coordinator applied a new flow (its version is the log index).
+    /// A coordinator applied a new flow (its version is the log index);
+    /// a node's applied flows only grow.
     FlowApplied { version: u64 },
+    /// A coordinator committed a flow it proposed (file-lock mode, where a
+    /// participant may see only the newest of several quick commits).
+    FlowCommitted { version: u64 },
     /// A stage installed a flow and acts on it from now on.
     FlowAdopted { version: u64 },
 }

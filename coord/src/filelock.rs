@@ -73,6 +73,8 @@ struct Inner {
     log: EventLog,
     /// The (epoch, leader, leading) last recorded in the log.
     role: Mutex<Option<(u64, Option<NodeId>, bool)>>,
+    /// The newest flow version recorded in the log.
+    logged_flow: Mutex<u64>,
 }
 
 impl Drop for Inner {
@@ -117,6 +119,7 @@ impl FileLockStore {
             tasks: Mutex::new(Vec::new()),
             log,
             role: Mutex::new(None),
+            logged_flow: Mutex::new(0),
         });
         let weak = Arc::downgrade(&inner);
         let tasks = vec![
@@ -147,9 +150,19 @@ fn refresh(inner: &Inner) -> Result<(), StoreError> {
     let mut index = inner.index.lock().unwrap_or_else(|e| e.into_inner());
     if stored.index > *index {
         *index = stored.index;
+        record_flow(inner, stored.config.flow.version.0);
         inner.config.send_replace(Arc::new(stored.config));
     }
     Ok(())
+}
+
+/// Logs a flow this participant sees for the first time.
+fn record_flow(inner: &Inner, version: u64) {
+    let mut logged = inner.logged_flow.lock().unwrap_or_else(|e| e.into_inner());
+    if version > *logged {
+        *logged = version;
+        inner.log.record(What::FlowApplied { version });
+    }
 }
 
 /// Followers re-read the file when it changes (polling: portable, and the
@@ -272,9 +285,9 @@ impl ConfigStore for FileLockStore {
             .await
             .map_err(unavailable)??;
         if let CommandResponse::FlowCommitted { version } = &response {
-            self.inner
-                .log
-                .record(What::FlowApplied { version: version.0 });
+            let version = version.0;
+            self.inner.log.record(What::FlowCommitted { version });
+            record_flow(&self.inner, version);
         }
         if !matches!(response, CommandResponse::Rejected { .. }) {
             let mut index = self.inner.index.lock().unwrap_or_else(|e| e.into_inner());

@@ -22,7 +22,9 @@ use std::collections::{BTreeMap, BTreeSet};
 /// A command of the configuration store (the Raft log's application data).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    /// Installs the supply-chain spec (bootstrap; replaces recipes wholesale).
+    /// Installs the supply-chain spec, once: the bootstrap. Refused when a
+    /// spec is installed (a new leader that has not applied the log yet
+    /// must not reset the recipes).
     SetSpec {
         spec: Spec,
     },
@@ -140,6 +142,11 @@ impl ClusterConfig {
     pub fn apply(&mut self, index: u64, cmd: &Command) -> CommandResponse {
         let outcome = match cmd {
             Command::SetSpec { spec } => {
+                if self.spec.is_some() {
+                    return CommandResponse::Rejected {
+                        reason: "a spec is installed already".into(),
+                    };
+                }
                 self.spec = Some(spec.clone());
                 self.config_version = index;
                 Ok(())

@@ -280,9 +280,9 @@ impl LocalCluster {
             .open(&log_path)
             .map_err(io(format!("open {}", log_path.display())))?;
         let err = log.try_clone().map_err(io("clone log handle"))?;
-        let child = self
-            .hosts
-            .command(id, &self.binary)?
+        let mut command = self.hosts.command(id, &self.binary)?;
+        orphan_proof(&mut command);
+        let child = command
             .arg(&args[0])
             .arg("--config")
             .arg(&self.config)
@@ -337,6 +337,12 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// How process `id` ended, if it has (`None` while it runs, or if it
+    /// was never started or was killed by this cluster).
+    pub fn exit_status(&mut self, id: NodeId) -> Option<std::process::ExitStatus> {
+        self.procs.get_mut(&id)?.try_wait().ok().flatten()
+    }
+
     /// Whether coordinator `id` is running (it may have exited on its own).
     pub fn is_running(&mut self, id: NodeId) -> bool {
         match self.procs.get_mut(&id) {
@@ -372,6 +378,23 @@ impl LocalCluster {
 impl Drop for LocalCluster {
     fn drop(&mut self) {
         self.stop_all();
+    }
+}
+
+/// Makes a child outlive nothing of ours: its own process group (a
+/// terminal's Ctrl-C reaches the harness alone, which stops the cluster in
+/// order) and SIGKILL when the harness dies, however it dies.
+fn orphan_proof(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    command.process_group(0);
+    // SAFETY: prctl is async-signal-safe and touches only the child.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 

@@ -19,8 +19,9 @@ use factoryos_wire::{ErrorKind, ItemType, NodeId, Transport};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -66,6 +67,38 @@ const OP_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a client waits after an indeterminate outcome.
 const INFO_BACKOFF: Duration = Duration::from_millis(500);
 
+/// The coordinators in the group now, with their addresses: clients pick
+/// theirs from it at each operation, so they follow membership changes.
+#[derive(Debug, Clone, Default)]
+pub struct Members(Arc<RwLock<Vec<(NodeId, SocketAddr)>>>);
+
+impl Members {
+    pub fn new(members: impl IntoIterator<Item = (NodeId, SocketAddr)>) -> Self {
+        Members(Arc::new(RwLock::new(members.into_iter().collect())))
+    }
+
+    pub fn ids(&self) -> Vec<NodeId> {
+        self.read().iter().map(|(id, _)| *id).collect()
+    }
+
+    /// Replaces the list (an empty one is ignored: nothing was learnt).
+    pub fn set(&self, members: &[(NodeId, SocketAddr)]) {
+        if !members.is_empty() {
+            *self.0.write().unwrap_or_else(|e| e.into_inner()) = members.to_vec();
+        }
+    }
+
+    /// Client `k`'s coordinator now.
+    fn pick(&self, k: usize) -> Option<(NodeId, SocketAddr)> {
+        let list = self.read();
+        (!list.is_empty()).then(|| list[k % list.len()])
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<(NodeId, SocketAddr)>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// What the clients share.
 #[derive(Clone)]
 struct Shared {
@@ -75,11 +108,12 @@ struct Shared {
     next_value: Arc<AtomicU32>,
 }
 
-/// Starts `clients` clients, client `k` on coordinator `coordinators[k % n]`
-/// over its own endpoint (`transports[k]`), until `stop` turns true.
+/// Starts one client per transport, client `k` on the `k`-th coordinator of
+/// `members` (as it is at each operation), until `stop` turns true or is
+/// dropped.
 pub fn spawn(
     transports: Vec<Transport>,
-    coordinators: &[NodeId],
+    members: Members,
     keys: Vec<String>,
     history: History,
     seed: u64,
@@ -95,33 +129,51 @@ pub fn spawn(
         .into_iter()
         .enumerate()
         .map(|(k, transport)| {
-            let coordinator = coordinators[k % coordinators.len()];
-            let client = CoordClient::new(transport, vec![coordinator])
-                .with_attempts(1)
-                .with_timeout(OP_TIMEOUT);
             let rng = SmallRng::seed_from_u64(seed ^ ((k as u64 + 1) * 0x9e37));
-            tokio::spawn(client_loop(
-                k as u32,
-                client,
-                shared.clone(),
-                rng,
-                stop.clone(),
-            ))
+            let me = Client {
+                process: k as u32,
+                transport,
+                members: members.clone(),
+            };
+            tokio::spawn(client_loop(me, shared.clone(), rng, stop.clone()))
         })
         .collect()
 }
 
-async fn client_loop(
+/// One client: its endpoint and where it finds its coordinator.
+struct Client {
     process: u32,
-    client: CoordClient,
-    shared: Shared,
-    mut rng: SmallRng,
-    stop: watch::Receiver<bool>,
-) {
+    transport: Transport,
+    members: Members,
+}
+
+impl Client {
+    /// A one-shot client of this client's coordinator now.
+    fn coordinator(&self) -> Option<CoordClient> {
+        let (id, addr) = self.members.pick(self.process as usize)?;
+        let book = self.transport.peers();
+        if book.addr(id) != Some(addr) {
+            book.insert(id, addr);
+        }
+        Some(
+            CoordClient::new(self.transport.clone(), vec![id])
+                .with_attempts(1)
+                .with_timeout(OP_TIMEOUT),
+        )
+    }
+}
+
+async fn client_loop(me: Client, shared: Shared, mut rng: SmallRng, stop: watch::Receiver<bool>) {
+    let process = me.process;
     // The version this client last read of each register (its CAS guesses).
     let mut seen: BTreeMap<String, u32> = BTreeMap::new();
     let mut indeterminate = false;
-    while !*stop.borrow() {
+    // Ends when told to, or when whoever could tell it is gone.
+    while !*stop.borrow() && stop.has_changed().is_ok() {
+        let Some(client) = me.coordinator() else {
+            tokio::time::sleep(INFO_BACKOFF).await;
+            continue;
+        };
         let key = shared.keys[rng.random_range(0..shared.keys.len())].clone();
         let op = match rng.random_range(0..4) {
             0 | 1 => RegisterOp::Read { key },

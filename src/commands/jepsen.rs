@@ -78,6 +78,36 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
+/// Ctrl-C, SIGTERM or SIGHUP ends the run early: the harness heals, stops
+/// the cluster, removes its lab and still writes what it saw. A second one
+/// stops at once (the processes die with the harness; the lab stays, for
+/// `--cleanup`).
+async fn stop_on_signals(stop: tokio::sync::watch::Sender<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut hup), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    for n in 0.. {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = hup.recv() => {}
+            _ = int.recv() => {}
+        }
+        if n > 0 {
+            eprintln!("stopped at once; remove the lab with `factoryos jepsen --cleanup`");
+            std::process::exit(130);
+        }
+        eprintln!(
+            "stopping: healing, stopping the cluster and checking what ran (again to stop at once)"
+        );
+        let _ = stop.send(true);
+    }
+}
+
 fn show(bar: &ProgressBar, p: &Progress) {
     for line in &p.lines {
         bar.println(line);
@@ -137,11 +167,7 @@ pub fn main(args: JepsenArgs) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let outcomes = runtime.block_on(async {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                let _ = stop_tx.send(true);
-            }
-        });
+        tokio::spawn(stop_on_signals(stop_tx));
         harness::run(&config, |p| show(&bar, p), stop_rx).await
     });
     bar.finish_and_clear();

@@ -138,6 +138,8 @@ pub async fn start(opts: StageOptions) -> Result<StageHandle, StageError> {
     );
     follow_faults(&opts, stop_rx.clone());
     let runner = Runner {
+        flow_tx: None,
+        fetching: Arc::default(),
         events: match &opts.events_path {
             Some(path) => EventLog::open(path, id),
             None => EventLog::none(id),
@@ -208,6 +210,10 @@ fn follow_faults(opts: &StageOptions, stop: watch::Receiver<bool>) {
 
 struct Runner {
     events: EventLog,
+    /// Where flows read out of turn go (set once the loop runs).
+    flow_tx: Option<mpsc::Sender<Flow>>,
+    /// Whether such a read is under way.
+    fetching: Arc<std::sync::atomic::AtomicBool>,
     core: StageCore,
     wal: Arc<Wal>,
     transport: Transport,
@@ -233,6 +239,7 @@ impl Runner {
     ) -> Result<(), StageError> {
         // Register (retrying until a coordinator takes it), then follow the flow.
         let (flow_tx, mut flow_rx) = mpsc::channel::<Flow>(4);
+        self.flow_tx = Some(flow_tx.clone());
         tokio::spawn(follow_flow(self.client.clone(), descriptor, flow_tx));
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -328,9 +335,31 @@ impl Runner {
             });
         }
         if let Some(v) = out.flow_behind {
-            tracing::debug!(newer = %v, "a peer knows a newer flow");
+            self.fetch_flow(v);
         }
         Ok(())
+    }
+
+    /// A peer knows flow `newer`: read the flow now rather than wait for
+    /// the long poll (one read at a time).
+    fn fetch_flow(&self, newer: FlowVersion) {
+        let Some(tx) = self.flow_tx.clone() else {
+            return;
+        };
+        if self
+            .fetching
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let (client, fetching) = (self.client.clone(), self.fetching.clone());
+        tokio::spawn(async move {
+            tracing::debug!(%newer, "a peer knows a newer flow: reading it");
+            if let Ok(flow) = client.read_flow(false).await {
+                let _ = tx.send(flow).await;
+            }
+            fetching.store(false, std::sync::atomic::Ordering::Release);
+        });
     }
 
     /// The FIFO queue to `to`, with its sender task.

@@ -312,6 +312,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: Send,
     {
         let mut responses = Vec::new();
+        let mut flows = Vec::new();
         for entry in entries {
             self.state.last_applied = Some(entry.log_id);
             let index = entry.log_id.index;
@@ -319,10 +320,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Blank => CommandResponse::Applied { index },
                 EntryPayload::Normal(cmd) => {
                     let response = self.state.config.apply(index, &cmd);
-                    if let (CommandResponse::FlowCommitted { version }, Some(log)) =
-                        (&response, &self.events)
-                    {
-                        log.record(crate::events::What::FlowApplied { version: version.0 });
+                    if let CommandResponse::FlowCommitted { version } = &response {
+                        flows.push(version.0);
                     }
                     response
                 }
@@ -334,6 +333,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         self.persist()
             .map_err(StorageIOError::write_state_machine)?;
+        // Recorded once durable: a crash before this point re-applies them.
+        if let Some(log) = &self.events {
+            for version in flows {
+                log.record(crate::events::What::FlowApplied { version });
+            }
+        }
         self.publish();
         Ok(responses)
     }

@@ -397,3 +397,28 @@ fn a_conditional_recipe_update_applies_only_at_the_version_it_names() {
     assert_eq!((now.version, now.yield_units), (version + 1, 7));
     assert!(rejected(&c.apply(4, &cas(version))), "the same CAS twice");
 }
+
+#[test]
+fn the_bootstrap_spec_is_installed_once() {
+    let mut c = ClusterConfig::default();
+    c.apply(1, &Command::SetSpec { spec: spec() });
+    let mut r = spec().recipe(&"wood".into()).unwrap().clone();
+    r.yield_units = 9;
+    let update = Command::UpdateRecipe {
+        item: "wood".into(),
+        recipe: r,
+        if_version: None,
+    };
+    assert!(!rejected(&c.apply(2, &update)));
+    // A leader that has not applied the log proposes the bootstrap again.
+    assert!(rejected(&c.apply(3, &Command::SetSpec { spec: spec() })));
+    assert_eq!(
+        c.spec
+            .as_ref()
+            .unwrap()
+            .recipe(&"wood".into())
+            .unwrap()
+            .yield_units,
+        9
+    );
+}

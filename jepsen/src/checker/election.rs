@@ -91,7 +91,7 @@ fn monotonic(node: NodeId, events: &[&NodeEvent], evidence: &mut Vec<String>) {
                 // reports lag the state machine a little.
                 flow = flow.max(version);
             }
-            What::Started | What::FlowAdopted { .. } => {}
+            What::Started | What::FlowAdopted { .. } | What::FlowCommitted { .. } => {}
         }
     }
 }

@@ -12,7 +12,7 @@ pub fn check(events: &[NodeEvent]) -> Verdict {
     let committed: BTreeSet<u64> = events
         .iter()
         .filter_map(|e| match e.what {
-            What::FlowApplied { version } => Some(version),
+            What::FlowApplied { version } | What::FlowCommitted { version } => Some(version),
             _ => None,
         })
         .collect();

@@ -11,8 +11,8 @@
 //! names; a read returns both. A failed operation did nothing and is left
 //! out; an indeterminate one (`info`) may have taken effect at any time
 //! after its invocation, or never; an indeterminate read says nothing and is
-//! left out. A search that runs out of its time budget answers `unknown`,
-//! never a guess.
+//! left out. A search that runs out of its time budget (or of memory for
+//! its memo) answers `unknown`, never a guess.
 
 use crate::history::{Entry, Register, RegisterOp};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -201,6 +201,10 @@ impl Search<'_> {
     }
 }
 
+/// The most (placed set, state) pairs remembered before the search gives
+/// up (`unknown`): about a gigabyte for long histories.
+const MAX_MEMO: usize = 2_000_000;
+
 /// A depth of the search: the candidates there, the next one to try, and
 /// the operation whose placing led there with the state before it.
 type Frame = (Vec<usize>, usize, Option<(usize, Register)>);
@@ -229,7 +233,8 @@ pub fn check(initial: Register, ops: &[Operation], budget: Duration) -> Outcome 
             return Outcome::Linearizable;
         }
         steps += 1;
-        if steps.is_multiple_of(4096) && started.elapsed() > budget {
+        let spent = started.elapsed() > budget || seen.len() > MAX_MEMO;
+        if steps.is_multiple_of(4096) && spent {
             return Outcome::Unknown;
         }
         let depth = frames.len();

@@ -9,10 +9,12 @@
 //! |---|---|
 //! | this one | the configuration, a run from set-up to verdicts, several runs |
 //! | [`trial`] | one run's cluster: set-up, applying faults, production sampled, the final heal, the stop |
+//! | [`verdicts`] | the checkers run on what a stopped run left |
 //! | [`report`] | `results.json`, the timeline PNG and `report.html` |
 
 pub mod report;
 pub mod trial;
+pub mod verdicts;
 
 use crate::checker::{self, Validity, Verdict};
 use crate::experiment::Preset;
@@ -122,7 +124,14 @@ pub async fn run(
         if *stop.borrow() {
             break;
         }
-        let outcome = trial::run_one(config, index, &mut progress, stop.clone()).await?;
+        let outcome = match run_one(config, index, &mut progress, stop.clone()).await {
+            Ok(outcome) => outcome,
+            // The run could not be carried out: say so as a verdict, go on.
+            Err(e) => {
+                tracing::error!(run = index + 1, error = %e, "the run failed");
+                failed_run(config, index, &e)
+            }
+        };
         progress(&Progress {
             run: index + 1,
             runs: config.runs,
@@ -145,6 +154,84 @@ pub async fn run(
     }
     report::write_summary(&config.out, config, &outcomes)?;
     Ok(outcomes)
+}
+
+/// The outcome of a run that could not be carried out.
+fn failed_run(config: &JepsenConfig, index: usize, e: &HarnessError) -> RunOutcome {
+    let verdicts = vec![Verdict::unknown(
+        "harness",
+        format!("the run could not be carried out: {e}"),
+    )];
+    RunOutcome {
+        index,
+        seed: config.seed + index as u64,
+        dir: config.out.join(format!("run-{}", index + 1)),
+        valid: Validity::Unknown,
+        verdicts,
+        faults: 0,
+        ops: (0, 0, 0),
+    }
+}
+
+/// Runs trial `index` of `config`: set-up, the workloads under the nemesis,
+/// the final heal and wait, the stop; then, with the cluster gone, the
+/// verdicts and the files.
+async fn run_one(
+    config: &JepsenConfig,
+    index: usize,
+    progress: &mut impl FnMut(&Progress),
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<RunOutcome, HarnessError> {
+    let seed = config.seed + index as u64;
+    let dir = config.out.join(format!("run-{}", index + 1));
+    let mut trial = trial::Trial::start(config, seed, &dir).await?;
+    let (stop_clients, clients_stop) = tokio::sync::watch::channel(false);
+    let mut transports = Vec::new();
+    for _ in 0..config.clients {
+        transports.push(trial.cluster.client()?.1);
+    }
+    let clients = crate::workload::spawn(
+        transports.clone(),
+        trial.members.clone(),
+        crate::workload::register_names(config.registers),
+        trial.history.clone(),
+        seed,
+        clients_stop,
+    );
+    let (faults, mut schedule) = trial.drive(config, seed, index, progress, &stop).await;
+    progress(&Progress {
+        run: index + 1,
+        runs: config.runs,
+        phase: "healing",
+        ..Progress::default()
+    });
+    let mut exits = trial.heal_all(&mut schedule).await;
+    let after = trial.settle(config.liveness_bound).await;
+    let _ = stop_clients.send(true);
+    for c in clients {
+        if let Err(e) = c.await {
+            exits.push(format!("a register client ended: {e}"));
+        }
+    }
+    for t in &transports {
+        t.shutdown().await;
+    }
+    trial.stop().await?;
+    trial.write_hosts(&dir.join("hosts.json"))?;
+    let evidence = trial.evidence(config, after, exits)?;
+    // The lab and its processes go before the (possibly long) checks.
+    drop(trial);
+    let verdicts = verdicts::verdicts(&evidence);
+    report::write_run(&dir, config, seed, &verdicts, &evidence.entries)?;
+    Ok(RunOutcome {
+        index,
+        seed,
+        valid: checker::overall(&verdicts),
+        ops: verdicts::tally_ops(&evidence.entries),
+        dir,
+        verdicts,
+        faults,
+    })
 }
 
 /// `N valid, N invalid, N unknown` over every checker of every run.

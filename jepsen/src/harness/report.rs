@@ -12,7 +12,6 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::path::Path;
-use std::time::Instant;
 
 /// A nemesis window, in seconds since the run's first entry.
 #[derive(Debug, Clone)]
@@ -257,7 +256,6 @@ pub fn write_run(
     seed: u64,
     verdicts: &[Verdict],
     entries: &[Entry],
-    _started: Instant,
 ) -> std::io::Result<()> {
     let t = timeline(entries);
     let names: Vec<&str> = config.nemeses.iter().map(|n| n.name()).collect();

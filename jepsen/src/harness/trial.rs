@@ -1,21 +1,21 @@
-//! One harness run: its cluster on namespace hosts, the workloads, the
-//! nemesis schedule applied, the final heal, the wait for production, the
-//! stop, and the verdicts.
+//! One harness run's cluster: set-up on namespace hosts, the nemesis
+//! schedule applied, production sampled, the final heal, the wait for
+//! production, the stop, and what the checkers then read.
 
-use super::{report, HarnessError, JepsenConfig, Progress, RunOutcome};
-use crate::checker::{self, election, fencing, linear, liveness, lots, Verdict};
+use super::verdicts::Evidence;
+use super::{HarnessError, JepsenConfig, Progress};
+use crate::checker::liveness;
 use crate::experiment::live::Live;
 use crate::history::{Entry, History};
 use crate::hosts::netns::{NetnsLab, Rules};
 use crate::local::LocalCluster;
 use crate::nemesis::{Fault, NemesisSchedule, Step, Topology};
 use crate::op::{Op, Target};
-use crate::workload;
+use crate::workload::{self, Members};
 use factoryos_coord::client::CoordClient;
 use factoryos_coord::cluster::LocalInit;
-use factoryos_coord::events::{self, NodeEvent};
+use factoryos_coord::events;
 use factoryos_coord::spec::ChainSpec;
-use factoryos_stage::records::Records;
 use factoryos_wire::model::Spec;
 use factoryos_wire::{NodeId, Transport};
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,11 +27,9 @@ use tokio::sync::watch;
 /// How long the cluster may take to come up.
 const STARTUP: Duration = Duration::from_secs(90);
 /// Manufacture cycle of the stages.
-const CYCLE_MS: u64 = 100;
+pub(super) const CYCLE_MS: u64 = 100;
 /// How often the loop looks at the schedule and samples production.
 const TICK: Duration = Duration::from_millis(50);
-/// How long the linearizability search may take, per register.
-const LINEAR_BUDGET: Duration = Duration::from_secs(60);
 /// Coordinators added by the membership nemesis get ids from here (never a
 /// stage's).
 const ADDED_COORDINATORS: u64 = 1_000_001;
@@ -61,28 +59,33 @@ impl Meter {
 
 /// One run's cluster and what the run knows of it.
 pub struct Trial {
-    cluster: LocalCluster,
+    pub(super) cluster: LocalCluster,
     lab: Arc<NetnsLab>,
-    chain: ChainSpec,
+    pub(super) chain: ChainSpec,
     /// The spec as the store holds it (recipe updates applied by its rule).
     spec: Spec,
     live: Live,
-    /// The coordinators in the group now, and every coordinator ever.
-    members: Vec<NodeId>,
-    every_coordinator: BTreeSet<NodeId>,
+    /// The coordinators in the group now, with their addresses (shared with
+    /// the register clients, which follow it).
+    pub(super) members: Members,
     next_coordinator: u64,
+    /// Processes a nemesis has down now (killed, or removed from the group).
+    down: BTreeSet<NodeId>,
     client: CoordClient,
     transport: Transport,
-    history: History,
+    pub(super) history: History,
     meter: Meter,
     finals: Vec<NodeId>,
-    started: Instant,
 }
 
 impl Trial {
     /// Makes the lab and the cluster in `dir`, starts every process and
     /// waits until every stage is registered and a flow committed.
-    async fn start(config: &JepsenConfig, seed: u64, dir: &Path) -> Result<Trial, HarnessError> {
+    pub(super) async fn start(
+        config: &JepsenConfig,
+        seed: u64,
+        dir: &Path,
+    ) -> Result<Trial, HarnessError> {
         std::fs::create_dir_all(dir)?;
         let mut chain = config.preset.chain(seed);
         workload::add_registers(&mut chain, config.registers);
@@ -100,29 +103,26 @@ impl Trial {
             cluster.start_stage_group(g, CYCLE_MS)?;
         }
         let (client, transport) = cluster.client()?;
-        let client = client.with_timeout(Duration::from_secs(5));
-        let members = cluster.coordinators();
-        let finals = chain
-            .stages
-            .iter()
-            .filter(|s| s.item == chain.spec.final_type)
-            .map(|s| s.id)
-            .collect();
+        let members = Members::new(cluster.file().coordinators.iter().map(|(i, a)| (*i, *a)));
         let trial = Trial {
-            every_coordinator: members.iter().copied().collect(),
+            finals: chain
+                .stages
+                .iter()
+                .filter(|s| s.item == chain.spec.final_type)
+                .map(|s| s.id)
+                .collect(),
             members,
             next_coordinator: ADDED_COORDINATORS,
+            down: BTreeSet::new(),
             history: History::create(&dir.join("history.jsonl"))?,
             cluster,
             lab,
             spec: chain.spec.clone(),
             chain,
             live,
-            client,
+            client: client.with_timeout(Duration::from_secs(5)),
             transport,
             meter: Meter::default(),
-            finals,
-            started: Instant::now(),
         };
         trial.until_registered().await?;
         trial.write_hosts(&dir.join("hosts.json"))?;
@@ -130,7 +130,7 @@ impl Trial {
     }
 
     /// `hosts.json`: the lab's subnet and every host (name, namespace, address).
-    fn write_hosts(&self, path: &Path) -> std::io::Result<()> {
+    pub(super) fn write_hosts(&self, path: &Path) -> std::io::Result<()> {
         let hosts: Vec<serde_json::Value> = self
             .lab
             .hosts()
@@ -159,9 +159,27 @@ impl Trial {
         }
     }
 
+    /// The leader as the members that answer quickly see it: the one named
+    /// in the highest term (an isolated old leader may still believe it leads).
+    async fn leader(&self) -> Option<NodeId> {
+        let mut best: Option<(u64, NodeId)> = None;
+        for id in self.members.ids() {
+            let one = CoordClient::new(self.transport.clone(), vec![id])
+                .with_attempts(1)
+                .with_timeout(Duration::from_millis(300));
+            if let Ok(s) = one.status().await {
+                if let Some(l) = s.leader.filter(|l| self.members.ids().contains(l)) {
+                    if best.is_none_or(|(term, _)| s.term > term) {
+                        best = Some((s.term, l));
+                    }
+                }
+            }
+        }
+        best.map(|(_, l)| l)
+    }
+
     /// The cluster as the nemesis draws on it now.
     async fn topology(&self) -> Topology {
-        let leader = self.client.status().await.ok().and_then(|s| s.leader);
         let ips = self
             .lab
             .hosts()
@@ -169,9 +187,9 @@ impl Trial {
             .filter_map(|h| Some((NodeId(h.name.strip_prefix('n')?.parse().ok()?), h.ip)))
             .collect();
         Topology {
-            coordinators: self.members.clone(),
+            coordinators: self.members.ids(),
             stage_hosts: self.live.groups().to_vec(),
-            leader: leader.filter(|l| self.members.contains(l)),
+            leader: self.leader().await,
             ips,
             next_coordinator: NodeId(self.next_coordinator),
             spec: Some(self.spec.clone()),
@@ -188,27 +206,37 @@ impl Trial {
                 client: &self.client,
                 cycle_ms: CYCLE_MS,
             };
-            match op.apply(&mut target).await {
-                Ok(()) => self.applied(op),
-                Err(e) => {
-                    tracing::warn!(op = %op.describe(), error = %e, "nemesis operation failed");
-                    first_error.get_or_insert(format!("{}: {e}", op.describe()));
-                }
+            let result = op.apply(&mut target).await;
+            self.applied(op, result.is_ok()).await;
+            if let Err(e) = result {
+                tracing::warn!(op = %op.describe(), error = %e, "nemesis operation failed");
+                first_error.get_or_insert(format!("{}: {e}", op.describe()));
             }
         }
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Keeps the run's view of the group in step with a membership change.
-    fn applied(&mut self, op: &Op) {
+    /// Keeps the run's view of the cluster in step with what `op` did.
+    async fn applied(&mut self, op: &Op, ok: bool) {
         match op {
-            Op::RemoveCoordinator { id } => self.members.retain(|m| m != id),
-            Op::AddCoordinator { id } => {
-                self.members.push(*id);
-                self.every_coordinator.insert(*id);
+            Op::RemoveCoordinator { id } | Op::AddCoordinator { id } => {
+                if matches!(op, Op::RemoveCoordinator { .. }) {
+                    self.down.insert(*id);
+                }
+                // Whatever the answer said, the group knows who it has.
+                if let Ok(status) = self.client.status().await {
+                    self.members.set(&status.member_addrs);
+                    self.client.learn(&status);
+                }
                 self.next_coordinator = self.next_coordinator.max(id.0 + 1);
             }
-            Op::UpdateRecipe { item, recipe, .. } => {
+            Op::Crash { host: id, .. } | Op::KillCoordinator { id } | Op::KillLeader { id } => {
+                self.down.insert(*id);
+            }
+            Op::RecoverStages { host: id, .. } | Op::RecoverCoordinator { id } if ok => {
+                self.down.remove(id);
+            }
+            Op::UpdateRecipe { item, recipe, .. } if ok => {
                 if let Ok(next) = factoryos_coord::state::update_recipe(&self.spec, item, recipe) {
                     self.spec = next;
                 }
@@ -217,7 +245,7 @@ impl Trial {
         }
     }
 
-    fn inject_entry(&self, fault: &Fault, outcome: &Result<(), String>) -> Entry {
+    fn inject_entry(fault: &Fault, outcome: &Result<(), String>) -> Entry {
         let detail = match outcome {
             Ok(()) => fault.detail.clone(),
             Err(e) => format!("{} (failed: {e})", fault.detail),
@@ -229,15 +257,57 @@ impl Trial {
         }
     }
 
-    /// Runs the nemesis schedule for `config.time`; the faults injected.
-    async fn drive(
+    /// One step of the schedule at `now`, if one is due.
+    async fn step(&mut self, schedule: &mut NemesisSchedule, now: Duration, view: &mut Progress) {
+        let step = match schedule.due(now) {
+            None => return,
+            // A heal needs no look at the cluster.
+            Some(false) => schedule.poll(now, &self.topology_without_leader()),
+            Some(true) => {
+                let topo = self.topology().await;
+                schedule.poll(now, &topo)
+            }
+        };
+        match step {
+            Some(Step::Inject(fault)) => {
+                let outcome = self.apply(&fault.inject).await;
+                self.history.push(Self::inject_entry(&fault, &outcome));
+                view.faults += 1;
+                view.last = Some(format!("{} {}", fault.nemesis, fault.detail));
+                view.lines.push(format!(
+                    "{:>6.1}s  {} {}",
+                    now.as_secs_f64(),
+                    fault.nemesis,
+                    fault.detail
+                ));
+            }
+            Some(Step::Heal(fault)) => self.heal(&fault).await,
+            None => {}
+        }
+    }
+
+    fn topology_without_leader(&self) -> Topology {
+        Topology {
+            coordinators: self.members.ids(),
+            stage_hosts: self.live.groups().to_vec(),
+            leader: None,
+            ips: BTreeMap::new(),
+            next_coordinator: NodeId(self.next_coordinator),
+            spec: None,
+            made: BTreeSet::new(),
+        }
+    }
+
+    /// Runs the nemesis schedule for `config.time`; the faults injected,
+    /// and the schedule (its held fault is healed by [`Trial::heal_all`]).
+    pub(super) async fn drive(
         &mut self,
         config: &JepsenConfig,
         seed: u64,
         index: usize,
         progress: &mut impl FnMut(&Progress),
         stop: &watch::Receiver<bool>,
-    ) -> Result<(usize, NemesisSchedule), HarnessError> {
+    ) -> (usize, NemesisSchedule) {
         let mut schedule = NemesisSchedule::new(seed, config.nemeses.clone(), config.timing);
         let clock = Instant::now();
         let mut view = Progress {
@@ -249,25 +319,7 @@ impl Trial {
         let mut last_sample = Instant::now();
         while clock.elapsed() < config.time && !*stop.borrow() {
             let now = clock.elapsed();
-            if schedule.is_due(now) {
-                let topo = self.topology().await;
-                match schedule.poll(now, &topo) {
-                    Some(Step::Inject(fault)) => {
-                        let outcome = self.apply(&fault.inject).await;
-                        self.history.push(self.inject_entry(&fault, &outcome));
-                        view.faults += 1;
-                        view.last = Some(format!("{} {}", fault.nemesis, fault.detail));
-                        view.lines.push(format!(
-                            "{:>6.1}s  {} {}",
-                            now.as_secs_f64(),
-                            fault.nemesis,
-                            fault.detail
-                        ));
-                    }
-                    Some(Step::Heal(fault)) => self.heal(&fault).await,
-                    None => {}
-                }
-            }
+            self.step(&mut schedule, now, &mut view).await;
             if last_sample.elapsed() >= Duration::from_millis(500) {
                 last_sample = Instant::now();
                 view.final_products = self.sample_production();
@@ -277,7 +329,7 @@ impl Trial {
             }
             tokio::time::sleep(TICK).await;
         }
-        Ok((view.faults, schedule))
+        (view.faults, schedule)
     }
 
     async fn heal(&mut self, fault: &Fault) {
@@ -300,17 +352,49 @@ impl Trial {
         total
     }
 
-    /// Heals whatever is left: the held fault, the network, paused and
-    /// stopped processes.
-    async fn heal_all(&mut self, schedule: &mut NemesisSchedule) {
+    /// Every process that should run (not down by a nemesis) but ended on
+    /// its own, with how it ended.
+    fn unexpected_exits(&mut self) -> Vec<String> {
+        let expected: Vec<NodeId> = self
+            .members
+            .ids()
+            .into_iter()
+            .chain(self.live.groups().iter().map(|g| g[0]))
+            .filter(|id| !self.down.contains(id))
+            .collect();
+        expected
+            .into_iter()
+            .filter_map(|id| {
+                Some(format!(
+                    "{id} exited on its own: {}",
+                    self.cluster.exit_status(id)?
+                ))
+            })
+            .collect()
+    }
+
+    /// Heals whatever is left: the held fault, the network, delays, paused
+    /// and stopped processes. What ended on its own is reported, not hidden.
+    pub(super) async fn heal_all(&mut self, schedule: &mut NemesisSchedule) -> Vec<String> {
         if let Some(fault) = schedule.take_held() {
             self.heal(&fault).await;
         }
+        let exits = self.unexpected_exits();
         if let Err(e) = self.lab.set_rules(&Rules::default()) {
             tracing::warn!(error = %e, "could not clear the network rules");
         }
-        let members = self.members.clone();
-        for id in members {
+        let every: Vec<NodeId> = self
+            .members
+            .ids()
+            .into_iter()
+            .chain(self.live.ids.clone())
+            .collect();
+        let clear = Op::Faults {
+            nodes: every,
+            rule: None,
+        };
+        let _ = self.apply(std::slice::from_ref(&clear)).await;
+        for id in self.members.ids() {
             let _ = self.cluster.resume(id);
             if !self.cluster.is_running(id) {
                 let _ = self.cluster.start(id);
@@ -322,11 +406,13 @@ impl Trial {
                 let _ = self.cluster.start_stage_group(&g, CYCLE_MS);
             }
         }
+        self.down.clear();
+        exits
     }
 
     /// After the final heal: when production resumed, and whether every
-    /// coordinator answers a final linearizable read.
-    async fn settle(&mut self, bound: Duration) -> liveness::AfterHeal {
+    /// coordinator answers a final linearizable read, within `bound`.
+    pub(super) async fn settle(&mut self, bound: Duration) -> liveness::AfterHeal {
         let at_heal = self.sample_production();
         let healed = Instant::now();
         let mut resumed_after = None;
@@ -340,7 +426,7 @@ impl Trial {
         // Each coordinator must answer within the same bound (a node that
         // was cut off may need the group to elect again first).
         let mut final_reads = Vec::new();
-        for id in self.members.clone() {
+        for id in self.members.ids() {
             let one = CoordClient::new(self.transport.clone(), vec![id])
                 .with_attempts(1)
                 .with_timeout(Duration::from_secs(2));
@@ -361,8 +447,9 @@ impl Trial {
         }
     }
 
-    /// Stops every stage cleanly (their last WAL writes land), then the coordinators.
-    async fn stop(&mut self) -> Result<(), HarnessError> {
+    /// Stops every stage cleanly (they drain; their last WAL writes land),
+    /// then the coordinators.
+    pub(super) async fn stop(&mut self) -> Result<(), HarnessError> {
         let hosts: Vec<NodeId> = self
             .live
             .groups()
@@ -376,151 +463,45 @@ impl Trial {
         Ok(())
     }
 
-    /// Every node's event log, merged in time order into the history.
-    fn collect_events(&self) -> std::io::Result<Vec<NodeEvent>> {
-        let mut all = Vec::new();
-        let ids = self.every_coordinator.iter().chain(self.live.ids.iter());
-        for id in ids {
-            let path = self.cluster.file().node_dir(*id).join(events::FILE_NAME);
-            all.extend(events::read(&path)?);
-        }
-        all.sort_by_key(|e| e.t_ns);
-        for e in &all {
-            self.history.push(Entry::Node(e.clone()));
-        }
-        Ok(all)
-    }
-
-    /// Every checker's verdict on this run.
-    fn check(
+    /// What the checkers read, once everything is stopped: the history with
+    /// every node's event log merged in, every WAL, and which nodes were
+    /// coordinators (every node directory that is not a stage's).
+    pub(super) fn evidence(
         &self,
         config: &JepsenConfig,
-        after: &liveness::AfterHeal,
-    ) -> Result<Vec<Verdict>, HarnessError> {
-        let node_events = self.collect_events()?;
-        let coordinator_events: Vec<NodeEvent> = node_events
-            .iter()
-            .filter(|e| self.every_coordinator.contains(&e.node))
-            .cloned()
-            .collect();
-        let records = factoryos_stage::audit::read_wals(self.cluster.file(), &self.live.ids)?;
-        let refs: Vec<(NodeId, &Records)> = records.iter().map(|(id, r)| (*id, r)).collect();
-        let initial = workload::initial_states(&self.chain, config.registers);
-        Ok(vec![
-            linearizable(&self.history.entries(), &initial),
-            lots::check(&refs),
-            election::check(&coordinator_events),
-            fencing::check(&node_events),
-            liveness::check(after),
-        ])
-    }
-}
-
-/// Every register of the history, checked.
-fn linearizable(
-    history: &[Entry],
-    initial: &BTreeMap<String, crate::history::Register>,
-) -> Verdict {
-    let by_key = linear::operations(history);
-    let total: usize = by_key.values().map(Vec::len).sum();
-    if total == 0 {
-        return Verdict::unknown("linearizability", "no register operation completed".into());
-    }
-    let budget = LINEAR_BUDGET;
-    let mut evidence = Vec::new();
-    let mut unknown = Vec::new();
-    for (key, ops) in &by_key {
-        let Some(start) = initial.get(key) else {
-            continue;
-        };
-        match linear::check(*start, ops, budget) {
-            linear::Outcome::Linearizable => {}
-            linear::Outcome::Unknown => unknown.push(key.clone()),
-            linear::Outcome::NotLinearizable { stuck } => {
-                for op in stuck.iter().take(8) {
-                    evidence.push(format!(
-                        "{key}: op {} by client {} {:?} invoked {} ns, completed {:?}, read {:?}",
-                        op.id, op.process, op.op, op.invoke_ns, op.complete_ns, op.read
-                    ));
-                }
+        after: liveness::AfterHeal,
+        exits: Vec<String>,
+    ) -> Result<Evidence, HarnessError> {
+        let stages: BTreeSet<NodeId> = self.live.ids.iter().copied().collect();
+        let mut node_events = Vec::new();
+        let mut coordinators = BTreeSet::new();
+        for entry in std::fs::read_dir(&self.cluster.file().data)? {
+            let name = entry?.file_name();
+            let Some(id) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix('n')?.parse().ok())
+            else {
+                continue;
+            };
+            let id = NodeId(id);
+            if !stages.contains(&id) {
+                coordinators.insert(id);
             }
+            let path = self.cluster.file().node_dir(id).join(events::FILE_NAME);
+            node_events.extend(events::read(&path)?);
         }
+        node_events.sort_by_key(|e| e.t_ns);
+        for e in &node_events {
+            self.history.push(Entry::Node(e.clone()));
+        }
+        Ok(Evidence {
+            entries: self.history.entries(),
+            node_events,
+            coordinators,
+            records: factoryos_stage::audit::read_wals(self.cluster.file(), &self.live.ids)?,
+            initial: workload::initial_states(&self.chain, config.registers),
+            after,
+            exits,
+        })
     }
-    let summary = format!("{total} operations on {} registers", by_key.len());
-    if evidence.is_empty() && !unknown.is_empty() {
-        return Verdict::unknown(
-            "linearizability",
-            format!(
-                "{summary}; the search ran out of time on {}",
-                unknown.join(", ")
-            ),
-        );
-    }
-    Verdict::new("linearizability", evidence, summary)
-}
-
-/// Register operations completed ok, failed, indeterminate.
-fn tally_ops(history: &[Entry]) -> (usize, usize, usize) {
-    history.iter().fold((0, 0, 0), |(o, f, i), e| match e {
-        Entry::Ok { .. } => (o + 1, f, i),
-        Entry::Fail { .. } => (o, f + 1, i),
-        Entry::Info { .. } => (o, f, i + 1),
-        _ => (o, f, i),
-    })
-}
-
-/// Runs trial `index` of `config`.
-pub async fn run_one(
-    config: &JepsenConfig,
-    index: usize,
-    progress: &mut impl FnMut(&Progress),
-    stop: watch::Receiver<bool>,
-) -> Result<RunOutcome, HarnessError> {
-    let seed = config.seed + index as u64;
-    let dir = config.out.join(format!("run-{}", index + 1));
-    let mut trial = Trial::start(config, seed, &dir).await?;
-    let (stop_clients, clients_stop) = watch::channel(false);
-    let mut transports = Vec::new();
-    for _ in 0..config.clients {
-        transports.push(trial.cluster.client()?.1);
-    }
-    let keys = workload::register_names(config.registers);
-    let clients = workload::spawn(
-        transports.clone(),
-        &trial.members,
-        keys,
-        trial.history.clone(),
-        seed,
-        clients_stop,
-    );
-    let (faults, mut schedule) = trial.drive(config, seed, index, progress, &stop).await?;
-    progress(&Progress {
-        run: index + 1,
-        runs: config.runs,
-        phase: "healing",
-        ..Progress::default()
-    });
-    trial.heal_all(&mut schedule).await;
-    let after = trial.settle(config.liveness_bound).await;
-    let _ = stop_clients.send(true);
-    for c in clients {
-        let _ = c.await;
-    }
-    for t in &transports {
-        t.shutdown().await;
-    }
-    trial.stop().await?;
-    trial.write_hosts(&dir.join("hosts.json"))?;
-    let verdicts = trial.check(config, &after)?;
-    let entries = trial.history.entries();
-    report::write_run(&dir, config, seed, &verdicts, &entries, trial.started)?;
-    Ok(RunOutcome {
-        index,
-        seed,
-        valid: checker::overall(&verdicts),
-        ops: tally_ops(&entries),
-        dir,
-        verdicts,
-        faults,
-    })
 }

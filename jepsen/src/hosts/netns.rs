@@ -160,11 +160,45 @@ impl Rules {
 /// A lab of network-namespace hosts on one bridge.
 #[derive(Debug)]
 pub struct NetnsLab {
+    /// From the subnet (`S` in hex): unique among live labs, since the
+    /// subnet's route is taken first.
     tag: String,
     subnet: [u8; 3],
     bridge_ns: String,
     hosts: Mutex<BTreeMap<String, Host>>,
+    /// The next host's last address byte.
+    next: Mutex<u8>,
     rules: Mutex<Rules>,
+    /// Held (flock) while the lab lives: `--cleanup` leaves a lab alone
+    /// whose lock is held.
+    _owner: std::fs::File,
+}
+
+/// Where labs keep their owner locks.
+const LOCK_DIR: &str = "/run/factoryos-jepsen";
+
+fn lock_path(tag: &str) -> std::path::PathBuf {
+    std::path::Path::new(LOCK_DIR).join(format!("{tag}.lock"))
+}
+
+/// Takes the owner lock of lab `tag`; `None` if a live lab holds it.
+fn take_lock(tag: &str) -> Result<Option<std::fs::File>, NetnsError> {
+    let io = |e: std::io::Error| NetnsError::Command {
+        command: format!("lock {}", lock_path(tag).display()),
+        stderr: e.to_string(),
+    };
+    std::fs::create_dir_all(LOCK_DIR).map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_path(tag))
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
 }
 
 impl NetnsLab {
@@ -173,15 +207,23 @@ impl NetnsLab {
     pub fn create() -> Result<NetnsLab, NetnsError> {
         check_support()?;
         let subnet = reserve_subnet()?;
-        // SAFETY: getpid has no preconditions.
-        let pid = unsafe { libc::getpid() } as u32;
-        let tag = format!("{:04x}", (pid ^ ((subnet[2] as u32) << 8)) & 0xffff);
+        let tag = format!("{:02x}", subnet[2]);
+        let Some(owner) = take_lock(&tag)? else {
+            // The route was free, so no live lab has this tag; a lock still
+            // held means something else holds it: give the subnet back.
+            let _ = run("ip", &["route", "del", "unreachable", &cidr(subnet)]);
+            return Err(NetnsError::NoSubnet);
+        };
+        // Namespaces of a killed run that had this subnet are leftovers now.
+        remove_namespaces_of(&tag);
         let lab = NetnsLab {
             bridge_ns: format!("{PREFIX}{tag}-br"),
             tag,
             subnet,
             hosts: Mutex::new(BTreeMap::new()),
+            next: Mutex::new(1),
             rules: Mutex::new(Rules::default()),
+            _owner: owner,
         };
         // From here on, Drop removes whatever was made.
         run("ip", &["netns", "add", &lab.bridge_ns])?;
@@ -194,8 +236,7 @@ impl NetnsLab {
 
     /// The lab's subnet, e.g. `10.77.3.0/24`.
     pub fn cidr(&self) -> String {
-        let [a, b, c] = self.subnet;
-        format!("{a}.{b}.{c}.0/24")
+        cidr(self.subnet)
     }
 
     fn in_bridge(&self, args: &[&str]) -> Result<(), NetnsError> {
@@ -205,26 +246,39 @@ impl NetnsLab {
     }
 
     /// Host `name`, made on first use: a namespace, a veth to the bridge and
-    /// the next address of the subnet.
+    /// the next address of the subnet. A host that could not be made whole
+    /// is removed again.
     pub fn host(&self, name: &str) -> Result<Host, NetnsError> {
         let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(h) = hosts.get(name) {
             return Ok(h.clone());
         }
-        let k = hosts.len() + 1;
-        if k > 250 {
-            return Err(NetnsError::Full);
-        }
+        let k = {
+            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+            if *next > 250 {
+                return Err(NetnsError::Full);
+            }
+            *next += 1;
+            *next - 1
+        };
         let [a, b, c] = self.subnet;
         let host = Host {
             name: name.to_owned(),
             ns: format!("{PREFIX}{}-{name}", self.tag),
-            ip: Ipv4Addr::new(a, b, c, k as u8),
+            ip: Ipv4Addr::new(a, b, c, k),
         };
-        let port = format!("v{}{k}", self.tag);
         run("ip", &["netns", "add", &host.ns])?;
+        if let Err(e) = self.wire_up(&host, k) {
+            let _ = run("ip", &["netns", "del", &host.ns]);
+            return Err(e);
+        }
         hosts.insert(name.to_owned(), host.clone());
-        drop(hosts);
+        Ok(host)
+    }
+
+    /// A veth from `host` to the bridge, its address, its links up.
+    fn wire_up(&self, host: &Host, k: u8) -> Result<(), NetnsError> {
+        let port = format!("v{}{k}", self.tag);
         let in_host = |args: &[&str]| {
             let mut all = vec!["netns", "exec", host.ns.as_str()];
             all.extend_from_slice(args);
@@ -239,17 +293,10 @@ impl NetnsLab {
         run("ip", &["link", "set", &port, "netns", &self.bridge_ns])?;
         self.in_bridge(&["ip", "link", "set", &port, "master", BRIDGE])?;
         self.in_bridge(&["ip", "link", "set", &port, "up"])?;
-        in_host(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{}/24", host.ip),
-            "dev",
-            "eth0",
-        ])?;
+        let addr = format!("{}/24", host.ip);
+        in_host(&["ip", "addr", "add", &addr, "dev", "eth0"])?;
         in_host(&["ip", "link", "set", "eth0", "up"])?;
-        in_host(&["ip", "link", "set", "lo", "up"])?;
-        Ok(host)
+        in_host(&["ip", "link", "set", "lo", "up"])
     }
 
     /// The host named `name`, if made.
@@ -313,15 +360,29 @@ impl NetnsLab {
         self.rules.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Removes every host, the bridge namespace and the route.
+    /// Removes every host, the bridge namespace and the route; says what
+    /// it could not remove.
     fn remove(&self) {
         let hosts = std::mem::take(&mut *self.hosts.lock().unwrap_or_else(|e| e.into_inner()));
-        for h in hosts.values() {
-            let _ = run("ip", &["netns", "del", &h.ns]);
+        let mut left = Vec::new();
+        for ns in hosts
+            .values()
+            .map(|h| h.ns.as_str())
+            .chain([self.bridge_ns.as_str()])
+        {
+            if let Err(e) = run("ip", &["netns", "del", ns]) {
+                left.push(e.to_string());
+            }
         }
-        let _ = run("ip", &["netns", "del", &self.bridge_ns]);
-        let _ = run("ip", &["route", "del", "unreachable", &self.cidr()]);
-        tracing::info!(subnet = %self.cidr(), "network-namespace lab removed");
+        if let Err(e) = run("ip", &["route", "del", "unreachable", &self.cidr()]) {
+            left.push(e.to_string());
+        }
+        if left.is_empty() {
+            tracing::info!(subnet = %self.cidr(), "network-namespace lab removed");
+        } else {
+            tracing::error!(subnet = %self.cidr(), left = ?left, "the lab was not removed whole: run `factoryos jepsen --cleanup`");
+        }
+        let _ = std::fs::remove_file(lock_path(&self.tag));
     }
 }
 
@@ -346,12 +407,12 @@ fn reserve_subnet() -> Result<[u8; 3], NetnsError> {
     Err(NetnsError::NoSubnet)
 }
 
-/// Removes the namespaces (`fos-*`) and `unreachable 10.77.*` routes that
-/// labs of killed runs left behind, and says what it removed. Processes
-/// still running inside them are killed first.
-pub fn cleanup_leftovers() -> Result<Vec<String>, NetnsError> {
-    check_support()?;
-    let mut removed = Vec::new();
+fn cidr([a, b, c]: [u8; 3]) -> String {
+    format!("{a}.{b}.{c}.0/24")
+}
+
+/// The lab namespaces on this machine, by tag.
+fn lab_namespaces() -> Result<BTreeMap<String, Vec<String>>, NetnsError> {
     let list = Command::new("ip")
         .args(["netns", "list"])
         .output()
@@ -359,16 +420,48 @@ pub fn cleanup_leftovers() -> Result<Vec<String>, NetnsError> {
             command: "ip netns list".into(),
             stderr: e.to_string(),
         })?;
+    let mut by_tag: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for line in String::from_utf8_lossy(&list.stdout).lines() {
         let Some(ns) = line.split_whitespace().next() else {
             continue;
         };
-        if !ns.starts_with(PREFIX) {
+        let Some(rest) = ns.strip_prefix(PREFIX) else {
             continue;
+        };
+        let tag = rest.split('-').next().unwrap_or_default().to_owned();
+        by_tag.entry(tag).or_default().push(ns.to_owned());
+    }
+    Ok(by_tag)
+}
+
+/// Kills what runs in lab `tag`'s namespaces and removes them; what it removed.
+fn remove_namespaces_of(tag: &str) -> Vec<String> {
+    let mut removed = Vec::new();
+    let namespaces = lab_namespaces().unwrap_or_default();
+    for ns in namespaces.get(tag).into_iter().flatten() {
+        let _ = kill_in(ns);
+        if run("ip", &["netns", "del", ns]).is_ok() {
+            removed.push(format!("namespace {ns}"));
         }
-        kill_in(ns)?;
-        run("ip", &["netns", "del", ns])?;
-        removed.push(format!("namespace {ns}"));
+    }
+    removed
+}
+
+/// Removes the namespaces (`fos-*`) and `unreachable 10.77.*` routes that
+/// labs of killed runs left behind (processes still running inside them are
+/// killed first), and says what it removed. A lab whose run is still alive
+/// (its owner lock is held) is left alone.
+pub fn cleanup_leftovers() -> Result<Vec<String>, NetnsError> {
+    check_support()?;
+    let mut removed = Vec::new();
+    let mut live = BTreeSet::new();
+    for tag in lab_namespaces()?.into_keys() {
+        match take_lock(&tag)? {
+            Some(_lock) => removed.extend(remove_namespaces_of(&tag)),
+            None => {
+                live.insert(tag);
+            }
+        }
     }
     let routes = Command::new("ip")
         .args(["route", "show", "type", "unreachable"])
@@ -382,10 +475,22 @@ pub fn cleanup_leftovers() -> Result<Vec<String>, NetnsError> {
         let Some(cidr) = line.split_whitespace().nth(1) else {
             continue;
         };
-        if cidr.starts_with(&ours) {
-            run("ip", &["route", "del", "unreachable", cidr])?;
-            removed.push(format!("route unreachable {cidr}"));
+        let Some(c) = cidr
+            .strip_prefix(&ours)
+            .and_then(|r| r.split('.').next())
+            .and_then(|c| c.parse::<u8>().ok())
+        else {
+            continue;
+        };
+        let tag = format!("{c:02x}");
+        if live.contains(&tag) {
+            continue;
         }
+        let Some(_lock) = take_lock(&tag)? else {
+            continue;
+        };
+        run("ip", &["route", "del", "unreachable", cidr])?;
+        removed.push(format!("route unreachable {cidr}"));
     }
     Ok(removed)
 }

@@ -77,7 +77,13 @@ impl Nemesis {
     }
 
     fn delay(self, topo: &Topology) -> Fault {
-        let everyone = topo.everyone();
+        // Every stage has its own endpoint (and fault file), hosted or not.
+        let everyone: Vec<NodeId> = topo
+            .coordinators
+            .iter()
+            .copied()
+            .chain(topo.stage_hosts.iter().flatten().copied())
+            .collect();
         let rule = FaultFile {
             delay_ms: 20,
             jitter_ms: 60,

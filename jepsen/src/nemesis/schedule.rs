@@ -85,10 +85,11 @@ impl NemesisSchedule {
         Some(Step::Inject(fault))
     }
 
-    /// Whether [`NemesisSchedule::poll`] would act at `now` (so the caller
-    /// knows when to look at the cluster).
-    pub fn is_due(&self, now: Duration) -> bool {
-        now >= self.next_at
+    /// What is due at `now` without drawing anything: `None` (nothing),
+    /// `Some(false)` a heal, `Some(true)` a new fault (the caller then looks
+    /// at the cluster and [`NemesisSchedule::poll`]s with its topology).
+    pub fn due(&self, now: Duration) -> Option<bool> {
+        (now >= self.next_at).then_some(self.holding.is_none())
     }
 
     /// The fault being held, to heal at the end.

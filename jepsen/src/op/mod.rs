@@ -136,6 +136,52 @@ pub enum OpError {
     Netns(#[from] crate::hosts::netns::NetnsError),
 }
 
+/// The group removes coordinator `id` (if it has it still: a removal whose
+/// answer was lost is done), then its process is killed and forgotten.
+async fn remove_coordinator(target: &mut Target<'_>, id: NodeId) -> Result<(), OpError> {
+    let member = |s: &factoryos_wire::model::ClusterStatus| s.members.contains(&id);
+    let status = target.client.status().await?;
+    if member(&status) {
+        if let Err(e) = target.client.remove_coordinator(id).await {
+            let now = target.client.status().await?;
+            if member(&now) {
+                return Err(e.into());
+            }
+        }
+    }
+    target.client.refresh_members().await?;
+    if target.cluster.is_running(id) {
+        target.cluster.kill(id)?;
+    }
+    target.cluster.forget_coordinator(id)?;
+    Ok(())
+}
+
+/// Writes `rule` into (or, `None`, removes) the fault file of every node of
+/// `nodes`; every node is tried, the first error returned.
+fn set_faults(
+    cluster: &LocalCluster,
+    nodes: &[NodeId],
+    rule: Option<&FaultFile>,
+) -> Result<(), OpError> {
+    let mut first = None;
+    for node in nodes {
+        let dir = cluster.file().node_dir(*node);
+        let path = dir.join(factoryos_wire::fault_file::FILE_NAME);
+        let written = match rule {
+            Some(r) => std::fs::create_dir_all(&dir).and_then(|()| r.write(&path)),
+            None => FaultFile::clear(&path),
+        };
+        if let Err(source) = written {
+            first.get_or_insert(LocalError::Io {
+                what: format!("fault file {}", path.display()),
+                source,
+            });
+        }
+    }
+    first.map_or(Ok(()), |e| Err(e.into()))
+}
+
 /// What operations act on: the processes, an operator client, and how the
 /// harness starts stages.
 pub struct Target<'a> {
@@ -228,31 +274,13 @@ impl Op {
             Op::Pause { id } => target.cluster.pause(*id)?,
             Op::Resume { id } => target.cluster.resume(*id)?,
             Op::KillCoordinator { id } => target.cluster.kill(*id)?,
-            Op::RemoveCoordinator { id } => {
-                let status = target.client.remove_coordinator(*id).await?;
-                target.client.learn(&status);
-                target.cluster.kill(*id)?;
-                target.cluster.forget_coordinator(*id)?;
-            }
+            Op::RemoveCoordinator { id } => remove_coordinator(target, *id).await?,
             Op::AddCoordinator { id } => {
                 let addr = target.cluster.join_coordinator(*id)?;
                 let status = target.client.add_coordinator(*id, addr).await?;
                 target.client.learn(&status);
             }
-            Op::Faults { nodes, rule } => {
-                for node in nodes {
-                    let dir = target.cluster.file().node_dir(*node);
-                    let path = dir.join(factoryos_wire::fault_file::FILE_NAME);
-                    let written = match rule {
-                        Some(r) => std::fs::create_dir_all(&dir).and_then(|()| r.write(&path)),
-                        None => FaultFile::clear(&path),
-                    };
-                    written.map_err(|source| crate::local::LocalError::Io {
-                        what: format!("fault file {}", path.display()),
-                        source,
-                    })?;
-                }
-            }
+            Op::Faults { nodes, rule } => set_faults(target.cluster, nodes, rule.as_ref())?,
         }
         Ok(())
     }

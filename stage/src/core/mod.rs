@@ -35,7 +35,9 @@
 //!   `BatchSent`, `DeliveryConfirmed`.
 //! * A supplier serves a `RequestBatch` only if the current flow names the
 //!   requester as its consumer, and only if the request carries a flow
-//!   version at least as new as its own (else it is refused and counted).
+//!   version at least as new as its own (else it answers `BatchUnavailable`
+//!   stamped with its newer version, and counts it; the consumer, seeing a
+//!   newer version, fetches the flow at once).
 //! * Completion of a lot already in transit (`BatchSent`,
 //!   `DeliveryConfirmed`, `WaitingForBatch`) is never refused for its flow
 //!   version or flow membership: a lot must never be stranded by a flow

@@ -99,14 +99,18 @@ impl StageCore {
         req: RequestId,
         item: &ItemType,
     ) {
-        if version < self.flow.version() {
-            self.metrics.stale_flow_refused += 1;
-            return;
-        }
         let unavailable = Message::BatchUnavailable {
             req,
             item: item.clone(),
         };
+        if version < self.flow.version() {
+            // Refused, and said so: the answer carries our newer flow
+            // version, which tells the consumer to fetch the flow.
+            self.metrics.stale_flow_refused += 1;
+            self.metrics.batch_unavailable_sent += 1;
+            self.send(now, from, unavailable);
+            return;
+        }
         if self.draining {
             // Stopping: no new trade starts.
             self.metrics.batch_unavailable_sent += 1;

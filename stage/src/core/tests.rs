@@ -353,7 +353,7 @@ fn stale_and_foreign_requests_are_refused_and_counted() {
     s.set_flow(Duration::ZERO, &window_flow(5));
     s.tick(Duration::ZERO);
     s.take_output();
-    // Stamped with an older flow: refused silently.
+    // Stamped with an older flow: refused (the answer carries the newer version).
     s.on_message(
         STEP,
         NodeId(13),
@@ -366,8 +366,12 @@ fn stale_and_foreign_requests_are_refused_and_counted() {
             },
         ),
     );
-    assert!(s.take_output().send.is_empty());
+    assert!(matches!(
+        &s.take_output().send[..],
+        [(NodeId(13), Message::BatchUnavailable { .. })]
+    ));
     assert_eq!(s.metrics().stale_flow_refused, 1);
+    assert_eq!(s.outbound_len(), 1, "a stale request gets nothing");
     // From a stage the flow does not name (15 consumes frames, not wood).
     s.on_message(
         STEP,
