@@ -140,6 +140,7 @@ pub async fn start(opts: StageOptions) -> Result<StageHandle, StageError> {
     let runner = Runner {
         flow_tx: None,
         fetching: Arc::default(),
+        refreshing: Arc::default(),
         events: match &opts.events_path {
             Some(path) => EventLog::open(path, id),
             None => EventLog::none(id),
@@ -214,6 +215,8 @@ struct Runner {
     flow_tx: Option<mpsc::Sender<Flow>>,
     /// Whether such a read is under way.
     fetching: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether a directory read is under way.
+    refreshing: Arc<std::sync::atomic::AtomicBool>,
     core: StageCore,
     wal: Arc<Wal>,
     transport: Transport,
@@ -391,21 +394,46 @@ impl Runner {
     }
 
     /// Refreshes the addresses of every registered stage: a new flow may
-    /// follow a restart on another port, or name a stage we never met.
+    /// follow a restart on another port, or name a stage we never met. Only
+    /// a flow naming a neighbour with no known address waits for the
+    /// directory; otherwise it is read beside the loop (one read at a time),
+    /// so trading never waits on a coordinator that a partition cut off.
     async fn learn_addresses(&mut self, flow: &Flow) {
         if flow.edges.is_empty() {
             return;
         }
+        let me = self.core.config().id;
         let book = self.transport.peers().clone();
-        match self.client.directory().await {
-            Ok(dir) => {
-                for (id, addr) in dir {
-                    if book.addr(id) != Some(addr) {
-                        book.insert(id, addr);
+        let unknown = flow
+            .edges
+            .iter()
+            .filter(|e| e.supplier == me || e.consumer == me)
+            .flat_map(|e| [e.supplier, e.consumer])
+            .any(|n| n != me && book.addr(n).is_none());
+        let client = self.client.clone();
+        let refresh = async move {
+            match client.directory().await {
+                Ok(dir) => {
+                    for (id, addr) in dir {
+                        if book.addr(id) != Some(addr) {
+                            book.insert(id, addr);
+                        }
                     }
                 }
+                Err(e) => tracing::warn!(error = %e, "could not read the stage directory"),
             }
-            Err(e) => tracing::warn!(error = %e, "could not read the stage directory"),
+        };
+        if unknown {
+            refresh.await;
+        } else if !self
+            .refreshing
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            let refreshing = self.refreshing.clone();
+            tokio::spawn(async move {
+                refresh.await;
+                refreshing.store(false, std::sync::atomic::Ordering::Release);
+            });
         }
     }
 

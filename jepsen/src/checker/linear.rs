@@ -13,6 +13,15 @@
 //! after its invocation, or never; an indeterminate read says nothing and is
 //! left out. A search that runs out of its time budget (or of memory for
 //! its memo) answers `unknown`, never a guess.
+//!
+//! Two reductions keep histories with many indeterminate operations (a
+//! partition leaves dozens) tractable. A value no read ever returned is the
+//! same as any other such value (only reads look at values), so states are
+//! remembered with it blanked. And indeterminate operations with the same
+//! effect (writes of unread values; compare-and-sets of one version to an
+//! unread value) are interchangeable: the search only places the earliest
+//! invoked of them not placed yet, so it tries how many took effect, not
+//! which subset did.
 
 use crate::history::{Entry, Register, RegisterOp};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -129,6 +138,60 @@ fn step(state: Register, op: &Operation) -> Option<Register> {
     }
 }
 
+/// The states a search tells apart: values no read returned are all one
+/// (`blank`), since only a read can see a value.
+#[derive(Debug, Clone)]
+struct Values {
+    read: HashSet<u32>,
+    blank: u32,
+}
+
+impl Values {
+    fn of(ops: &[Operation]) -> Self {
+        let read: HashSet<u32> = ops.iter().filter_map(|o| o.read.map(|r| r.value)).collect();
+        let blank = (0..=u32::MAX)
+            .rev()
+            .find(|v| !read.contains(v))
+            .expect("fewer reads than values");
+        Values { read, blank }
+    }
+
+    fn canon(&self, r: Register) -> Register {
+        if self.read.contains(&r.value) {
+            r
+        } else {
+            Register {
+                version: r.version,
+                value: self.blank,
+            }
+        }
+    }
+
+    /// For each indeterminate operation, the previous indeterminate one
+    /// (in invocation order) with the same effect, if any.
+    fn twins(&self, ops: &[Operation]) -> Vec<Option<usize>> {
+        // Keyed by the version a compare-and-set needs (`None`: a write).
+        let mut last: HashMap<Option<u32>, usize> = HashMap::new();
+        ops.iter()
+            .enumerate()
+            .map(|(i, o)| {
+                if o.complete_ns.is_some() {
+                    return None;
+                }
+                let (needs, value) = match &o.op {
+                    RegisterOp::Read { .. } => return None,
+                    RegisterOp::Write { value, .. } => (None, *value),
+                    RegisterOp::Cas { version, value, .. } => (Some(*version), *value),
+                };
+                if self.read.contains(&value) {
+                    return None;
+                }
+                last.insert(needs, i)
+            })
+            .collect()
+    }
+}
+
 /// Which operations are placed so far.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Placed(Vec<u64>);
@@ -156,6 +219,8 @@ struct Search<'a> {
     /// Completions of the definite operations not placed yet: (time, index).
     open: std::collections::BTreeSet<(u64, usize)>,
     state: Register,
+    /// An indeterminate operation is only tried once its twin is placed.
+    twins: Vec<Option<usize>>,
 }
 
 impl Search<'_> {
@@ -176,7 +241,7 @@ impl Search<'_> {
             }
             if op.complete_ns.is_some() {
                 definite.push(i);
-            } else {
+            } else if self.twins[i].is_none_or(|t| self.placed.has(t)) {
                 maybe.push(i);
             }
         }
@@ -214,7 +279,9 @@ pub fn check(initial: Register, ops: &[Operation], budget: Duration) -> Outcome 
     let started = Instant::now();
     let mut ops = ops.to_vec();
     ops.sort_by_key(|o| (o.invoke_ns, o.id));
+    let values = Values::of(&ops);
     let mut search = Search {
+        twins: values.twins(&ops),
         placed: Placed::new(ops.len()),
         open: ops
             .iter()
@@ -222,7 +289,7 @@ pub fn check(initial: Register, ops: &[Operation], budget: Duration) -> Outcome 
             .filter_map(|(i, o)| Some((o.complete_ns?, i)))
             .collect(),
         ops: &ops,
-        state: initial,
+        state: values.canon(initial),
     };
     let mut frames: Vec<Frame> = vec![(search.candidates(), 0, None)];
     let mut seen: HashSet<(Placed, Register)> = HashSet::new();
@@ -257,7 +324,7 @@ pub fn check(initial: Register, ops: &[Operation], budget: Duration) -> Outcome 
             continue;
         };
         frame.1 += 1;
-        let Some(next) = step(search.state, &ops[i]) else {
+        let Some(next) = step(search.state, &ops[i]).map(|r| values.canon(r)) else {
             continue;
         };
         let before = search.state;
@@ -454,6 +521,46 @@ mod tests {
             matches!(outcome, Outcome::Linearizable | Outcome::Unknown),
             "{outcome:?}"
         );
+    }
+
+    #[test]
+    fn many_unread_indeterminate_writes_are_decided_by_how_many_took_effect() {
+        // 60 writes time out during a partition; nobody reads their values.
+        // Then a completed write, and a read that could only be explained if
+        // the register went back in time: every count of timed-out writes
+        // taking effect must be ruled out, which 2^60 subsets would not be.
+        let mut h: Vec<Operation> = (0..60)
+            .map(|i| write(i, (i, None), 100 + i as u32))
+            .collect();
+        h.push(write(60, (100, Some(110)), 5));
+        h.push(read(61, (200, 210), (1, 0)));
+        assert!(
+            matches!(check(ZERO, &h, BUDGET), Outcome::NotLinearizable { .. }),
+            "decided within the budget"
+        );
+        // A read that needs exactly 20 of them to have taken effect first.
+        h.pop();
+        h.push(read(61, (200, 210), (22, 5)));
+        assert_eq!(check(ZERO, &h, BUDGET), Outcome::Linearizable);
+    }
+
+    #[test]
+    fn interchangeable_indeterminate_cas_still_need_their_version() {
+        // Two timed-out CAS from version 1 (values nobody read): at most one
+        // can take effect, so a read two versions past the write is impossible.
+        let h = [
+            cas(1, (0, None), 1, 7),
+            cas(2, (1, None), 1, 8),
+            write(3, (10, Some(20)), 9),
+            read(4, (30, 40), (3, 9)),
+        ];
+        assert_eq!(check(ZERO, &h, BUDGET), Outcome::Linearizable);
+        let mut two = h.clone();
+        two[3] = read(4, (30, 40), (4, 9));
+        assert!(matches!(
+            check(ZERO, &two, BUDGET),
+            Outcome::NotLinearizable { .. }
+        ));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Liveness after the final heal: production resumes (final products grow)
-//! within a bound, and every coordinator answers a final linearizable read.
+//! within a bound, every coordinator answers a final linearizable read, and
+//! the trades in flight settle (no stage is still re-sending a lot nobody
+//! confirms).
 
 use super::Verdict;
 use factoryos_wire::NodeId;
@@ -15,6 +17,9 @@ pub struct AfterHeal {
     pub bound: Duration,
     /// Each coordinator and whether it answered the final read (with why not).
     pub final_reads: Vec<(NodeId, Result<(), String>)>,
+    /// When the stages had re-sent no lot for a quiet period (every lot in
+    /// transit then was confirmed within a re-send period), if they did.
+    pub trades_settled_after: Option<Duration>,
 }
 
 pub fn check(after: &AfterHeal) -> Verdict {
@@ -37,17 +42,27 @@ pub fn check(after: &AfterHeal) -> Verdict {
             evidence.push(format!("{node} did not answer the final read: {why}"));
         }
     }
-    let resumed = after.resumed_after.map_or("never".to_string(), |d| {
-        format!("after {} ms", d.as_millis())
-    });
+    if after.trades_settled_after.is_none() {
+        evidence.push(format!(
+            "stages were still re-sending unconfirmed lots {} ms after the final heal",
+            after.bound.as_millis()
+        ));
+    }
+    let after_ms = |d: Option<Duration>| {
+        d.map_or("never".to_string(), |d| {
+            format!("after {} ms", d.as_millis())
+        })
+    };
     Verdict::new(
         "liveness",
         evidence,
         format!(
-            "production resumed {resumed} (bound {} ms); {} of {} coordinators answered the final read",
+            "production resumed {} (bound {} ms); {} of {} coordinators answered the final read; trades settled {}",
+            after_ms(after.resumed_after),
             after.bound.as_millis(),
             after.final_reads.iter().filter(|(_, a)| a.is_ok()).count(),
-            after.final_reads.len()
+            after.final_reads.len(),
+            after_ms(after.trades_settled_after),
         ),
     )
 }
@@ -64,12 +79,14 @@ mod tests {
             resumed_after: Some(Duration::from_millis(800)),
             bound: Duration::from_secs(20),
             final_reads: vec![(NodeId(1), Ok(())), (NodeId(2), Ok(()))],
+            trades_settled_after: Some(Duration::from_millis(2500)),
         };
         assert_eq!(check(&after).valid, Validity::Valid);
         after.resumed_after = None;
         after.final_reads[1].1 = Err("timed out".into());
+        after.trades_settled_after = None;
         let v = check(&after);
         assert_eq!(v.valid, Validity::Invalid);
-        assert_eq!(v.evidence.len(), 2, "{v:?}");
+        assert_eq!(v.evidence.len(), 3, "{v:?}");
     }
 }

@@ -21,11 +21,24 @@ pub fn check(stages: &[(NodeId, &Records)]) -> Verdict {
             &report.miscounted,
         ),
         ("of unknown origin", &report.orphans),
-        ("still in transit after the heal", &report.in_transit),
     ] {
         for lot in lots {
             evidence.push(format!("lot {lot} {what}"));
         }
+    }
+    let bound_for: BTreeMap<LotId, NodeId> = stages
+        .iter()
+        .flat_map(|(_, r)| &r.out)
+        .filter_map(|o| match o.state {
+            OutState::InTransit { to } => Some((o.lot.id, to)),
+            _ => None,
+        })
+        .collect();
+    for lot in &report.in_transit {
+        let to = bound_for
+            .get(lot)
+            .map_or("?".to_string(), |n| n.to_string());
+        evidence.push(format!("lot {lot} still in transit to {to} after the heal"));
     }
     for (item, (made, accounted)) in balance(stages) {
         if made != accounted {

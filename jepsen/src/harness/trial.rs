@@ -28,6 +28,9 @@ use tokio::sync::watch;
 const STARTUP: Duration = Duration::from_secs(90);
 /// Manufacture cycle of the stages.
 pub(super) const CYCLE_MS: u64 = 100;
+/// How long no stage may re-send a lot before the trades count as settled
+/// (four re-send periods of the 100 ms cycle the harness runs).
+const TRADES_QUIET: Duration = Duration::from_secs(2);
 /// How often the loop looks at the schedule and samples production.
 const TICK: Duration = Duration::from_millis(50);
 /// Coordinators added by the membership nemesis get ids from here (never a
@@ -439,12 +442,40 @@ impl Trial {
             };
             final_reads.push((id, answer));
         }
+        let trades_settled_after = self.trades_settle(healed, bound).await;
         liveness::AfterHeal {
             products_at_heal: at_heal,
             resumed_after,
             bound,
             final_reads,
+            trades_settled_after,
         }
+    }
+
+    /// Waits, within `bound` of the heal, until no stage has re-sent a lot
+    /// for [`TRADES_QUIET`]: every lot in transit is then younger than a
+    /// re-send period, so the stop's drain sees it confirmed. A connection a
+    /// partition left half-open is repaired here, not cut short by the stop.
+    async fn trades_settle(&self, healed: Instant, bound: Duration) -> Option<Duration> {
+        let resent = || -> u64 {
+            self.live
+                .ids
+                .iter()
+                .filter_map(|id| self.cluster.stage_metrics(*id))
+                .map(|m| m.counters.lots_retransmitted)
+                .sum()
+        };
+        let (mut last, mut since) = (resent(), Instant::now());
+        while healed.elapsed() < bound {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = resent();
+            if now != last {
+                (last, since) = (now, Instant::now());
+            } else if since.elapsed() >= TRADES_QUIET {
+                return Some(healed.elapsed());
+            }
+        }
+        None
     }
 
     /// Stops every stage cleanly (they drain; their last WAL writes land),
