@@ -17,7 +17,8 @@ pub struct JepsenArgs {
     /// random): partition-halves, partition-leader-minority,
     /// partition-leader-majority, isolate-leader, majorities-ring,
     /// partition-one-way, isolate-stage-from-coordinators, loss, delay, kill,
-    /// pause, membership, recipe-update; or `all`.
+    /// kill-quorum (a majority of the coordinators at once), pause,
+    /// membership, recipe-update; or `all`.
     #[arg(long, default_value = "all", value_parser = |s: &str| Nemesis::parse_list(s).map(Nemeses))]
     nemesis: Nemeses,
     /// How long each run's workloads run under the nemesis: `60`, `30s`, `10m`.

@@ -60,6 +60,7 @@ impl Nemesis {
             }
             Nemesis::Delay => Some(self.delay(topo)),
             Nemesis::Kill | Nemesis::Pause => self.kill_or_pause(topo, rng),
+            Nemesis::KillQuorum => self.kill_quorum(topo, rng),
             Nemesis::Membership => self.membership(topo, rng),
             Nemesis::RecipeUpdate => {
                 let spec = topo.spec.as_ref()?;
@@ -130,6 +131,33 @@ impl Nemesis {
             }
         };
         Some(self.fault(victim.to_string(), vec![inject], vec![heal]))
+    }
+
+    /// SIGKILL of a majority of the coordinators; all restarted at the heal.
+    fn kill_quorum(self, topo: &Topology, rng: &mut SmallRng) -> Option<Fault> {
+        let majority = topo.coordinators.len() / 2 + 1;
+        let victims: Vec<NodeId> = topo
+            .coordinators
+            .choose_multiple(rng, majority)
+            .copied()
+            .collect();
+        if victims.is_empty() {
+            return None;
+        }
+        let names: Vec<String> = victims.iter().map(NodeId::to_string).collect();
+        Some(
+            self.fault(
+                names.join(" "),
+                victims
+                    .iter()
+                    .map(|&id| Op::KillCoordinator { id })
+                    .collect(),
+                victims
+                    .iter()
+                    .map(|&id| Op::RecoverCoordinator { id })
+                    .collect(),
+            ),
+        )
     }
 
     /// One coordinator out; a new one in at the heal.

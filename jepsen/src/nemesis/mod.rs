@@ -46,6 +46,10 @@ pub enum Nemesis {
     /// SIGKILL of a coordinator or stage host, restarted at the heal (one at
     /// a time, so a Raft quorum is always up).
     Kill,
+    /// SIGKILL of a majority of the coordinators at once, restarted at the
+    /// heal: the group has no quorum in between (stages trade on the flow
+    /// they have; nothing commits).
+    KillQuorum,
     /// SIGSTOP of a coordinator or stage host (longer than an election
     /// timeout), SIGCONT at the heal.
     Pause,
@@ -56,7 +60,7 @@ pub enum Nemesis {
 }
 
 impl Nemesis {
-    pub const ALL: [Nemesis; 13] = [
+    pub const ALL: [Nemesis; 14] = [
         Nemesis::PartitionHalves,
         Nemesis::PartitionLeaderMinority,
         Nemesis::PartitionLeaderMajority,
@@ -67,6 +71,7 @@ impl Nemesis {
         Nemesis::Loss,
         Nemesis::Delay,
         Nemesis::Kill,
+        Nemesis::KillQuorum,
         Nemesis::Pause,
         Nemesis::Membership,
         Nemesis::RecipeUpdate,
@@ -84,6 +89,7 @@ impl Nemesis {
             Nemesis::Loss => "loss",
             Nemesis::Delay => "delay",
             Nemesis::Kill => "kill",
+            Nemesis::KillQuorum => "kill-quorum",
             Nemesis::Pause => "pause",
             Nemesis::Membership => "membership",
             Nemesis::RecipeUpdate => "recipe-update",
@@ -95,6 +101,7 @@ impl Nemesis {
         !matches!(
             self,
             Nemesis::Kill
+                | Nemesis::KillQuorum
                 | Nemesis::Pause
                 | Nemesis::Membership
                 | Nemesis::RecipeUpdate
@@ -224,7 +231,7 @@ mod tests {
         for n in Nemesis::ALL {
             assert_eq!(n.name().parse::<Nemesis>(), Ok(n));
         }
-        assert_eq!(Nemesis::parse_list("all").unwrap().len(), 13);
+        assert_eq!(Nemesis::parse_list("all").unwrap().len(), 14);
         assert_eq!(
             Nemesis::parse_list("kill, pause,kill").unwrap(),
             vec![Nemesis::Kill, Nemesis::Pause]
@@ -259,6 +266,36 @@ mod tests {
             );
             let (g, _) = grudge(Nemesis::IsolateLeader, seed);
             assert_eq!(g.len(), 2 * 8, "cut from the 8 others both ways");
+        }
+    }
+
+    #[test]
+    fn kill_keeps_a_quorum_and_kill_quorum_takes_it() {
+        let t = topo();
+        for seed in 0..20 {
+            let mut rng = SmallRng::seed_from_u64(seed);
+            let f = Nemesis::Kill.draw(&t, &mut rng).unwrap();
+            assert_eq!(f.inject.len(), 1, "one process at a time");
+            let f = Nemesis::KillQuorum.draw(&t, &mut rng).unwrap();
+            let killed: BTreeSet<NodeId> = f
+                .inject
+                .iter()
+                .map(|op| match op {
+                    Op::KillCoordinator { id } => *id,
+                    other => panic!("seed {seed}: {other:?}"),
+                })
+                .collect();
+            assert_eq!(killed.len(), 2, "seed {seed}: a majority of 3");
+            assert!(killed.iter().all(|k| t.coordinators.contains(k)));
+            let healed: BTreeSet<NodeId> = f
+                .heal
+                .iter()
+                .map(|op| match op {
+                    Op::RecoverCoordinator { id } => *id,
+                    other => panic!("seed {seed}: {other:?}"),
+                })
+                .collect();
+            assert_eq!(healed, killed, "seed {seed}: every victim restarts");
         }
     }
 
