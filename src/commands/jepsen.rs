@@ -5,7 +5,7 @@ use clap::Args;
 use factoryos_coord::config::CoordMode;
 use factoryos_jepsen::checker::Validity;
 use factoryos_jepsen::experiment::Preset;
-use factoryos_jepsen::harness::{self, JepsenConfig, Progress};
+use factoryos_jepsen::harness::{self, matrix, JepsenConfig, Progress};
 use factoryos_jepsen::nemesis::Nemesis;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -48,6 +48,13 @@ pub struct JepsenArgs {
     /// Run directory (one run-N/ per run, and results.json); default runs/jepsen-<time>.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Run each named nemesis on its own (--runs runs of each, in
+    /// OUT/<nemesis>/) and end with one table of them all (OUT/matrix.md).
+    #[arg(long)]
+    each: bool,
+    /// Print the table of a directory of --each runs, and exit.
+    #[arg(long, value_name = "DIR", conflicts_with = "each")]
+    summarize: Option<PathBuf>,
     /// Remove the namespaces and routes a killed run left behind, and exit.
     #[arg(long)]
     cleanup: bool,
@@ -138,6 +145,10 @@ pub fn main(args: JepsenArgs) -> Result<()> {
         }
         return Ok(());
     }
+    if let Some(dir) = &args.summarize {
+        print!("{}", matrix::markdown(&matrix::rows(dir)?));
+        return Ok(());
+    }
     let out = args.out.unwrap_or_else(|| {
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -145,7 +156,7 @@ pub fn main(args: JepsenArgs) -> Result<()> {
             .unwrap_or(0);
         PathBuf::from("runs").join(format!("jepsen-{stamp}"))
     });
-    if out.join("results.json").exists() {
+    if out.join("results.json").exists() || out.join("matrix.md").exists() {
         bail!(
             "{} already holds a harness run; choose another --out",
             out.display()
@@ -159,18 +170,51 @@ pub fn main(args: JepsenArgs) -> Result<()> {
     config.clients = args.clients;
     config.registers = args.registers as usize;
     config.liveness_bound = Duration::from_secs(args.liveness_s.max(1));
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    runtime.spawn(stop_on_signals(stop_tx));
+    let mut all = Vec::new();
+    if args.each {
+        let (out, nemeses) = (config.out.clone(), config.nemeses.clone());
+        for n in nemeses {
+            if *stop_rx.borrow() {
+                break;
+            }
+            println!("== {n}");
+            let one = JepsenConfig {
+                nemeses: vec![n],
+                out: out.join(n.name()),
+                ..config.clone()
+            };
+            all.extend(run_and_print(&runtime, &one, stop_rx.clone())?);
+        }
+        let table = matrix::markdown(&matrix::rows(&out)?);
+        std::fs::write(out.join("matrix.md"), &table)?;
+        println!("\n{table}");
+    } else {
+        all = run_and_print(&runtime, &config, stop_rx)?;
+    }
+    let (valid, invalid, unknown) = harness::tally(&all);
+    println!("{valid} valid, {invalid} invalid, {unknown} unknown");
+    if harness::overall(&all) != Validity::Valid {
+        bail!("not every checker found the runs valid (see the reports above)");
+    }
+    Ok(())
+}
+
+/// Runs `config` under a progress bar and prints each run's verdicts.
+fn run_and_print(
+    runtime: &tokio::runtime::Runtime,
+    config: &JepsenConfig,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<Vec<harness::RunOutcome>> {
     let bar = ProgressBar::new(config.time.as_secs());
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len}s {msg}")
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let runtime = tokio::runtime::Runtime::new()?;
-    let outcomes = runtime.block_on(async {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(stop_on_signals(stop_tx));
-        harness::run(&config, |p| show(&bar, p), stop_rx).await
-    });
+    let outcomes = runtime.block_on(harness::run(config, |p| show(&bar, p), stop));
     bar.finish_and_clear();
     let outcomes = outcomes?;
     for o in &outcomes {
@@ -188,12 +232,7 @@ pub fn main(args: JepsenArgs) -> Result<()> {
             }
         }
     }
-    let (valid, invalid, unknown) = harness::tally(&outcomes);
-    println!("{valid} valid, {invalid} invalid, {unknown} unknown");
-    if harness::overall(&outcomes) != Validity::Valid {
-        bail!("not every checker found the runs valid (see the reports above)");
-    }
-    Ok(())
+    Ok(outcomes)
 }
 
 #[cfg(test)]

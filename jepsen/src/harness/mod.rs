@@ -11,7 +11,9 @@
 //! | [`trial`] | one run's cluster: set-up, applying faults, production sampled, the final heal, the stop |
 //! | [`verdicts`] | the checkers run on what a stopped run left |
 //! | [`report`] | `results.json`, the timeline PNG and `report.html` |
+//! | [`matrix`] | one table over per-nemesis runs (`--each`) |
 
+pub mod matrix;
 pub mod report;
 pub mod trial;
 pub mod verdicts;
