@@ -2,23 +2,18 @@
 //! processes: it elects a leader, commits flows, survives a SIGKILL of the
 //! leader without losing a committed flow, and takes the old leader back.
 
+mod common;
+
 use factoryos_coord::cluster::LocalInit;
 use factoryos_jepsen::local::LocalCluster;
 use factoryos_wire::model::StageDescriptor;
 use factoryos_wire::{FlowVersion, NodeId};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn eventually<T>(what: &str, f: impl AsyncFnMut() -> Option<T>) -> T {
+    common::eventually(what, DEADLINE, Duration::from_millis(20), f).await
 }
 
 fn stage(id: u64, item: &str) -> StageDescriptor {

@@ -5,24 +5,19 @@
 //! off; the lab leaves nothing behind. Without root the harness says so in
 //! one line.
 
+mod common;
+
 use factoryos_coord::cluster::LocalInit;
 use factoryos_jepsen::hosts::netns::{NetnsError, NetnsLab, Rules};
 use factoryos_jepsen::local::LocalCluster;
 use factoryos_wire::NodeId;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
-async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn eventually<T>(what: &str, f: impl AsyncFnMut() -> Option<T>) -> T {
+    common::eventually(what, DEADLINE, Duration::from_millis(50), f).await
 }
 
 fn windows(cluster: &LocalCluster) -> u64 {
