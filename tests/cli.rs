@@ -267,3 +267,31 @@ fn file_lock_mode_from_the_command_line_uses_the_cluster_files_shared_directory(
         "the default directory was used"
     );
 }
+
+#[test]
+fn bench_failover_json_says_where_a_commit_spends_its_time() {
+    let out = factoryos()
+        .args(["bench", "failover", "--trials", "1", "--commits", "5"])
+        .args(["--coord-mode", "raft", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let raft = &v["modes"]["raft"];
+    assert_eq!(raft["failover"]["samples"], 1);
+    assert!(raft["commit"]["p50_ms"].as_f64().unwrap() > 0.0);
+    assert!(raft["round_trip"]["samples"].as_u64().unwrap() > 0);
+    let phases: Vec<&str> = raft["leader_phases"]["phases"]
+        .as_array()
+        .expect("the leader's phases")
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    for phase in ["Proposal", "LogFlush", "Replication", "Apply"] {
+        assert!(phases.contains(&phase), "{phase} missing from {phases:?}");
+    }
+}

@@ -8,14 +8,14 @@
 
 use crate::cluster::{ClusterFile, SetupError};
 use factoryos_wire::message::{ClientRequest, ClientResponse, ErrorKind, Message};
-use factoryos_wire::model::{ClusterStatus, Flow, Recipe, StageDescriptor};
+use factoryos_wire::model::{ClusterStatus, Flow, PhaseTiming, Recipe, StageDescriptor};
 use factoryos_wire::{
     FlowVersion, ItemType, NodeId, NodeIdentity, PeerBook, ServiceError, Transport, TransportConfig,
 };
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,8 @@ pub struct CoordClient {
     /// The coordinators to ask; follows membership changes ([`CoordClient::learn`]).
     coordinators: Arc<RwLock<Vec<NodeId>>>,
     next: Arc<AtomicUsize>,
+    /// The coordinator that last left a call unanswered, and when.
+    failed: Arc<Mutex<Option<(NodeId, Instant)>>>,
     attempts: usize,
     timeout: Duration,
 }
@@ -44,6 +46,11 @@ pub struct CoordClient {
 /// this bound keeps a client from waiting on it.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// How long a coordinator that left a call unanswered is not followed as
+/// the leader named by a forwarded write (a client that can reach a
+/// follower but not the leader keeps writing through the follower).
+const FAILED_MEMORY: Duration = Duration::from_secs(10);
+
 impl CoordClient {
     /// `transport`'s peer book must hold the coordinators' addresses.
     pub fn new(transport: Transport, coordinators: Vec<NodeId>) -> Self {
@@ -52,6 +59,7 @@ impl CoordClient {
             transport,
             coordinators: Arc::new(RwLock::new(coordinators)),
             next: Arc::default(),
+            failed: Arc::default(),
             attempts,
             timeout: CALL_TIMEOUT,
         }
@@ -107,6 +115,8 @@ impl CoordClient {
                 },
                 Err(e) => {
                     last = e.to_string();
+                    *self.failed.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some((target, Instant::now()));
                     self.prefer(None, target);
                 }
             }
@@ -181,13 +191,29 @@ impl CoordClient {
         }
     }
 
-    /// A write: the log index that committed it.
+    /// A write: the log index that committed it. The next call goes to the
+    /// leader named in the answer (a follower forwards writes, one hop
+    /// more), unless that leader did not answer this client lately.
     async fn commit(&self, req: ClientRequest) -> Result<u64, ClientError> {
-        self.ask(req, |r| match r {
-            ClientResponse::Committed { index } => Ok(index),
-            other => Err(other),
-        })
-        .await
+        match self.call(req).await? {
+            ClientResponse::Committed { index, leader } => {
+                if let Some(leader) = leader.filter(|l| !self.failed_lately(*l)) {
+                    if let Some(pos) = self.coordinators().iter().position(|c| *c == leader) {
+                        self.next.store(pos, Ordering::Relaxed);
+                    }
+                }
+                Ok(index)
+            }
+            ClientResponse::Error(e) => Err(ClientError::Refused(e)),
+            other => Err(ClientError::Unexpected(Box::new(other))),
+        }
+    }
+
+    /// Whether `id` left one of this client's calls unanswered within
+    /// [`FAILED_MEMORY`] (then a leader hint naming it is not followed).
+    fn failed_lately(&self, id: NodeId) -> bool {
+        let failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        matches!(*failed, Some((f, at)) if f == id && at.elapsed() < FAILED_MEMORY)
     }
 
     async fn flow(&self, req: ClientRequest) -> Result<Flow, ClientError> {
@@ -236,6 +262,16 @@ impl CoordClient {
     pub async fn directory(&self) -> Result<Vec<(NodeId, SocketAddr)>, ClientError> {
         self.ask(ClientRequest::Directory, |r| match r {
             ClientResponse::Directory(d) => Ok(d),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Where the answering coordinator's recent commits spent their time
+    /// (ask a client of the leader alone for the leader's).
+    pub async fn commit_timings(&self) -> Result<Vec<PhaseTiming>, ClientError> {
+        self.ask(ClientRequest::CommitTimings, |r| match r {
+            ClientResponse::CommitTimings(t) => Ok(t),
             other => Err(other),
         })
         .await

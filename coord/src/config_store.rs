@@ -10,8 +10,9 @@ use crate::events::{EventLog, What};
 use crate::raft::network::{self, ForwardedWrite, ReadIndex};
 use crate::raft::Raft;
 use crate::state::{ClusterConfig, Command, CommandResponse};
+use crate::timings::Timings;
 use factoryos_wire::message::RaftRpc;
-use factoryos_wire::model::ClusterStatus;
+use factoryos_wire::model::{ClusterStatus, CommitPhase, PhaseTiming};
 use factoryos_wire::{NodeId, ServiceError, Transport};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use std::future::Future;
@@ -52,6 +53,9 @@ pub trait ConfigStore: Clone + Send + Sync + 'static {
     /// Leader, term, members, flow version, stage liveness.
     fn status(&self) -> ClusterStatus;
 
+    /// Where this participant's recent commits spent their time.
+    fn commit_timings(&self) -> Vec<PhaseTiming>;
+
     /// Adds or removes a coordinator; the voters afterwards. Changes go one
     /// at a time through the leader; a removed id can never come back.
     fn change_coordinators(
@@ -89,6 +93,7 @@ pub struct RaftStore {
     leading: watch::Receiver<bool>,
     /// Serialises membership changes made through this node.
     membership: Arc<tokio::sync::Mutex<()>>,
+    timings: Timings,
 }
 
 impl std::fmt::Debug for RaftStore {
@@ -115,6 +120,7 @@ impl RaftStore {
         transport: Transport,
         config: watch::Receiver<Arc<ClusterConfig>>,
         log: EventLog,
+        timings: Timings,
     ) -> Self {
         let (tx, leading) = watch::channel(false);
         let mut metrics = raft.metrics();
@@ -158,6 +164,7 @@ impl RaftStore {
             config,
             leading,
             membership: Arc::default(),
+            timings,
         }
     }
 
@@ -180,6 +187,7 @@ impl ConfigStore for RaftStore {
         // openraft may never answer a write its leader proposed before it
         // lost leadership; a bounded wait keeps the leader's duties (and
         // clients) from waiting for ever. The outcome is then unknown.
+        let start = std::time::Instant::now();
         let written = tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(cmd.clone()))
             .await
             .map_err(|_| {
@@ -189,7 +197,10 @@ impl ConfigStore for RaftStore {
                 ))
             })?;
         match written {
-            Ok(r) => Ok(r.data),
+            Ok(r) => {
+                self.timings.since(CommitPhase::Proposal, start);
+                Ok(r.data)
+            }
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 let leader = match f.leader_id {
                     Some(l) if l != self.id.0 => NodeId(l),
@@ -268,6 +279,10 @@ impl ConfigStore for RaftStore {
             }
             Err(e) => Err(StoreError::Unavailable(e.to_string())),
         }
+    }
+
+    fn commit_timings(&self) -> Vec<PhaseTiming> {
+        self.timings.summary()
     }
 
     fn status(&self) -> ClusterStatus {

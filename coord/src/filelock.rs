@@ -17,8 +17,9 @@
 use crate::config_store::{ConfigStore, MembershipChange, StoreError};
 use crate::events::{EventLog, What};
 use crate::state::{ClusterConfig, Command, CommandResponse};
+use crate::timings::Timings;
 use factoryos_wire::message::RaftRpc;
-use factoryos_wire::model::ClusterStatus;
+use factoryos_wire::model::{ClusterStatus, CommitPhase, PhaseTiming};
 use factoryos_wire::{NodeId, ServiceError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -27,7 +28,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -75,6 +76,7 @@ struct Inner {
     role: Mutex<Option<(u64, Option<NodeId>, bool)>>,
     /// The newest flow version recorded in the log.
     logged_flow: Mutex<u64>,
+    timings: Timings,
 }
 
 impl Drop for Inner {
@@ -120,6 +122,7 @@ impl FileLockStore {
             log,
             role: Mutex::new(None),
             logged_flow: Mutex::new(0),
+            timings: Timings::default(),
         });
         let weak = Arc::downgrade(&inner);
         let tasks = vec![
@@ -281,9 +284,11 @@ fn apply(dir: &Path, cmd: &Command) -> Result<(Stored, CommandResponse), StoreEr
 impl ConfigStore for FileLockStore {
     async fn propose(&self, cmd: Command) -> Result<CommandResponse, StoreError> {
         let dir = self.inner.dir.clone();
+        let start = Instant::now();
         let (stored, response) = tokio::task::spawn_blocking(move || apply(&dir, &cmd))
             .await
             .map_err(unavailable)??;
+        self.inner.timings.since(CommitPhase::Proposal, start);
         if let CommandResponse::FlowCommitted { version } = &response {
             let version = version.0;
             self.inner.log.record(What::FlowCommitted { version });
@@ -301,6 +306,10 @@ impl ConfigStore for FileLockStore {
 
     fn config(&self) -> watch::Receiver<Arc<ClusterConfig>> {
         self.inner.config.subscribe()
+    }
+
+    fn commit_timings(&self) -> Vec<PhaseTiming> {
+        self.inner.timings.summary()
     }
 
     fn leading(&self) -> watch::Receiver<bool> {

@@ -16,6 +16,7 @@
 //! | [`filelock`] | the original system's shared-directory + `flock` backend of `ConfigStore` |
 //! | [`node`] | a running coordinator: lifecycle, serving (`node::serve`), leader duties (`node::leader`), peer sync (`node::peers`) |
 //! | [`operator`] | what an operator does to a running chain that needs more than one call: declaring a stage |
+//! | [`timings`] | where a coordinator's commits spend their time, per phase (served to `bench failover`) |
 //! | [`generate`] | generated chains in the original system's shape (types, stages per type, complexity, seed) |
 //!
 //! Imports point one way: `config` is a leaf; `cluster` reads files; `node`
@@ -37,3 +38,4 @@ pub mod render;
 pub mod solver;
 pub mod spec;
 pub mod state;
+pub mod timings;

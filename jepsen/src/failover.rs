@@ -9,13 +9,18 @@
 //! survivors (so a client's timeout on the dead node is not counted).
 //! Failover time = kill → that flow. The killed coordinator is restarted
 //! before the next trial.
+//!
+//! Where a commit's time goes: before each kill the leader is asked for its
+//! own timing of every commit phase ([`CommitPhase`]), and a status request
+//! to it alone gives the round trip that any request pays (network, QUIC,
+//! serving); the report keeps the last trial's.
 
 use crate::local::{LocalCluster, LocalError};
 use crate::op::{Op, Target};
 use factoryos_coord::client::CoordClient;
 use factoryos_coord::cluster::LocalInit;
 use factoryos_coord::config::{CoordMode, RaftTimeouts};
-use factoryos_wire::model::StageDescriptor;
+use factoryos_wire::model::{CommitPhase, PhaseTiming, StageDescriptor};
 use factoryos_wire::{ItemType, NodeId, Transport};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -106,6 +111,42 @@ pub struct FailoverReport {
     pub commits: Vec<Duration>,
     /// Leaders killed, in order.
     pub killed: Vec<NodeId>,
+    /// Status round trips to the leader alone: what every request pays.
+    pub round_trips: Vec<Duration>,
+    /// The last trial's leader and its timing of each commit phase.
+    pub phases: Option<(NodeId, Vec<PhaseTiming>)>,
+}
+
+impl FailoverReport {
+    /// The report as JSON (durations in ms).
+    pub fn to_json(&self) -> serde_json::Value {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let summary = |samples: &[Duration]| {
+            serde_json::json!({
+                "samples": samples.len(),
+                "p50_ms": ms(percentile(samples, 0.5)),
+                "p99_ms": ms(percentile(samples, 0.99)),
+                "max_ms": ms(percentile(samples, 1.0)),
+            })
+        };
+        serde_json::json!({
+            "failover": summary(&self.failovers),
+            "election": summary(&self.elections),
+            "commit": summary(&self.commits),
+            "round_trip": summary(&self.round_trips),
+            "killed": self.killed.iter().map(|n| n.0).collect::<Vec<_>>(),
+            "leader_phases": self.phases.as_ref().map(|(leader, phases)| serde_json::json!({
+                "leader": leader.0,
+                "phases": phases.iter().map(|p| serde_json::json!({
+                    "phase": format!("{:?}", p.phase),
+                    "samples": p.samples,
+                    "p50_ms": p.p50_us as f64 / 1000.0,
+                    "p99_ms": p.p99_us as f64 / 1000.0,
+                    "max_ms": p.max_us as f64 / 1000.0,
+                })).collect::<Vec<_>>(),
+            })),
+        })
+    }
 }
 
 /// Percentile `p` (0..=1) of `samples` (nearest rank); zero when empty.
@@ -144,7 +185,38 @@ impl std::fmt::Display for FailoverReport {
             percentile(&self.commits, 0.5),
             percentile(&self.commits, 0.99),
             percentile(&self.commits, 1.0),
-        )
+        )?;
+        if !self.round_trips.is_empty() {
+            write!(
+                f,
+                "\n  a status round trip to the leader (network, QUIC, serving):       p50 {:.2?}  p99 {:.2?}",
+                percentile(&self.round_trips, 0.5),
+                percentile(&self.round_trips, 0.99),
+            )?;
+        }
+        if let Some((leader, phases)) = &self.phases {
+            write!(
+                f,
+                "\n  where the time goes on the leader ({leader}, its latest samples):"
+            )?;
+            for p in phases {
+                let indent = if p.phase == CommitPhase::Proposal {
+                    ""
+                } else {
+                    "  "
+                };
+                let us = |v: u64| Duration::from_micros(v);
+                write!(
+                    f,
+                    "\n    {indent}{:<58} p50 {:>9.2?}  p99 {:>9.2?}  ({} samples)",
+                    p.phase.describe(),
+                    us(p.p50_us),
+                    us(p.p99_us),
+                    p.samples
+                )?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -204,6 +276,16 @@ pub async fn measure(
             if let Some(t) = trial.timed_write().await {
                 report.commits.push(t);
             }
+        }
+        let only_leader = CoordClient::new(transport.clone(), vec![leader]).with_attempts(1);
+        for _ in 0..commits_per_trial {
+            let t = Instant::now();
+            if only_leader.status().await.is_ok() {
+                report.round_trips.push(t.elapsed());
+            }
+        }
+        if let Ok(phases) = only_leader.commit_timings().await {
+            report.phases = Some((leader, phases));
         }
         let (failover, election) = trial.kill_leader(cluster, leader).await?;
         report.failovers.push(failover);

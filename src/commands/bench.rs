@@ -47,6 +47,9 @@ pub enum BenchCommand {
         /// Keep the cluster directory (certificates, logs, data) afterwards.
         #[arg(long)]
         keep: bool,
+        /// Print the results as one JSON object (durations in ms) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// A supplier's SIGKILL seen from its consumers (window chain, real processes).
     Stage {
@@ -89,6 +92,7 @@ pub fn main(cmd: BenchCommand) -> Result<()> {
             election_max_ms,
             coord_mode,
             keep,
+            json,
         } => failover(
             factoryos_jepsen::failover::FailoverBench {
                 trials: trials as usize,
@@ -102,6 +106,7 @@ pub fn main(cmd: BenchCommand) -> Result<()> {
                 modes: coord_mode.0,
             },
             keep,
+            json,
         ),
     }
 }
@@ -181,7 +186,11 @@ fn flow(runs: usize) -> Result<()> {
     Ok(())
 }
 
-fn failover(bench: factoryos_jepsen::failover::FailoverBench, keep: bool) -> Result<()> {
+fn failover(
+    bench: factoryos_jepsen::failover::FailoverBench,
+    keep: bool,
+    json: bool,
+) -> Result<()> {
     use factoryos_jepsen::failover::{compare, percentile, FailoverReport};
     bench.timeouts.validate().map_err(anyhow::Error::msg)?;
     let dir = scratch("factoryos-failover-")?;
@@ -204,6 +213,31 @@ fn failover(bench: factoryos_jepsen::failover::FailoverBench, keep: bool) -> Res
         }
     };
     let t = bench.timeouts;
+    let p50 = |r: &FailoverReport| percentile(&r.failovers, 0.5).as_secs_f64();
+    let ratio = match reports.as_slice() {
+        [(_, raft), (_, lock)] => Some(p50(raft) / p50(lock).max(1e-9)),
+        _ => None,
+    };
+    if json {
+        let modes: serde_json::Map<String, serde_json::Value> = reports
+            .iter()
+            .map(|(mode, r)| (mode.name().to_string(), r.to_json()))
+            .collect();
+        let out = serde_json::json!({
+            "coordinators": bench.coordinators,
+            "heartbeat_ms": t.heartbeat_ms,
+            "election_min_ms": t.election_min_ms,
+            "election_max_ms": t.election_max_ms,
+            "file_lock_poll_ms": FILE_LOCK_POLL.as_millis() as u64,
+            "modes": modes,
+            "failover_p50_ratio_raft_to_file_lock": ratio,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        if keep {
+            eprintln!("cluster directories kept: {}", dir.keep().display());
+        }
+        return Ok(());
+    }
     println!(
         "{} coordinators; Raft heartbeat {} ms, election timeout {}-{} ms; file-lock poll {} ms",
         bench.coordinators,
@@ -215,12 +249,8 @@ fn failover(bench: factoryos_jepsen::failover::FailoverBench, keep: bool) -> Res
     for (mode, report) in &reports {
         println!("== {mode}\n{report}");
     }
-    if let [(_, raft), (_, lock)] = reports.as_slice() {
-        let p50 = |r: &FailoverReport| percentile(&r.failovers, 0.5).as_secs_f64();
-        println!(
-            "failover p50 ratio raft / file-lock: {:.2} (same run, same machine)",
-            p50(raft) / p50(lock).max(1e-9)
-        );
+    if let Some(ratio) = ratio {
+        println!("failover p50 ratio raft / file-lock: {ratio:.2} (same run, same machine)");
     }
     if keep {
         println!("cluster directories kept: {}", dir.keep().display());

@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// change of [`Envelope`]'s encoding (2: lots carry `made_ms`, flows their
 /// recipes; 3: coordinators answer errors as a typed `ServiceError`; 4:
 /// recipe reads and compare-and-set updates).
-pub const FORMAT_VERSION: u8 = 4;
+pub const FORMAT_VERSION: u8 = 5;
 
 /// Length of the prefix that precedes every frame.
 pub const LEN_PREFIX: usize = 4;

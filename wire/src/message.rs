@@ -121,6 +121,8 @@ pub enum ClientRequest {
     Status,
     /// The addresses of every registered stage.
     Directory,
+    /// Where this coordinator's recent commits spent their time, per phase.
+    CommitTimings,
     /// Read `item`'s recipe and its version (linearizable when asked).
     ReadRecipe { item: ItemType, linearizable: bool },
     /// Operator only: a new recipe for `item` (its version is bumped); with
@@ -147,15 +149,19 @@ pub enum ClientRequest {
 /// Answers of the coordination cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientResponse {
-    /// The request was committed at this Raft log index.
+    /// The request was committed at this Raft log index; `leader` is the
+    /// leader as the answering coordinator knows it (clients write to it
+    /// directly next time).
     Committed {
         index: u64,
+        leader: Option<NodeId>,
     },
     Flow(Flow),
     Status(ClusterStatus),
     Directory(Vec<(NodeId, std::net::SocketAddr)>),
     /// A recipe, with its version.
     Recipe(Recipe),
+    CommitTimings(Vec<crate::model::PhaseTiming>),
     /// The request was not carried out.
     Error(ServiceError),
 }

@@ -144,6 +144,48 @@ pub struct ClusterStatus {
     pub stages: Vec<(NodeId, Liveness)>,
 }
 
+/// A phase of a write's commit, as a coordinator times it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum CommitPhase {
+    /// The whole write on the leader: proposed -> committed and applied.
+    Proposal,
+    /// One log append, fsync included.
+    LogFlush,
+    /// One append-entries round trip to a follower (its fsync included).
+    Replication,
+    /// Applying one committed batch to the state machine.
+    Apply,
+}
+
+impl CommitPhase {
+    pub const ALL: [CommitPhase; 4] = [
+        CommitPhase::Proposal,
+        CommitPhase::LogFlush,
+        CommitPhase::Replication,
+        CommitPhase::Apply,
+    ];
+
+    /// What the phase covers, for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            CommitPhase::Proposal => "leader: proposed -> committed and applied",
+            CommitPhase::LogFlush => "log append + fsync",
+            CommitPhase::Replication => "append-entries round trip (follower fsync included)",
+            CommitPhase::Apply => "apply to the state machine",
+        }
+    }
+}
+
+/// Percentiles of one commit phase over a coordinator's recent samples.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseTiming {
+    pub phase: CommitPhase,
+    pub samples: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 
 use factoryos_wire::message::{ClientRequest, ClientResponse, ErrorKind, RaftRpc, ServiceError};
 use factoryos_wire::model::{
-    ClusterStatus, Flow, FlowEdge, Liveness, Lot, Recipe, StageDescriptor,
+    ClusterStatus, CommitPhase, Flow, FlowEdge, Liveness, Lot, PhaseTiming, Recipe, StageDescriptor,
 };
 use factoryos_wire::{
     DecodeError, Envelope, FlowVersion, FrameCodec, ItemType, LotId, Message, MessageKind, NodeId,
@@ -102,6 +102,7 @@ fn client_request() -> impl Strategy<Value = ClientRequest> {
         }),
         any::<bool>().prop_map(|linearizable| ClientRequest::ReadFlow { linearizable }),
         Just(ClientRequest::Status),
+        Just(ClientRequest::CommitTimings),
         Just(ClientRequest::Directory),
         (item(), any::<bool>())
             .prop_map(|(item, linearizable)| ClientRequest::ReadRecipe { item, linearizable }),
@@ -149,12 +150,28 @@ fn client_response() -> impl Strategy<Value = ClientResponse> {
             stages,
         });
     prop_oneof![
-        any::<u64>().prop_map(|index| ClientResponse::Committed { index }),
+        (any::<u64>(), proptest::option::of(node()))
+            .prop_map(|(index, leader)| ClientResponse::Committed { index, leader }),
         flow().prop_map(ClientResponse::Flow),
         status.prop_map(ClientResponse::Status),
         proptest::collection::vec((node(), addr()), 0..4).prop_map(ClientResponse::Directory),
         service_error().prop_map(ClientResponse::Error),
+        vec(timing(), 0..4).prop_map(ClientResponse::CommitTimings),
     ]
+}
+
+fn timing() -> impl Strategy<Value = PhaseTiming> {
+    (
+        proptest::sample::select(CommitPhase::ALL.to_vec()),
+        any::<(u64, u64, u64, u64)>(),
+    )
+        .prop_map(|(phase, (samples, p50_us, p99_us, max_us))| PhaseTiming {
+            phase,
+            samples,
+            p50_us,
+            p99_us,
+            max_us,
+        })
 }
 
 fn service_error() -> impl Strategy<Value = ServiceError> {

@@ -25,6 +25,7 @@ use crate::raft::network::Network;
 use crate::raft::{store, Raft};
 use crate::solver::SolverConfig;
 use crate::state::{ClusterConfig, Command, CommandResponse};
+use crate::timings::Timings;
 use factoryos_wire::model::{ClusterStatus, Spec};
 use factoryos_wire::{Inbound, NodeId, NodeIdentity, PeerBook, Transport, TransportConfig};
 use openraft::BasicNode;
@@ -289,7 +290,9 @@ async fn start_raft(
     log: &EventLog,
 ) -> Result<RaftStore, CoordError> {
     let id = opts.identity.id();
-    let (log_store, mut state_machine) = store::open(&opts.data_dir.join("raft.redb"))?;
+    let timings = Timings::default();
+    let (log_store, mut state_machine) =
+        store::open(&opts.data_dir.join("raft.redb"), timings.clone())?;
     state_machine.record_flows_in(log.clone());
     let config = state_machine.subscribe();
     let t = opts.timeouts;
@@ -303,7 +306,7 @@ async fn start_raft(
         ..Default::default()
     }
     .validate()?;
-    let network = Network::new(transport.clone(), t.heartbeat());
+    let network = Network::new(transport.clone(), t.heartbeat(), timings.clone());
     let raft = Raft::new(
         id.0,
         Arc::new(raft_config),
@@ -335,6 +338,7 @@ async fn start_raft(
         transport.clone(),
         config,
         log.clone(),
+        timings,
     ))
 }
 

@@ -121,6 +121,9 @@ async fn handle_client<S: ConfigStore>(
         ClientRequest::ReadFlow { linearizable } => read_flow(shared, linearizable).await,
         ClientRequest::Status => ClientResponse::Status(shared.store.status()),
         ClientRequest::Directory => directory(shared),
+        ClientRequest::CommitTimings => {
+            ClientResponse::CommitTimings(shared.store.commit_timings())
+        }
     }
 }
 
@@ -190,11 +193,14 @@ async fn change<S: ConfigStore>(shared: &Shared<S>, change: MembershipChange) ->
 
 /// Proposes `cmd` and turns the outcome into a client answer.
 async fn write<S: ConfigStore>(shared: &Shared<S>, cmd: Command) -> ClientResponse {
-    match shared.store.propose(cmd).await {
-        Ok(CommandResponse::Applied { index }) => ClientResponse::Committed { index },
-        Ok(CommandResponse::FlowCommitted { version }) => {
-            ClientResponse::Committed { index: version.0 }
-        }
+    let answer = shared.store.propose(cmd).await;
+    let leader = shared.store.status().leader;
+    match answer {
+        Ok(CommandResponse::Applied { index }) => ClientResponse::Committed { index, leader },
+        Ok(CommandResponse::FlowCommitted { version }) => ClientResponse::Committed {
+            index: version.0,
+            leader,
+        },
         Ok(CommandResponse::Rejected { reason }) => {
             ClientResponse::Error(ServiceError::rejected(reason))
         }

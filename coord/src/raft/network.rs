@@ -10,7 +10,9 @@
 
 use super::{Raft, TypeConfig};
 use crate::state::{Command, CommandResponse};
+use crate::timings::Timings;
 use factoryos_wire::message::{Message, RaftRpc};
+use factoryos_wire::model::CommitPhase;
 use factoryos_wire::{FlowVersion, NodeId, ServiceError, Transport};
 use openraft::error::{
     CheckIsLeaderError, ClientWriteError, InstallSnapshotError, RPCError, RaftError, RemoteError,
@@ -33,12 +35,18 @@ type Rpc<E> = RPCError<u64, BasicNode, E>;
 pub struct Network {
     transport: Transport,
     backoff: Duration,
+    timings: Timings,
 }
 
 impl Network {
-    /// `backoff` is how long openraft waits before retrying an unreachable peer.
-    pub fn new(transport: Transport, backoff: Duration) -> Self {
-        Network { transport, backoff }
+    /// `backoff` is how long openraft waits before retrying an unreachable
+    /// peer; replication round trips are recorded in `timings`.
+    pub fn new(transport: Transport, backoff: Duration, timings: Timings) -> Self {
+        Network {
+            transport,
+            backoff,
+            timings,
+        }
     }
 }
 
@@ -50,6 +58,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             transport: self.transport.clone(),
             target: NodeId(target),
             backoff: self.backoff,
+            timings: self.timings.clone(),
         }
     }
 }
@@ -60,6 +69,7 @@ pub struct Connection {
     transport: Transport,
     target: NodeId,
     backoff: Duration,
+    timings: Timings,
 }
 
 /// Why a call failed before the peer's Raft could answer.
@@ -128,7 +138,14 @@ impl RaftNetwork<TypeConfig> for Connection {
         req: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, Rpc<RaftError<u64>>> {
-        self.rpc(RaftRpc::AppendEntries, &req, &option).await
+        // Heartbeats (no entries) are not on a commit's path.
+        let timed = !req.entries.is_empty();
+        let start = std::time::Instant::now();
+        let answer = self.rpc(RaftRpc::AppendEntries, &req, &option).await;
+        if timed && answer.is_ok() {
+            self.timings.since(CommitPhase::Replication, start);
+        }
+        answer
     }
 
     async fn install_snapshot(

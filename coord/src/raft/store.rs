@@ -1,13 +1,18 @@
 //! Raft storage in redb: one file per coordinator holding the log, the vote,
 //! the committed index, the state machine and the current snapshot.
 //!
-//! Every write is one redb transaction committed with immediate durability
-//! (`set_quick_repair(true)` keeps a restart after a crash fast). The state
-//! machine is written with each applied batch, so a restart does not replay
-//! what was already applied; snapshots hold the same serialized state.
+//! Every write is one redb transaction. What Raft's safety rests on (log
+//! entries, the vote, snapshots, purges) is fsynced before the call
+//! returns ([`Flush::Now`]); what can be derived again from the log (the
+//! committed index, the applied state machine) is written without an fsync
+//! ([`Flush::WithNext`]) and reaches the disk with the next fsynced write: a
+//! crash loses at most the last applied batches, which openraft applies
+//! again from the log. Snapshots hold the same serialized state.
 
 use super::TypeConfig;
 use crate::state::{ClusterConfig, CommandResponse};
+use crate::timings::Timings;
+use factoryos_wire::model::CommitPhase;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
 use openraft::{
     AnyError, BasicNode, Entry, EntryPayload, LogId, RaftLogReader, RaftSnapshotBuilder,
@@ -33,6 +38,25 @@ const SNAPSHOT: &str = "snapshot";
 
 type StorageResult<T> = Result<T, StorageError<u64>>;
 
+/// When a write reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flush {
+    /// fsynced before the commit returns: Raft's safety rests on it.
+    Now,
+    /// Durable with the next [`Flush::Now`] write; lost by a crash before it,
+    /// which is safe only for what the log can rebuild.
+    WithNext,
+}
+
+/// A write transaction flushed as `flush` says.
+fn begin(db: &Database, flush: Flush) -> Result<redb::WriteTransaction, AnyError> {
+    let mut txn = db.begin_write().map_err(any)?;
+    if flush == Flush::WithNext {
+        txn.set_durability(redb::Durability::None).map_err(any)?;
+    }
+    Ok(txn)
+}
+
 fn any<E: Into<redb::Error>>(e: E) -> AnyError {
     AnyError::new(&e.into())
 }
@@ -42,12 +66,11 @@ fn codec(e: postcard::Error) -> AnyError {
 }
 
 /// Opens (or creates) the storage file and returns the log store and the
-/// state machine that share it.
-pub fn open(path: &Path) -> Result<(LogStore, StateMachine), redb::Error> {
+/// state machine that share it; both record their phases in `timings`.
+pub fn open(path: &Path, timings: Timings) -> Result<(LogStore, StateMachine), redb::Error> {
     let db = Arc::new(Database::create(path)?);
     {
-        let mut txn = db.begin_write()?;
-        txn.set_quick_repair(true);
+        let txn = db.begin_write()?;
         txn.open_table(LOGS)?;
         txn.open_table(META)?;
         txn.commit()?;
@@ -57,12 +80,16 @@ pub fn open(path: &Path) -> Result<(LogStore, StateMachine), redb::Error> {
         .unwrap_or_default();
     let (tx, _) = watch::channel(Arc::new(state.config.clone()));
     Ok((
-        LogStore { db: db.clone() },
+        LogStore {
+            db: db.clone(),
+            timings: timings.clone(),
+        },
         StateMachine {
             db,
             state,
             config: Arc::new(tx),
             events: None,
+            timings,
         },
     ))
 }
@@ -79,10 +106,14 @@ fn read_meta<T: for<'de> Deserialize<'de>>(
     }
 }
 
-fn write_meta<T: Serialize>(db: &Database, key: &str, value: &T) -> Result<(), AnyError> {
+fn write_meta<T: Serialize>(
+    db: &Database,
+    key: &str,
+    value: &T,
+    flush: Flush,
+) -> Result<(), AnyError> {
     let bytes = postcard::to_allocvec(value).map_err(codec)?;
-    let mut txn = db.begin_write().map_err(any)?;
-    txn.set_quick_repair(true);
+    let txn = begin(db, flush)?;
     {
         let mut table = txn.open_table(META).map_err(any)?;
         table.insert(key, bytes.as_slice()).map_err(any)?;
@@ -94,6 +125,7 @@ fn write_meta<T: Serialize>(db: &Database, key: &str, value: &T) -> Result<(), A
 #[derive(Debug, Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    timings: Timings,
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -143,7 +175,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> StorageResult<()> {
-        write_meta(&self.db, VOTE, vote).map_err(|e| StorageIOError::write_vote(e).into())
+        write_meta(&self.db, VOTE, vote, Flush::Now)
+            .map_err(|e| StorageIOError::write_vote(e).into())
     }
 
     async fn read_vote(&mut self) -> StorageResult<Option<Vote<u64>>> {
@@ -151,7 +184,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> StorageResult<()> {
-        write_meta(&self.db, COMMITTED, &committed).map_err(|e| StorageIOError::write(e).into())
+        write_meta(&self.db, COMMITTED, &committed, Flush::WithNext)
+            .map_err(|e| StorageIOError::write(e).into())
     }
 
     async fn read_committed(&mut self) -> StorageResult<Option<LogId<u64>>> {
@@ -166,8 +200,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let write = || -> Result<(), AnyError> {
-            let mut txn = self.db.begin_write().map_err(any)?;
-            txn.set_quick_repair(true);
+            let txn = begin(&self.db, Flush::Now)?;
             {
                 let mut table = txn.open_table(LOGS).map_err(any)?;
                 for entry in entries {
@@ -179,7 +212,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             txn.commit().map_err(any)
         };
+        let start = std::time::Instant::now();
         let result = write();
+        self.timings.since(CommitPhase::LogFlush, start);
         match result {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
@@ -198,7 +233,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> StorageResult<()> {
-        write_meta(&self.db, LAST_PURGED, &log_id)
+        write_meta(&self.db, LAST_PURGED, &log_id, Flush::Now)
             .and_then(|()| self.remove(..=log_id.index))
             .map_err(|e| StorageIOError::write_logs(e).into())
     }
@@ -206,8 +241,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
 impl LogStore {
     fn remove(&self, range: impl RangeBounds<u64>) -> Result<(), AnyError> {
-        let mut txn = self.db.begin_write().map_err(any)?;
-        txn.set_quick_repair(true);
+        let txn = begin(&self.db, Flush::Now)?;
         {
             let mut table = txn.open_table(LOGS).map_err(any)?;
             table
@@ -235,6 +269,7 @@ pub struct StateMachine {
     config: Arc<watch::Sender<Arc<ClusterConfig>>>,
     /// Where every applied flow is recorded (none until set).
     events: Option<crate::events::EventLog>,
+    timings: Timings,
 }
 
 impl StateMachine {
@@ -249,7 +284,7 @@ impl StateMachine {
     }
 
     fn persist(&self) -> Result<(), AnyError> {
-        write_meta(&self.db, STATE_MACHINE, &self.state)
+        write_meta(&self.db, STATE_MACHINE, &self.state, Flush::WithNext)
     }
 
     fn publish(&self) {
@@ -288,7 +323,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             meta: meta.clone(),
             data: data.clone(),
         };
-        write_meta(&self.db, SNAPSHOT, &stored)
+        write_meta(&self.db, SNAPSHOT, &stored, Flush::Now)
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e))?;
         Ok(Snapshot {
             meta,
@@ -311,6 +346,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
+        let start = std::time::Instant::now();
         let mut responses = Vec::new();
         let mut flows = Vec::new();
         for entry in entries {
@@ -333,13 +369,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         self.persist()
             .map_err(StorageIOError::write_state_machine)?;
-        // Recorded once durable: a crash before this point re-applies them.
+        // A crash may lose this batch (it is flushed with the next log
+        // write) and apply it again: a flow may be recorded twice, never
+        // recorded unapplied.
         if let Some(log) = &self.events {
             for version in flows {
                 log.record(crate::events::What::FlowApplied { version });
             }
         }
         self.publish();
+        self.timings.since(CommitPhase::Apply, start);
         Ok(responses)
     }
 
@@ -371,7 +410,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: meta.clone(),
             data,
         };
-        write_meta(&self.db, SNAPSHOT, &stored)
+        write_meta(&self.db, SNAPSHOT, &stored, Flush::Now)
             .and_then(|()| self.persist())
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e))?;
         self.publish();
@@ -398,7 +437,7 @@ mod tests {
     impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
         async fn build(&self) -> StorageResult<(tempfile::TempDir, LogStore, StateMachine)> {
             let dir = tempfile::tempdir().expect("temp dir");
-            let (log, sm) = open(&dir.path().join("raft.redb"))
+            let (log, sm) = open(&dir.path().join("raft.redb"), Timings::default())
                 .map_err(|e| StorageIOError::write(AnyError::new(&e)))?;
             Ok((dir, log, sm))
         }
@@ -414,10 +453,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("raft.redb");
         {
-            let (mut log, _) = open(&path).unwrap();
+            let (mut log, _) = open(&path, Timings::default()).unwrap();
             log.save_vote(&Vote::new(3, 1)).await.unwrap();
         }
-        let (mut log, mut sm) = open(&path).unwrap();
+        let (mut log, mut sm) = open(&path, Timings::default()).unwrap();
         assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(3, 1)));
         assert_eq!(sm.applied_state().await.unwrap().0, None);
     }
