@@ -20,7 +20,7 @@ impl Default for RaftTimeouts {
         RaftTimeouts {
             heartbeat_ms: 50,
             election_min_ms: 150,
-            election_max_ms: 300,
+            election_max_ms: 250,
         }
     }
 }

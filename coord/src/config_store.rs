@@ -7,6 +7,7 @@
 //! against this trait.
 
 use crate::events::{EventLog, What};
+use crate::raft::elect::LeaderContact;
 use crate::raft::network::{self, ForwardedWrite, ReadIndex};
 use crate::raft::Raft;
 use crate::state::{ClusterConfig, Command, CommandResponse};
@@ -94,6 +95,8 @@ pub struct RaftStore {
     /// Serialises membership changes made through this node.
     membership: Arc<tokio::sync::Mutex<()>>,
     timings: Timings,
+    /// When a leader was last heard from (for prompt elections).
+    contact: LeaderContact,
 }
 
 impl std::fmt::Debug for RaftStore {
@@ -121,6 +124,7 @@ impl RaftStore {
         config: watch::Receiver<Arc<ClusterConfig>>,
         log: EventLog,
         timings: Timings,
+        contact: LeaderContact,
     ) -> Self {
         let (tx, leading) = watch::channel(false);
         let mut metrics = raft.metrics();
@@ -165,6 +169,7 @@ impl RaftStore {
             leading,
             membership: Arc::default(),
             timings,
+            contact,
         }
     }
 
@@ -371,6 +376,6 @@ impl ConfigStore for RaftStore {
     }
 
     async fn serve_raft(&self, rpc: RaftRpc, payload: Vec<u8>) -> Result<Vec<u8>, ServiceError> {
-        network::serve(&self.raft, rpc, &payload).await
+        network::serve(&self.raft, &self.contact, rpc, &payload).await
     }
 }

@@ -21,6 +21,7 @@ use crate::config::{CoordMode, RaftTimeouts, FILE_LOCK_POLL};
 use crate::config_store::{ConfigStore, RaftStore, StoreError};
 use crate::events::EventLog;
 use crate::filelock::FileLockStore;
+use crate::raft::elect::{self, LeaderContact};
 use crate::raft::network::Network;
 use crate::raft::{store, Raft};
 use crate::solver::SolverConfig;
@@ -207,9 +208,10 @@ impl Coordinator {
         let log = EventLog::in_dir(&opts.data_dir, id);
         let (backend, config, mut tasks) = match opts.mode {
             CoordMode::Raft => {
-                let store = start_raft(&opts, &transport, &log).await?;
+                let (store, elections) = start_raft(&opts, &transport, &log).await?;
                 let config = store.config();
-                let tasks = spawn_tasks(&opts, &transport, store.clone(), inbox);
+                let mut tasks = spawn_tasks(&opts, &transport, store.clone(), inbox);
+                tasks.push(elections);
                 (Backend::Raft(store), config, tasks)
             }
             CoordMode::FileLock => {
@@ -283,12 +285,13 @@ impl Coordinator {
     }
 }
 
-/// Opens the redb storage, starts Raft and initialises the group on first start.
+/// Opens the redb storage, starts Raft and initialises the group on first
+/// start; the store and the task of prompt elections ([`elect`]).
 async fn start_raft(
     opts: &CoordinatorOptions,
     transport: &Transport,
     log: &EventLog,
-) -> Result<RaftStore, CoordError> {
+) -> Result<(RaftStore, JoinHandle<()>), CoordError> {
     let id = opts.identity.id();
     let timings = Timings::default();
     let (log_store, mut state_machine) =
@@ -332,14 +335,18 @@ async fn start_raft(
             tracing::debug!(error = %e, "initialize refused (already initialised elsewhere)");
         }
     }
-    Ok(RaftStore::new(
+    let contact = LeaderContact::default();
+    let elections = elect::spawn(raft.clone(), id.0, contact.clone(), t);
+    let store = RaftStore::new(
         id,
         raft,
         transport.clone(),
         config,
         log.clone(),
         timings,
-    ))
+        contact,
+    );
+    Ok((store, elections))
 }
 
 fn spawn_tasks<S: ConfigStore>(

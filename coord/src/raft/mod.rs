@@ -1,6 +1,8 @@
 //! The Raft group (openraft 0.9, storage v2): type configuration, redb
-//! storage of log, vote and state machine, and the network over QUIC.
+//! storage of log, vote and state machine, the network over QUIC, and
+//! prompt elections when a leader falls silent.
 
+pub mod elect;
 pub mod network;
 pub mod store;
 

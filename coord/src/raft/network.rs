@@ -8,6 +8,7 @@
 //! `RPCError::Unreachable`, which makes it back off, never as
 //! `RPCError::Network`, which makes it retry at once in a spin.
 
+use super::elect::LeaderContact;
 use super::{Raft, TypeConfig};
 use crate::state::{Command, CommandResponse};
 use crate::timings::Timings;
@@ -178,7 +179,13 @@ pub type ReadIndex = Result<u64, RaftError<u64, CheckIsLeaderError<u64, BasicNod
 
 /// Serves one Raft request received from a peer: decodes it, hands it to
 /// the local Raft, encodes the answer (`Err` only for undecodable input).
-pub async fn serve(raft: &Raft, rpc: RaftRpc, payload: &[u8]) -> Result<Vec<u8>, ServiceError> {
+/// An append-entries this node accepts is noted in `contact`.
+pub async fn serve(
+    raft: &Raft,
+    contact: &LeaderContact,
+    rpc: RaftRpc,
+    payload: &[u8],
+) -> Result<Vec<u8>, ServiceError> {
     fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, ServiceError> {
         postcard::to_allocvec(v).map_err(|e| ServiceError::unavailable(e.to_string()))
     }
@@ -187,7 +194,13 @@ pub async fn serve(raft: &Raft, rpc: RaftRpc, payload: &[u8]) -> Result<Vec<u8>,
             .map_err(|e| ServiceError::rejected(format!("undecodable Raft request: {e}")))
     }
     match rpc {
-        RaftRpc::AppendEntries => encode(&raft.append_entries(decode(payload)?).await),
+        RaftRpc::AppendEntries => {
+            let answer = raft.append_entries(decode(payload)?).await;
+            if matches!(&answer, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
+                contact.heard();
+            }
+            encode(&answer)
+        }
         RaftRpc::Vote => encode(&raft.vote(decode(payload)?).await),
         RaftRpc::InstallSnapshot => encode(&raft.install_snapshot(decode(payload)?).await),
         RaftRpc::ClientWrite => {
