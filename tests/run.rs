@@ -100,12 +100,17 @@ fn a_short_small_run_with_failures_loses_nothing_and_reports_everything() {
         "lots_duplicated",
         "faults_injected",
         "recoveries",
+        "leader_elections",
     ] {
         assert!(
             summary.get(key).is_some(),
             "summary.json lacks {key}: {summary}"
         );
     }
+    assert!(
+        summary["leader_elections"].as_u64().unwrap() >= 1,
+        "{summary}"
+    );
     assert_eq!(summary["lots_lost"], 0, "{summary}");
     assert_eq!(summary["lots_duplicated"], 0, "{summary}");
     assert_eq!(summary["lots_miscounted"], 0, "{summary}");

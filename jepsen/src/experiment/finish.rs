@@ -10,6 +10,7 @@ use super::results::{self, Reports, Reroute, Summary};
 use super::rig::Rig;
 use super::{ideal, plots, RunConfig, RunError, RunReport};
 use crate::op::OpKind;
+use factoryos_coord::events;
 use factoryos_coord::spec::ChainSpec;
 use factoryos_stage::audit::{audit, read_wals, AuditReport};
 use factoryos_stage::records::Records;
@@ -30,6 +31,7 @@ struct Measured {
     final_products: u64,
     reroutes: Vec<Reroute>,
     twin: ideal::TwinRun,
+    leader_elections: usize,
 }
 
 pub async fn finish(
@@ -75,6 +77,7 @@ async fn measure(
     let audit = audit(&refs);
     let genealogy = Genealogy::new(records.iter().map(|(_, r)| r));
     let reroutes = reroutes(&genealogy, record, rig.clock_unix_ms);
+    let leader_elections = leader_elections(rig)?;
     let cycles = (wall.as_secs_f64() / config.cycle.as_secs_f64()) as u64;
     let twin = ideal::simulate(
         &chain.spec,
@@ -90,7 +93,31 @@ async fn measure(
         final_products: genealogy.finals_made_by(stop_unix_ms),
         reroutes,
         twin,
+        leader_elections,
     })
+}
+
+/// Terms (file-lock epochs) in which some coordinator led, from the
+/// coordinators' own event logs: 1 for a run whose leader never changed.
+fn leader_elections(rig: &Rig) -> Result<usize, RunError> {
+    let mut terms = BTreeSet::new();
+    for id in rig.cluster.coordinators() {
+        let path = rig.cluster.file().node_dir(id).join(events::FILE_NAME);
+        if !path.exists() {
+            continue;
+        }
+        for e in events::read(&path)? {
+            if let events::What::Role {
+                term,
+                leading: true,
+                ..
+            } = e.what
+            {
+                terms.insert(term);
+            }
+        }
+    }
+    Ok(terms.len())
 }
 
 /// Each crash: detection, and the first final product through the survivors
@@ -150,6 +177,7 @@ fn summarise(
         lots_duplicated: m.audit.duplicated.len(),
         lots_miscounted: m.audit.miscounted.len(),
         lots_in_transit: m.audit.in_transit.len(),
+        leader_elections: m.leader_elections,
         faults_injected: record.faults.len(),
         faults: record.faults.clone(),
         recoveries: record.recoveries.iter().map(|(r, _)| r.clone()).collect(),

@@ -184,6 +184,9 @@ pub struct Summary {
     pub lots_duplicated: usize,
     pub lots_miscounted: usize,
     pub lots_in_transit: usize,
+    /// Terms (file-lock epochs) in which a coordinator led, the first at
+    /// start-up included: 1 when the leader never changed.
+    pub leader_elections: usize,
     pub faults_injected: usize,
     pub faults: Vec<Fault>,
     pub recoveries: Vec<Recovery>,
@@ -205,6 +208,11 @@ impl Summary {
                 None => format!("n{} (no lot yet)", r.node),
             })
             .collect();
+        let _ = writeln!(
+            s,
+            "leader elections      {} (terms with a leader, the first at start-up included)",
+            self.leader_elections
+        );
         let _ = writeln!(s, "faults injected       {}", self.faults_injected);
         let _ = writeln!(
             s,
