@@ -12,6 +12,7 @@ use factoryos_wire::model::{ClusterStatus, Flow, PhaseTiming, Recipe, StageDescr
 use factoryos_wire::{
     FlowVersion, ItemType, NodeId, NodeIdentity, PeerBook, ServiceError, Transport, TransportConfig,
 };
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -35,8 +36,9 @@ pub struct CoordClient {
     /// The coordinators to ask; follows membership changes ([`CoordClient::learn`]).
     coordinators: Arc<RwLock<Vec<NodeId>>>,
     next: Arc<AtomicUsize>,
-    /// The coordinator that last left a call unanswered, and when.
-    failed: Arc<Mutex<Option<(NodeId, Instant)>>>,
+    /// When each coordinator last left a call unanswered (cleared when it
+    /// answers again).
+    failed: Arc<Mutex<HashMap<NodeId, Instant>>>,
     attempts: usize,
     timeout: Duration,
 }
@@ -100,6 +102,12 @@ impl CoordClient {
                     timeout,
                 }),
             };
+            if answer.is_ok() {
+                self.failed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&target);
+            }
             match answer {
                 Ok(env) => match env.body {
                     Message::ClientResponse(ClientResponse::Error(e)) if e.kind.is_retryable() => {
@@ -115,8 +123,10 @@ impl CoordClient {
                 },
                 Err(e) => {
                     last = e.to_string();
-                    *self.failed.lock().unwrap_or_else(|e| e.into_inner()) =
-                        Some((target, Instant::now()));
+                    self.failed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(target, Instant::now());
                     self.prefer(None, target);
                 }
             }
@@ -213,7 +223,9 @@ impl CoordClient {
     /// [`FAILED_MEMORY`] (then a leader hint naming it is not followed).
     fn failed_lately(&self, id: NodeId) -> bool {
         let failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
-        matches!(*failed, Some((f, at)) if f == id && at.elapsed() < FAILED_MEMORY)
+        failed
+            .get(&id)
+            .is_some_and(|at| at.elapsed() < FAILED_MEMORY)
     }
 
     async fn flow(&self, req: ClientRequest) -> Result<Flow, ClientError> {

@@ -202,7 +202,17 @@ pub async fn serve(
             encode(&answer)
         }
         RaftRpc::Vote => encode(&raft.vote(decode(payload)?).await),
-        RaftRpc::InstallSnapshot => encode(&raft.install_snapshot(decode(payload)?).await),
+        RaftRpc::InstallSnapshot => {
+            let req: InstallSnapshotRequest<TypeConfig> = decode(payload)?;
+            let vote = req.vote;
+            let answer = raft.install_snapshot(req).await;
+            // A leader streaming a snapshot sends no heartbeats meanwhile
+            // (a stale one is answered with a higher vote).
+            if matches!(&answer, Ok(r) if r.vote <= vote) {
+                contact.heard();
+            }
+            encode(&answer)
+        }
         RaftRpc::ClientWrite => {
             let cmd: Command = decode(payload)?;
             let answer: ForwardedWrite = raft.client_write(cmd).await.map(|r| r.data);

@@ -283,8 +283,9 @@ impl StateMachine {
         self.events = Some(log);
     }
 
-    fn persist(&self) -> Result<(), AnyError> {
-        write_meta(&self.db, STATE_MACHINE, &self.state, Flush::WithNext)
+    /// Writes the applied state; `flush` says when it must be on disk.
+    fn persist(&self, flush: Flush) -> Result<(), AnyError> {
+        write_meta(&self.db, STATE_MACHINE, &self.state, flush)
     }
 
     fn publish(&self) {
@@ -367,7 +368,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             });
         }
-        self.persist()
+        self.persist(Flush::WithNext)
             .map_err(StorageIOError::write_state_machine)?;
         // A crash may lose this batch (it is flushed with the next log
         // write) and apply it again: a flow may be recorded twice, never
@@ -411,7 +412,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             data,
         };
         write_meta(&self.db, SNAPSHOT, &stored, Flush::Now)
-            .and_then(|()| self.persist())
+            // Durable at once: the log behind an installed snapshot may
+            // be missing, so the log could not rebuild this state.
+            .and_then(|()| self.persist(Flush::Now))
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e))?;
         self.publish();
         Ok(())

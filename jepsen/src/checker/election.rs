@@ -2,9 +2,12 @@
 //! logs: at most one node leads in any term (openraft runs with
 //! `single-term-leader`, standard Raft's rule; a leader is `state == Leader`
 //! and `current_leader == self`; in file-lock mode the lock's epoch is the
-//! term), and on every node, across its restarts, the term, the last applied
-//! log index (as its role changes report it) and the applied flow versions
-//! never go backwards.
+//! term), and on every node the term never goes backwards, across its
+//! restarts too (the vote is durable), and within each life (between two
+//! `Started` events) the last applied log index (as its role changes report
+//! it) and the applied flow versions never go backwards. A restart may
+//! begin below where the last life ended: the applied state is written
+//! without an fsync and rebuilt from the durable log, as etcd does.
 
 use super::Verdict;
 use factoryos_coord::events::{NodeEvent, What};
@@ -55,7 +58,8 @@ pub fn check(events: &[NodeEvent]) -> Verdict {
     )
 }
 
-/// Term, last applied index and flow version only grow on `node`.
+/// Term (always) and last applied index and flow version (within a life)
+/// only grow on `node`.
 fn monotonic(node: NodeId, events: &[&NodeEvent], evidence: &mut Vec<String>) {
     let (mut term, mut applied, mut flow) = (0u64, 0u64, 0u64);
     for e in events {
@@ -91,7 +95,8 @@ fn monotonic(node: NodeId, events: &[&NodeEvent], evidence: &mut Vec<String>) {
                 // reports lag the state machine a little.
                 flow = flow.max(version);
             }
-            What::Started | What::FlowAdopted { .. } | What::FlowCommitted { .. } => {}
+            What::Started => (applied, flow) = (0, 0),
+            What::FlowAdopted { .. } | What::FlowCommitted { .. } => {}
         }
     }
 }
@@ -169,5 +174,33 @@ mod tests {
             },
         ];
         assert!(check(&flows).evidence[0].contains("applied flow v6 after v8"));
+    }
+
+    #[test]
+    fn a_restart_may_begin_below_the_last_life_but_never_in_an_older_term() {
+        let started = |t| NodeEvent {
+            t_ns: t,
+            node: NodeId(3),
+            what: What::Started,
+        };
+        let events = [
+            role(1, 3, 5, false, 12),
+            started(2),
+            role(3, 3, 5, false, 9),
+        ];
+        assert_eq!(check(&events).valid, Validity::Valid);
+        let events = [
+            role(1, 3, 5, false, 12),
+            started(2),
+            role(3, 3, 4, false, 12),
+        ];
+        assert!(check(&events).evidence[0].contains("term went back from 5 to 4"));
+        let events = [
+            role(1, 3, 5, false, 12),
+            started(2),
+            role(3, 3, 5, false, 9),
+            role(4, 3, 5, false, 8),
+        ];
+        assert!(check(&events).evidence[0].contains("index went back from 9 to 8"));
     }
 }
