@@ -26,17 +26,23 @@ fn stage(id: u64, item: &str) -> StageDescriptor {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_coordinator_processes_survive_a_sigkill_of_the_leader() {
-    let dir = tempfile::tempdir().unwrap();
+/// Three coordinator processes in `dir/cluster` with the window chain, started.
+fn started_window_cluster(dir: &std::path::Path) -> LocalCluster {
     let spec = format!("{}/examples/window.toml", env!("CARGO_MANIFEST_DIR"));
     let mut cluster = LocalCluster::create(
-        &dir.path().join("cluster"),
+        &dir.join("cluster"),
         env!("CARGO_BIN_EXE_factoryos").as_ref(),
         &LocalInit::new(3, Some(spec.as_ref())),
     )
     .unwrap();
     cluster.start_all().unwrap();
+    cluster
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_coordinator_processes_survive_a_sigkill_of_the_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = started_window_cluster(dir.path());
     let (client, _transport) = cluster.client().unwrap();
 
     let leader = eventually("a leader", async || client.status().await.ok()?.leader).await;
@@ -93,20 +99,13 @@ async fn three_coordinator_processes_survive_a_sigkill_of_the_leader() {
     .await;
 }
 
-/// The store fsyncs only what Raft's safety needs (log, vote); the applied
-/// state is rebuilt from the log. Every acknowledged write must still be
-/// there after the whole group is SIGKILLed at once right after the acks.
+/// The store fsyncs the log and the vote but not every applied batch (the
+/// log rebuilds it). Every acknowledged write must still be there after
+/// the whole group is SIGKILLed at once right after the acks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_a_sigkill_of_the_whole_group() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = format!("{}/examples/window.toml", env!("CARGO_MANIFEST_DIR"));
-    let mut cluster = LocalCluster::create(
-        &dir.path().join("cluster"),
-        env!("CARGO_BIN_EXE_factoryos").as_ref(),
-        &LocalInit::new(3, Some(spec.as_ref())),
-    )
-    .unwrap();
-    cluster.start_all().unwrap();
+    let mut cluster = started_window_cluster(dir.path());
     let (client, _transport) = cluster.client().unwrap();
     eventually("a leader", async || client.status().await.ok()?.leader).await;
     let start = eventually("the window recipe", async || {
