@@ -205,18 +205,18 @@ impl CoordClient {
     /// leader named in the answer (a follower forwards writes, one hop
     /// more), unless that leader did not answer this client lately.
     async fn commit(&self, req: ClientRequest) -> Result<u64, ClientError> {
-        match self.call(req).await? {
-            ClientResponse::Committed { index, leader } => {
-                if let Some(leader) = leader.filter(|l| !self.failed_lately(*l)) {
-                    if let Some(pos) = self.coordinators().iter().position(|c| *c == leader) {
-                        self.next.store(pos, Ordering::Relaxed);
-                    }
-                }
-                Ok(index)
+        let (index, leader) = self
+            .ask(req, |r| match r {
+                ClientResponse::Committed { index, leader } => Ok((index, leader)),
+                other => Err(other),
+            })
+            .await?;
+        if let Some(leader) = leader.filter(|l| !self.failed_lately(*l)) {
+            if let Some(pos) = self.coordinators().iter().position(|c| *c == leader) {
+                self.next.store(pos, Ordering::Relaxed);
             }
-            ClientResponse::Error(e) => Err(ClientError::Refused(e)),
-            other => Err(ClientError::Unexpected(Box::new(other))),
         }
+        Ok(index)
     }
 
     /// Whether `id` left one of this client's calls unanswered within

@@ -54,6 +54,9 @@ pub trait ConfigStore: Clone + Send + Sync + 'static {
     /// Leader, term, members, flow version, stage liveness.
     fn status(&self) -> ClusterStatus;
 
+    /// The leader as this participant knows it (cheap: asked on every write).
+    fn leader(&self) -> Option<NodeId>;
+
     /// Where this participant's recent commits spent their time.
     fn commit_timings(&self) -> Vec<PhaseTiming>;
 
@@ -288,6 +291,10 @@ impl ConfigStore for RaftStore {
 
     fn commit_timings(&self) -> Vec<PhaseTiming> {
         self.timings.summary()
+    }
+
+    fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader.map(NodeId)
     }
 
     fn status(&self) -> ClusterStatus {

@@ -312,6 +312,10 @@ impl ConfigStore for FileLockStore {
         self.inner.timings.summary()
     }
 
+    fn leader(&self) -> Option<NodeId> {
+        read_leader(&self.inner.dir).map(|(leader, _)| leader)
+    }
+
     fn leading(&self) -> watch::Receiver<bool> {
         self.inner.leading.subscribe()
     }

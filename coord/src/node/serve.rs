@@ -194,7 +194,7 @@ async fn change<S: ConfigStore>(shared: &Shared<S>, change: MembershipChange) ->
 /// Proposes `cmd` and turns the outcome into a client answer.
 async fn write<S: ConfigStore>(shared: &Shared<S>, cmd: Command) -> ClientResponse {
     let answer = shared.store.propose(cmd).await;
-    let leader = shared.store.status().leader;
+    let leader = shared.store.leader();
     match answer {
         Ok(CommandResponse::Applied { index }) => ClientResponse::Committed { index, leader },
         Ok(CommandResponse::FlowCommitted { version }) => ClientResponse::Committed {
