@@ -2,8 +2,10 @@
 //! `<node dir>/events.jsonl`, each stamped with the machine's monotonic
 //! clock (one clock for every process of a machine, so the lines of all
 //! nodes interleave truly): a coordinator's terms, leaders and applied
-//! flows, a stage's adopted flows. The partition harness's checkers read
-//! them after a run (election safety, monotonic terms and indexes, fencing).
+//! flows, stages marked dead or registered; a stage's adopted flows, its
+//! suspect reports and the lots it made. The partition harness's checkers
+//! read them after a run (election safety, monotonic terms and indexes,
+//! fencing); `bench recovery` times its phases from them.
 
 use factoryos_wire::NodeId;
 use serde::{Deserialize, Serialize};
@@ -63,6 +65,20 @@ pub enum What {
     FlowCommitted { version: u64 },
     /// A stage installed a flow and acts on it from now on.
     FlowAdopted { version: u64 },
+    /// The group marked `stage` dead (the command's log index).
+    MarkedDead { stage: NodeId, index: u64 },
+    /// `stage` registered, or registered again after a restart (the
+    /// command's log index).
+    Registered { stage: NodeId, index: u64 },
+    /// A stage reported neighbour `node` to the coordinators as suspect
+    /// (it missed its heartbeats).
+    Suspected { suspect: NodeId },
+    /// A stage made its lot `seq` out of lots `inputs` (a successful
+    /// cycle): the genealogy, timed, that recovery measurements follow.
+    Made {
+        seq: u64,
+        inputs: Vec<factoryos_wire::LotId>,
+    },
 }
 
 /// An append-only event log; cheap to clone. Writing never fails the
@@ -166,5 +182,42 @@ mod tests {
         assert_eq!(events[2].what, What::FlowApplied { version: 18 });
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("\"event\":\"role\""), "{text}");
+    }
+
+    #[test]
+    fn every_kind_of_event_reads_back_as_written() {
+        // A field named like one of NodeEvent's own (`node`, `t_ns`) would
+        // write a JSON key twice and read back as garbage.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let log = EventLog::open(&path, NodeId(15));
+        let all = vec![
+            What::FlowCommitted { version: 3 },
+            What::FlowAdopted { version: 3 },
+            What::MarkedDead {
+                stage: NodeId(13),
+                index: 4,
+            },
+            What::Registered {
+                stage: NodeId(13),
+                index: 9,
+            },
+            What::Suspected {
+                suspect: NodeId(13),
+            },
+            What::Made {
+                seq: 7,
+                inputs: vec![factoryos_wire::LotId::new(NodeId(13), 2)],
+            },
+        ];
+        for what in &all {
+            log.record(what.clone());
+        }
+        let read: Vec<What> = read(&path).unwrap().into_iter().map(|e| e.what).collect();
+        assert_eq!(read[1..], all[..]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines() {
+            assert_eq!(line.matches("\"node\"").count(), 1, "{line}");
+        }
     }
 }

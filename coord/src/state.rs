@@ -137,6 +137,25 @@ pub fn update_recipe(spec: &Spec, item: &ItemType, recipe: &Recipe) -> Result<Sp
     Ok(next)
 }
 
+impl Command {
+    /// What a node's event log records when this command is applied at
+    /// log `index` and not refused: a stage marked dead or registered.
+    pub fn event(&self, index: u64) -> Option<crate::events::What> {
+        use crate::events::What;
+        match self {
+            Command::MarkDead { stage } => Some(What::MarkedDead {
+                stage: *stage,
+                index,
+            }),
+            Command::RegisterStage { stage } => Some(What::Registered {
+                stage: stage.id,
+                index,
+            }),
+            _ => None,
+        }
+    }
+}
+
 impl ClusterConfig {
     /// Applies `cmd` committed at log `index`: one method per command.
     pub fn apply(&mut self, index: u64, cmd: &Command) -> CommandResponse {

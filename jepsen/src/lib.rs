@@ -12,6 +12,7 @@
 //! | [`harness`] | `factoryos jepsen`: runs on namespace hosts under a nemesis schedule, the workloads, the checkers, the report |
 //! | [`experiment`] | `factoryos run`: a local cluster on a generated chain, operations at the original's rates, results vs the ideal twin |
 //! | [`failover`] | the leader-failover and commit-latency measurement behind `factoryos bench failover` |
+//! | [`recovery`] | the whole chain's recovery from one fault, Raft against the file lock, behind `factoryos bench recovery` |
 //! | [`stage_kill`] | a supplier's SIGKILL seen from its consumers, behind `factoryos bench stage` |
 //!
 //! It depends on `factoryos-stage`, `factoryos-coord` and `factoryos-wire`.
@@ -25,6 +26,7 @@ pub mod hosts;
 pub mod local;
 pub mod nemesis;
 pub mod op;
+pub mod recovery;
 pub mod stage_kill;
 pub mod workload;
 

@@ -119,14 +119,14 @@ const WAIT: Duration = Duration::from_secs(60);
 /// a type that is neither raw nor final, so it has an alternative and
 /// consumers), and the stages that consume its type.
 #[derive(Debug, Clone)]
-struct Roles {
-    stages: Vec<NodeId>,
-    victim: NodeId,
-    consumers: Vec<NodeId>,
+pub(crate) struct Roles {
+    pub(crate) stages: Vec<NodeId>,
+    pub(crate) victim: NodeId,
+    pub(crate) consumers: Vec<NodeId>,
 }
 
 impl Roles {
-    fn of(chain: &ChainSpec) -> Option<Roles> {
+    pub(crate) fn of(chain: &ChainSpec) -> Option<Roles> {
         let spec = &chain.spec;
         let middle =
             |t: &ItemType| t != &spec.final_type && spec.recipe(t).is_some_and(|r| !r.is_raw());

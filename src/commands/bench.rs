@@ -1,4 +1,4 @@
-//! `factoryos bench wire|flow|failover|wal|stage`: the measurements of
+//! `factoryos bench wire|flow|failover|recovery|wal|stage`: the measurements of
 //! docs/experiments.md. The work lives in the crates; this file parses,
 //! shows progress and prints.
 
@@ -51,6 +51,11 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The whole chain's recovery from a fault (kill or restart of a
+    /// supplier; kill, pause or partition of the leader, with a supplier
+    /// killed), Raft against the file lock, trials interleaved: phases from
+    /// the fault, percentiles, ratios, recovery.csv and a CDF plot.
+    Recovery(super::recovery::RecoveryArgs),
     /// A supplier's SIGKILL seen from its consumers (window chain, real processes).
     Stage {
         /// Time between manufacture cycles, in ms.
@@ -83,6 +88,7 @@ pub fn main(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Flow { runs } => flow(runs as usize),
         BenchCommand::Wal { seconds } => wal(seconds),
         BenchCommand::Stage { cycle_ms, warmup } => stage(cycle_ms, warmup),
+        BenchCommand::Recovery(args) => super::recovery::main(args),
         BenchCommand::Failover {
             trials,
             coordinators,
@@ -114,10 +120,10 @@ pub fn main(cmd: BenchCommand) -> Result<()> {
 /// The stores `--coord-mode` names (a newtype: clap takes a bare `Vec` for
 /// a repeated flag).
 #[derive(Debug, Clone)]
-pub struct Modes(Vec<CoordMode>);
+pub struct Modes(pub Vec<CoordMode>);
 
 /// `raft`, `file-lock` or `both` (every mode, in that order).
-fn modes_parser() -> impl clap::builder::TypedValueParser<Value = Modes> {
+pub(super) fn modes_parser() -> impl clap::builder::TypedValueParser<Value = Modes> {
     use clap::builder::TypedValueParser;
     clap::builder::PossibleValuesParser::new(["raft", "file-lock", "both"]).try_map(|s| {
         match s.as_str() {
@@ -127,7 +133,7 @@ fn modes_parser() -> impl clap::builder::TypedValueParser<Value = Modes> {
     })
 }
 
-fn bar(len: u64) -> ProgressBar {
+pub(super) fn bar(len: u64) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
         ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} ({per_sec})")

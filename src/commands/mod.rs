@@ -7,6 +7,7 @@ pub mod chain;
 pub mod coord;
 pub mod jepsen;
 pub mod ops;
+pub mod recovery;
 pub mod run;
 pub mod stage;
 

@@ -14,6 +14,7 @@
 
 use crate::core::{Output, StageConfig, StageCore};
 use crate::metrics::{StageGauges, StageMetrics, StageReport};
+use crate::records::{OutRecord, OutState, WalOp};
 use crate::wal::{Wal, WalError};
 use factoryos_coord::client::CoordClient;
 use factoryos_coord::events::{EventLog, What};
@@ -321,15 +322,17 @@ impl Runner {
         if !out.wal.is_empty() {
             let wal = self.wal.clone();
             let ops = out.wal;
-            tokio::task::spawn_blocking(move || wal.commit(&ops))
+            let ops = tokio::task::spawn_blocking(move || wal.commit(&ops).map(|()| ops))
                 .await
                 .map_err(|e| StageError::Join(e.to_string()))??;
+            record_made(&self.events, &ops);
         }
         let version = self.core.flow_version();
         for (to, msg) in out.send {
             self.outbox(to).send((version, msg)).ok();
         }
         for suspect in out.suspects {
+            self.events.record(What::Suspected { suspect });
             let client = self.client.clone();
             tokio::spawn(async move {
                 if let Err(e) = client.report_suspect(suspect).await {
@@ -462,6 +465,23 @@ impl Runner {
 }
 
 /// Resolves once the stage's stop channel is gone (the stage ended).
+/// Records every lot a committed batch made (only a manufacture cycle
+/// writes a lot in the outbound inventory or shipped).
+fn record_made(events: &EventLog, ops: &[WalOp]) {
+    for op in ops {
+        if let WalOp::Out(OutRecord {
+            lot,
+            state: OutState::InQueue | OutState::Shipped,
+        }) = op
+        {
+            events.record(What::Made {
+                seq: lot.id.seq,
+                inputs: lot.genealogy.iter().map(|(id, _)| *id).collect(),
+            });
+        }
+    }
+}
+
 async fn stop_when_dropped(mut stop: watch::Receiver<bool>) {
     while stop.changed().await.is_ok() {}
 }

@@ -10,6 +10,7 @@
 //! again from the log. Snapshots hold the same serialized state.
 
 use super::TypeConfig;
+use crate::events::What;
 use crate::state::{ClusterConfig, CommandResponse};
 use crate::timings::Timings;
 use factoryos_wire::model::CommitPhase;
@@ -278,7 +279,8 @@ impl StateMachine {
         self.config.subscribe()
     }
 
-    /// Records every flow this state machine applies in `log`.
+    /// Records in `log` every flow this state machine applies, and every
+    /// stage it marks dead or registers.
     pub fn record_flows_in(&mut self, log: crate::events::EventLog) {
         self.events = Some(log);
     }
@@ -349,7 +351,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let start = std::time::Instant::now();
         let mut responses = Vec::new();
-        let mut flows = Vec::new();
+        let mut events = Vec::new();
         for entry in entries {
             self.state.last_applied = Some(entry.log_id);
             let index = entry.log_id.index;
@@ -357,8 +359,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Blank => CommandResponse::Applied { index },
                 EntryPayload::Normal(cmd) => {
                     let response = self.state.config.apply(index, &cmd);
-                    if let CommandResponse::FlowCommitted { version } = &response {
-                        flows.push(version.0);
+                    match &response {
+                        CommandResponse::FlowCommitted { version } => {
+                            events.push(What::FlowApplied { version: version.0 })
+                        }
+                        CommandResponse::Rejected { .. } => {}
+                        _ => events.extend(cmd.event(index)),
                     }
                     response
                 }
@@ -374,8 +380,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // write) and apply it again: a flow may be recorded twice, never
         // recorded unapplied.
         if let Some(log) = &self.events {
-            for version in flows {
-                log.record(crate::events::What::FlowApplied { version });
+            for what in events {
+                log.record(what);
             }
         }
         self.publish();

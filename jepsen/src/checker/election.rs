@@ -96,7 +96,12 @@ fn monotonic(node: NodeId, events: &[&NodeEvent], evidence: &mut Vec<String>) {
                 flow = flow.max(version);
             }
             What::Started => (applied, flow) = (0, 0),
-            What::FlowAdopted { .. } | What::FlowCommitted { .. } => {}
+            What::FlowAdopted { .. }
+            | What::FlowCommitted { .. }
+            | What::MarkedDead { .. }
+            | What::Registered { .. }
+            | What::Suspected { .. }
+            | What::Made { .. } => {}
         }
     }
 }
