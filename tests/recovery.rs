@@ -35,6 +35,7 @@ fn bench_recovery_measures_every_phase_of_a_killed_supplier_in_both_modes() {
             "verdict",
             "new-flow",
             "consumer-cycle",
+            "survivors",
             "resumed",
         ] {
             let ms = t["phases"][phase].as_f64();

@@ -26,6 +26,11 @@ pub enum Phase {
     NewFlow,
     /// The first successful cycle of a consumer of the victim.
     ConsumerCycle,
+    /// The first final product made from a lot of the victim's type that
+    /// a surviving sibling made after the fault: production going on
+    /// through the survivors, whatever the coordinators have decided yet
+    /// (consumers stop asking a silent supplier and ask another of the flow).
+    Survivors,
     /// The first final product made through the new route: made after the
     /// new flow, with no lot of the victim in its genealogy (or, after a
     /// restart, with a lot the restarted victim made): time to resumed
@@ -34,12 +39,13 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 6] = [
+    pub const ALL: [Phase; 7] = [
         Phase::Detection,
         Phase::Verdict,
         Phase::NewLeader,
         Phase::NewFlow,
         Phase::ConsumerCycle,
+        Phase::Survivors,
         Phase::Resumed,
     ];
 
@@ -50,6 +56,7 @@ impl Phase {
             Phase::NewLeader => "new-leader",
             Phase::NewFlow => "new-flow",
             Phase::ConsumerCycle => "consumer-cycle",
+            Phase::Survivors => "survivors",
             Phase::Resumed => "resumed",
         }
     }
@@ -73,6 +80,8 @@ pub struct Scene {
     pub leader: Option<NodeId>,
     pub coordinators: BTreeSet<NodeId>,
     pub consumers: BTreeSet<NodeId>,
+    /// The other stages of the victim's type.
+    pub siblings: BTreeSet<NodeId>,
     pub finals: BTreeSet<NodeId>,
 }
 
@@ -116,8 +125,16 @@ pub fn phases(scene: &Scene, events: &[NodeEvent]) -> Phases {
         What::Registered { stage, .. } => stage == scene.victim && e.t_ns > restarted,
         _ => false,
     });
+    consumer_cycle(scene, &events, &mut out);
+    let genealogy = Genealogy::of(&events);
+    if let Some(t) = genealogy.first_final(scene, &events, scene.t0_ns, |ancestry| {
+        ancestry
+            .iter()
+            .any(|(lot, t)| scene.siblings.contains(&lot.producer) && *t > scene.t0_ns)
+    }) {
+        out.insert(Phase::Survivors, since(t));
+    }
     let Some(verdict) = verdict else {
-        consumer_cycle(scene, &events, &mut out);
         return out;
     };
     out.insert(Phase::Verdict, since(verdict.t_ns));
@@ -128,12 +145,20 @@ pub fn phases(scene: &Scene, events: &[NodeEvent]) -> Phases {
     let new_flow = first(
         &|e| matches!(e.what, What::FlowApplied { version } | What::FlowCommitted { version } if version > index),
     );
-    consumer_cycle(scene, &events, &mut out);
     let Some(new_flow) = new_flow else {
         return out;
     };
     out.insert(Phase::NewFlow, since(new_flow.t_ns));
-    if let Some(t) = resumed(scene, &events, new_flow.t_ns) {
+    // Through the new route: nothing of the victim's, or after a restart
+    // something the restarted victim made.
+    let resumed = genealogy.first_final(scene, &events, new_flow.t_ns, |ancestry| {
+        let victim = |(lot, _): &&(LotId, u64)| lot.producer == scene.victim;
+        match scene.restarted_ns {
+            Some(r) => ancestry.iter().filter(victim).any(|(_, t)| *t > r),
+            None => !ancestry.iter().any(|a| victim(&a)),
+        }
+    });
+    if let Some(t) = resumed {
         out.insert(Phase::Resumed, since(t));
     }
     out
@@ -151,53 +176,62 @@ fn consumer_cycle(scene: &Scene, events: &[&NodeEvent], out: &mut Phases) {
     }
 }
 
-/// When the first final product through the new route was made.
-fn resumed(scene: &Scene, events: &[&NodeEvent], new_flow_ns: u64) -> Option<u64> {
-    let made: BTreeMap<LotId, (u64, &[LotId])> = events
-        .iter()
-        .filter_map(|e| match &e.what {
-            What::Made { seq, inputs } => {
-                Some((LotId::new(e.node, *seq), (e.t_ns, inputs.as_slice())))
-            }
-            _ => None,
-        })
-        .collect();
-    let restarted = scene.restarted_ns;
-    // Whether `lot` (transitively, as far as the logs go) came from the victim.
-    let from_victim = |lot: &LotId| -> (bool, bool) {
-        let (mut any, mut fresh) = (false, false);
-        let mut todo = vec![*lot];
+/// Every lot made after the fault: when, and from which lots.
+struct Genealogy<'a> {
+    made: BTreeMap<LotId, (u64, &'a [LotId])>,
+}
+
+impl<'a> Genealogy<'a> {
+    fn of(events: &[&'a NodeEvent]) -> Self {
+        let made = events
+            .iter()
+            .filter_map(|e| match &e.what {
+                What::Made { seq, inputs } => {
+                    Some((LotId::new(e.node, *seq), (e.t_ns, inputs.as_slice())))
+                }
+                _ => None,
+            })
+            .collect();
+        Genealogy { made }
+    }
+
+    /// `lot` and its ancestors, as far as the logs go, each with when it
+    /// was made (0 when made before the fault).
+    fn ancestry(&self, lot: LotId) -> Vec<(LotId, u64)> {
+        let mut out = Vec::new();
+        let mut todo = vec![lot];
         let mut seen = BTreeSet::new();
         while let Some(l) = todo.pop() {
             if !seen.insert(l) {
                 continue;
             }
-            let made_at = made.get(&l);
-            if l.producer == scene.victim {
-                any = true;
-                fresh |= matches!((made_at, restarted), (Some((t, _)), Some(r)) if *t > r);
-            }
-            if let Some((_, inputs)) = made_at {
+            let made = self.made.get(&l);
+            out.push((l, made.map_or(0, |(t, _)| *t)));
+            if let Some((_, inputs)) = made {
                 todo.extend(inputs.iter().copied());
             }
         }
-        (any, fresh)
-    };
-    events
-        .iter()
-        .filter(|e| e.t_ns > new_flow_ns && scene.finals.contains(&e.node))
-        .find(|e| {
-            let What::Made { seq, .. } = e.what else {
-                return false;
-            };
-            let (any, fresh) = from_victim(&LotId::new(e.node, seq));
-            if restarted.is_some() {
-                fresh
-            } else {
-                !any
-            }
-        })
-        .map(|e| e.t_ns)
+        out
+    }
+
+    /// When the first final product made after `after_ns` whose ancestry
+    /// passes `test` was made.
+    fn first_final(
+        &self,
+        scene: &Scene,
+        events: &[&NodeEvent],
+        after_ns: u64,
+        test: impl Fn(&[(LotId, u64)]) -> bool,
+    ) -> Option<u64> {
+        events
+            .iter()
+            .filter(|e| e.t_ns > after_ns && scene.finals.contains(&e.node))
+            .find(|e| match e.what {
+                What::Made { seq, .. } => test(&self.ancestry(LotId::new(e.node, seq))),
+                _ => false,
+            })
+            .map(|e| e.t_ns)
+    }
 }
 
 #[cfg(test)]
@@ -232,6 +266,7 @@ mod tests {
             leader: Some(NodeId(1)),
             coordinators: [1, 2, 3].map(NodeId).into(),
             consumers: [15, 16].map(NodeId).into(),
+            siblings: [14].map(NodeId).into(),
             finals: [15, 16].map(NodeId).into(),
         }
     }
@@ -244,6 +279,9 @@ mod tests {
     fn a_killed_stage_is_detected_judged_and_routed_around() {
         let events = vec![
             made(5, 15, 1, &[(13, 1)]),
+            // A frame lot made before the fault does not show the survivors.
+            made(20, 16, 1, &[(14, 2)]),
+            made(200, 14, 3, &[]),
             ev(
                 300,
                 15,
@@ -251,6 +289,8 @@ mod tests {
                     suspect: NodeId(13),
                 },
             ),
+            // Through the survivor before any verdict.
+            made(600, 15, 9, &[(14, 3)]),
             ev(
                 1300,
                 1,
@@ -272,6 +312,7 @@ mod tests {
         assert_eq!(ms(&p, Phase::NewLeader), None);
         assert_eq!(ms(&p, Phase::NewFlow), Some(1302));
         assert_eq!(ms(&p, Phase::ConsumerCycle), Some(5));
+        assert_eq!(ms(&p, Phase::Survivors), Some(600));
         assert_eq!(ms(&p, Phase::Resumed), Some(1400));
     }
 

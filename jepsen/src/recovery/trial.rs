@@ -82,6 +82,8 @@ struct Plan {
 struct Rig {
     cluster: LocalCluster,
     roles: Roles,
+    /// The other stages of the victim's type.
+    siblings: Vec<NodeId>,
     finals: Vec<NodeId>,
     cycle_ms: u64,
 }
@@ -100,6 +102,17 @@ pub(super) async fn run(
     std::fs::write(&spec, crate::WINDOW_CHAIN)?;
     let chain = factoryos_coord::spec::load(&spec)?;
     let roles = Roles::of(&chain).ok_or(RecoveryError::NoVictim)?;
+    let victim_type = chain
+        .stages
+        .iter()
+        .find(|s| s.id == roles.victim)
+        .map(|s| s.item.clone());
+    let siblings = chain
+        .stages
+        .iter()
+        .filter(|s| Some(&s.item) == victim_type.as_ref() && s.id != roles.victim)
+        .map(|s| s.id)
+        .collect();
     let finals = chain
         .stages
         .iter()
@@ -119,6 +132,7 @@ pub(super) async fn run(
     let mut rig = Rig {
         cluster,
         roles,
+        siblings,
         finals,
         cycle_ms: bench.cycle.as_millis().max(1) as u64,
     };
@@ -174,6 +188,7 @@ impl Rig {
             leader,
             coordinators: self.cluster.coordinators().into_iter().collect(),
             consumers: self.roles.consumers.iter().copied().collect(),
+            siblings: self.siblings.iter().copied().collect(),
             finals: self.finals.iter().copied().collect(),
         };
         for op in &plan.inject {
