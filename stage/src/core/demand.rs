@@ -2,6 +2,7 @@
 //! every lot ever received (never taken twice), and the requests in flight
 //! that keep each input near its target.
 
+use super::shares::Shares;
 use super::StageCore;
 use crate::metrics::StageMetrics;
 use crate::records::{InRecord, WalOp};
@@ -24,6 +25,8 @@ pub struct Demand {
     lot_size: HashMap<ItemType, u32>,
     /// Suppliers that answered `BatchUnavailable`, left alone until then.
     unavailable_until: HashMap<NodeId, Duration>,
+    /// Per input: which supplier is asked next, by the flow's shares.
+    shares: HashMap<ItemType, Shares>,
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +86,11 @@ impl Demand {
             .get(item)
             .map(|q| q.iter().map(|h| h.remaining).sum())
             .unwrap_or(0)
+    }
+
+    /// A new flow: the shares start afresh.
+    pub(super) fn new_flow(&mut self) {
+        self.shares.clear();
     }
 
     /// What was received so far is durable now.
@@ -226,7 +234,7 @@ impl StageCore {
             };
             let target = (units * self.cfg.target_cycles.max(1)) as u64;
             while self.wants_more(now, &item, target) {
-                let Some(supplier) = self.pick_supplier(now, &suppliers) else {
+                let Some(supplier) = self.pick_supplier(now, &item, &suppliers) else {
                     break;
                 };
                 self.ask(now, supplier, &item);
@@ -254,9 +262,16 @@ impl StageCore {
         (self.demand.held_units(item) as u64) + requested * lot < target
     }
 
-    /// The available supplier with the fewest requests in flight per share.
-    fn pick_supplier(&self, now: Duration, suppliers: &[(NodeId, u32)]) -> Option<NodeId> {
-        suppliers
+    /// The next supplier by the flow's shares among those available: a
+    /// share, responsive, under its in-flight limit, not left alone after
+    /// `BatchUnavailable`.
+    fn pick_supplier(
+        &mut self,
+        now: Duration,
+        item: &ItemType,
+        suppliers: &[(NodeId, u32)],
+    ) -> Option<NodeId> {
+        let eligible: Vec<(NodeId, u32)> = suppliers
             .iter()
             .filter(|(s, share)| {
                 *share > 0
@@ -268,13 +283,13 @@ impl StageCore {
                         .get(s)
                         .is_none_or(|t| *t <= now)
             })
-            .min_by_key(|(s, share)| {
-                (
-                    (self.demand.in_flight(*s) as u64 + 1) * 1_000_000 / *share as u64,
-                    *s,
-                )
-            })
-            .map(|(s, _)| *s)
+            .copied()
+            .collect();
+        self.demand
+            .shares
+            .entry(item.clone())
+            .or_default()
+            .pick(eligible)
     }
 
     fn ask(&mut self, now: Duration, supplier: NodeId, item: &ItemType) {

@@ -18,13 +18,16 @@
 //! | [`Supply`] | `supply.rs` | the supplier side: outbound lots, lots in transit, parked requests |
 //! | [`Demand`] | `demand.rs` | the consumer side: inbound lots, requests in flight, lots ever received |
 //! | [`Liveness`] | `liveness.rs` | per neighbour: last heard, last sent to, reported suspect |
+//! | (shares) | `shares.rs` | per input: which supplier to ask next, by the flow's shares |
 //! | (cycle) | `cycle.rs` | the manufacture cycle: consume inputs, make a lot |
 //!
 //! Trade rules, as the tests pin them down:
 //!
 //! * A consumer keeps each input near `target_cycles` cycles' worth of units
-//!   (held plus requested), asking the flow's suppliers of that input, the
-//!   least loaded relative to its share first, at most `max_in_flight`
+//!   (held plus requested), asking the flow's suppliers of that input in
+//!   proportion to their shares over time (stride scheduling: `shares.rs`;
+//!   a supplier left out catches up a little, never in a burst; a new flow
+//!   starts afresh), at most `max_in_flight`
 //!   requests per supplier, and leaving a supplier alone for one cycle after
 //!   it answered `BatchUnavailable`. A supplier silent for three heartbeat
 //!   periods is not asked, and what was asked of it no longer counts, so the
@@ -57,6 +60,7 @@ mod cycle;
 mod demand;
 mod flow_view;
 mod liveness;
+mod shares;
 mod supply;
 
 pub use demand::Demand;
@@ -278,6 +282,7 @@ impl StageCore {
             }
         }
         self.flow.install(self.cfg.id, flow);
+        self.demand.new_flow();
         self.liveness.follow(&self.flow.neighbours(), now);
         self.metrics.flow_updates += 1;
         let meta = self.meta();

@@ -986,6 +986,30 @@ proptest::proptest! {
 }
 
 #[test]
+fn suppliers_deliver_their_flow_shares_however_fast_they_answer() {
+    // Both suppliers of each type have equal shares and answer at once: the
+    // one with the lower id must not get everything.
+    let mut sim = Sim::window_chain(3);
+    sim.run(600);
+    let sent = |id: u64| {
+        sim.stages[&NodeId(id)]
+            .core
+            .as_ref()
+            .unwrap()
+            .metrics()
+            .batches_sent as f64
+    };
+    for (a, b) in [(11, 12), (13, 14)] {
+        let (x, y) = (sent(a), sent(b));
+        let share = x / (x + y);
+        assert!(
+            (0.45..=0.55).contains(&share),
+            "{a} sent {x} lots, {b} sent {y}: {a}'s share {share:.2}, the flow's 0.50"
+        );
+    }
+}
+
+#[test]
 fn messages_per_traded_lot_stay_near_three_without_faults() {
     let mut sim = Sim::window_chain(7);
     sim.run(600);
