@@ -8,7 +8,7 @@
 //! limit) keeps its pass and so is asked first when it is back, but it
 //! catches up at most [`CATCH_UP`] requests' worth: a supplier that cannot
 //! keep up gets less, not nothing, and never a burst. A new flow starts
-//! every supplier afresh (the shares changed).
+//! every supplier afresh (the consumer drops its schedulers: the shares changed).
 
 use factoryos_wire::NodeId;
 use std::collections::HashMap;
@@ -26,12 +26,6 @@ pub struct Shares {
 }
 
 impl Shares {
-    /// A new flow: every supplier starts again from the same pass.
-    pub fn reset(&mut self) {
-        self.pass.clear();
-        self.now = 0;
-    }
-
     /// Picks among `eligible` (supplier, share per mille) the one to ask,
     /// and counts the request against it.
     pub fn pick(&mut self, eligible: impl IntoIterator<Item = (NodeId, u32)>) -> Option<NodeId> {
@@ -71,7 +65,7 @@ mod tests {
             .filter_map(|_| s.pick([(a, 500), (b, 500)]))
             .collect();
         assert_eq!(picks, [a, b, a, b, a, b]);
-        s.reset();
+        let mut s = Shares::default();
         let picks: Vec<NodeId> = (0..1000)
             .filter_map(|_| s.pick([(a, 750), (b, 250)]))
             .collect();
