@@ -340,3 +340,95 @@ pub fn cdf_png(path: &Path, records: &[TrialRecord]) -> Result<(), PlotError> {
     }
     root.present().map_err(|e| err(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use factoryos_wire::NodeId;
+
+    fn record(mode: CoordMode, trial: usize, resumed_ms: Option<u64>) -> TrialRecord {
+        let mut phases = super::super::phases::Phases::new();
+        phases.insert(Phase::Detection, Duration::from_millis(800));
+        if let Some(ms) = resumed_ms {
+            phases.insert(Phase::Resumed, Duration::from_millis(ms));
+        }
+        TrialRecord {
+            fault: RecoveryFault::KillStage,
+            mode,
+            trial,
+            victim: NodeId(13),
+            leader: Some(NodeId(1)),
+            phases,
+            skipped_affected: 2,
+            skipped_elsewhere: 0,
+            violations: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn percentiles_ratios_and_unreached_phases_are_reported_as_such() {
+        let records = vec![
+            record(CoordMode::Raft, 0, Some(2000)),
+            record(CoordMode::FileLock, 0, Some(1000)),
+            record(CoordMode::Raft, 1, Some(3000)),
+            record(CoordMode::FileLock, 1, None),
+        ];
+        let raft = stats(
+            &records,
+            RecoveryFault::KillStage,
+            CoordMode::Raft,
+            Phase::Resumed,
+        )
+        .unwrap();
+        assert_eq!(
+            (raft.p50, raft.max, raft.reached, raft.trials),
+            (2000.0, 3000.0, 2, 2)
+        );
+        let lock = stats(
+            &records,
+            RecoveryFault::KillStage,
+            CoordMode::FileLock,
+            Phase::Resumed,
+        )
+        .unwrap();
+        assert_eq!((lock.reached, lock.trials), (1, 2));
+        assert_eq!(
+            ratio(&records, RecoveryFault::KillStage, Phase::Resumed),
+            Some(2.0)
+        );
+        assert_eq!(
+            stats(
+                &records,
+                RecoveryFault::KillStage,
+                CoordMode::Raft,
+                Phase::Verdict
+            ),
+            None
+        );
+        let text = table(&records);
+        assert!(text.contains("1/2"), "{text}");
+        assert!(
+            text.contains("0/2"),
+            "an unreached phase shows 0 of the trials: {text}"
+        );
+        assert!(
+            !text.contains("new-leader"),
+            "kill-stage has no new leader: {text}"
+        );
+    }
+
+    #[test]
+    fn the_csv_has_a_row_per_trial_and_empty_cells_for_unreached_phases() {
+        let csv = csv(&[record(CoordMode::FileLock, 3, None)]);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 2);
+        let head: Vec<&str> = lines[0].split(',').collect();
+        let row: Vec<&str> = lines[1].split(',').collect();
+        assert_eq!(head.len(), row.len(), "{csv}");
+        let cell = |name: &str| row[head.iter().position(|h| *h == name).unwrap()];
+        assert_eq!(cell("mode"), "file-lock");
+        assert_eq!(cell("detection_ms"), "800.0");
+        assert_eq!(cell("resumed_ms"), "");
+        assert_eq!(cell("violations"), "0");
+    }
+}
