@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 use clap::Subcommand;
-use factoryos_coord::config::{CoordMode, RaftTimeouts, FILE_LOCK_POLL};
+use factoryos_coord::config::{CoordMode, FILE_LOCK_POLL};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Duration;
 
@@ -31,15 +31,8 @@ pub enum BenchCommand {
         /// Writes timed per trial for the commit latency.
         #[arg(long, default_value_t = 25)]
         commits: usize,
-        /// Raft heartbeat interval in ms.
-        #[arg(long, default_value_t = RaftTimeouts::default().heartbeat_ms)]
-        heartbeat_ms: u64,
-        /// Shortest election timeout in ms.
-        #[arg(long, default_value_t = RaftTimeouts::default().election_min_ms)]
-        election_min_ms: u64,
-        /// Longest election timeout in ms.
-        #[arg(long, default_value_t = RaftTimeouts::default().election_max_ms)]
-        election_max_ms: u64,
+        #[command(flatten)]
+        timeouts: super::TimeoutArgs,
         /// Which configuration store to measure: raft, file-lock, or both
         /// side by side in one run.
         #[arg(long, default_value = "both", value_parser = modes_parser())]
@@ -93,9 +86,7 @@ pub fn main(cmd: BenchCommand) -> Result<()> {
             trials,
             coordinators,
             commits,
-            heartbeat_ms,
-            election_min_ms,
-            election_max_ms,
+            timeouts,
             coord_mode,
             keep,
             json,
@@ -104,11 +95,7 @@ pub fn main(cmd: BenchCommand) -> Result<()> {
                 trials: trials as usize,
                 coordinators,
                 commits,
-                timeouts: RaftTimeouts {
-                    heartbeat_ms,
-                    election_min_ms,
-                    election_max_ms,
-                },
+                timeouts: timeouts.timeouts()?,
                 modes: coord_mode.0,
             },
             keep,
@@ -198,7 +185,6 @@ fn failover(
     json: bool,
 ) -> Result<()> {
     use factoryos_jepsen::failover::{compare, percentile, FailoverReport};
-    bench.timeouts.validate().map_err(anyhow::Error::msg)?;
     let dir = scratch("factoryos-failover-")?;
     let bar = bar(bench.trials as u64);
     let runtime = tokio::runtime::Runtime::new()?;

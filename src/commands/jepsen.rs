@@ -149,13 +149,7 @@ pub fn main(args: JepsenArgs) -> Result<()> {
         print!("{}", matrix::markdown(&matrix::rows(dir)?));
         return Ok(());
     }
-    let out = args.out.unwrap_or_else(|| {
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        PathBuf::from("runs").join(format!("jepsen-{stamp}"))
-    });
+    let out = args.out.unwrap_or_else(|| super::default_out("jepsen"));
     if out.join("results.json").exists() || out.join("matrix.md").exists() {
         bail!(
             "{} already holds a harness run; choose another --out",

@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use factoryos_coord::client::CoordClient;
 use factoryos_coord::cluster::ClusterFile;
-use factoryos_coord::config::CoordMode;
+use factoryos_coord::config::{CoordMode, RaftTimeouts};
 use factoryos_wire::NodeId;
 use std::future::Future;
 use std::path::PathBuf;
@@ -31,6 +31,42 @@ pub struct OperatorConfig {
 impl OperatorConfig {
     pub fn load(&self) -> Result<ClusterFile> {
         Ok(ClusterFile::load(&self.config)?)
+    }
+}
+
+/// `runs/<what>-<unix seconds>`: where a run's files go without `--out`.
+pub fn default_out(what: &str) -> PathBuf {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    PathBuf::from("runs").join(format!("{what}-{stamp}"))
+}
+
+/// The Raft timeouts a benchmark runs its coordinators with.
+#[derive(Args, Debug, Clone)]
+pub struct TimeoutArgs {
+    /// Raft heartbeat interval in ms.
+    #[arg(long, default_value_t = RaftTimeouts::default().heartbeat_ms)]
+    pub heartbeat_ms: u64,
+    /// Shortest election timeout in ms.
+    #[arg(long, default_value_t = RaftTimeouts::default().election_min_ms)]
+    pub election_min_ms: u64,
+    /// Longest election timeout in ms.
+    #[arg(long, default_value_t = RaftTimeouts::default().election_max_ms)]
+    pub election_max_ms: u64,
+}
+
+impl TimeoutArgs {
+    /// The timeouts, checked (the election range must be sound).
+    pub fn timeouts(&self) -> Result<RaftTimeouts> {
+        let t = RaftTimeouts {
+            heartbeat_ms: self.heartbeat_ms,
+            election_min_ms: self.election_min_ms,
+            election_max_ms: self.election_max_ms,
+        };
+        t.validate().map_err(anyhow::Error::msg)?;
+        Ok(t)
     }
 }
 

@@ -7,7 +7,6 @@ use super::bench::{bar, modes_parser, Modes};
 use super::jepsen::parse_duration;
 use anyhow::{bail, Result};
 use clap::Args;
-use factoryos_coord::config::RaftTimeouts;
 use factoryos_jepsen::recovery::{report, RecoveryBench, RecoveryFault};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -42,15 +41,8 @@ pub struct RecoveryArgs {
     /// How long a trial waits for production to resume through the new route.
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     deadline: Duration,
-    /// Raft heartbeat interval in ms.
-    #[arg(long, default_value_t = RaftTimeouts::default().heartbeat_ms)]
-    heartbeat_ms: u64,
-    /// Shortest election timeout in ms.
-    #[arg(long, default_value_t = RaftTimeouts::default().election_min_ms)]
-    election_min_ms: u64,
-    /// Longest election timeout in ms.
-    #[arg(long, default_value_t = RaftTimeouts::default().election_max_ms)]
-    election_max_ms: u64,
+    #[command(flatten)]
+    timeouts: super::TimeoutArgs,
     /// Where recovery.csv, recovery.json and recovery-cdf.png go; default
     /// runs/recovery-<time>.
     #[arg(long)]
@@ -74,12 +66,7 @@ fn parse_faults(s: &str) -> Result<Faults, String> {
 }
 
 pub fn main(args: RecoveryArgs) -> Result<()> {
-    let timeouts = RaftTimeouts {
-        heartbeat_ms: args.heartbeat_ms,
-        election_min_ms: args.election_min_ms,
-        election_max_ms: args.election_max_ms,
-    };
-    timeouts.validate().map_err(anyhow::Error::msg)?;
+    let timeouts = args.timeouts.timeouts()?;
     let mut faults = args.fault.0;
     if faults.iter().any(|f| f.needs_netns()) {
         if let Err(e) = factoryos_jepsen::hosts::netns::check_support() {
@@ -101,13 +88,7 @@ pub fn main(args: RecoveryArgs) -> Result<()> {
         timeouts,
         keep: args.keep,
     };
-    let out = args.out.unwrap_or_else(|| {
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        PathBuf::from("runs").join(format!("recovery-{stamp}"))
-    });
+    let out = args.out.unwrap_or_else(|| super::default_out("recovery"));
     if out.join("recovery.csv").exists() {
         bail!(
             "{} already holds a recovery run; choose another --out",

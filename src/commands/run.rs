@@ -83,13 +83,7 @@ fn config(args: RunArgs) -> Result<RunConfig> {
             bail!("{name} must be between 0 and 600 per minute, got {v}");
         }
     }
-    let out = args.out.unwrap_or_else(|| {
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        PathBuf::from("runs").join(format!("run-{stamp}"))
-    });
+    let out = args.out.unwrap_or_else(|| super::default_out("run"));
     if out.join("cluster").exists() {
         bail!(
             "{} already holds a run; choose another --out",
