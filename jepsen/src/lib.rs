@@ -7,6 +7,7 @@
 //! | [`op`] | operations (crash, recover, kill the leader, recipe update, added stage): one value each, applied one way, whoever schedules them |
 //! | [`history`] | a harness run's history: client invocations and completions, nemesis windows, node events, as JSON lines |
 //! | [`checker`] | verdicts on a run: linearizable registers, lot conservation, election safety, fencing, liveness |
+//! | [`names`] | comma-separated lists of named values on the command line (nemeses, faults) |
 //! | [`nemesis`] | named faults (partitions, loss, kill, pause, membership, recipe update) drawn as inject/heal operations, and their schedule |
 //! | [`workload`] | the config-store workload: clients reading, writing and compare-and-setting registers |
 //! | [`harness`] | `factoryos jepsen`: runs on namespace hosts under a nemesis schedule, the workloads, the checkers, the report |
@@ -24,6 +25,7 @@ pub mod harness;
 pub mod history;
 pub mod hosts;
 pub mod local;
+pub mod names;
 pub mod nemesis;
 pub mod op;
 pub mod recovery;

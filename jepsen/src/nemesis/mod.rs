@@ -111,20 +111,7 @@ impl Nemesis {
 
     /// Parses `a,b,c` (or `all`).
     pub fn parse_list(s: &str) -> Result<Vec<Nemesis>, String> {
-        if s.trim() == "all" {
-            return Ok(Nemesis::ALL.to_vec());
-        }
-        let mut out = Vec::new();
-        for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            let n = name.parse::<Nemesis>()?;
-            if !out.contains(&n) {
-                out.push(n);
-            }
-        }
-        if out.is_empty() {
-            return Err("no nemesis named (try `partition-halves,kill` or `all`)".into());
-        }
-        Ok(out)
+        crate::names::parse_list(s, &Nemesis::ALL, Nemesis::name, "nemesis")
     }
 }
 
@@ -138,13 +125,7 @@ impl std::str::FromStr for Nemesis {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        Nemesis::ALL
-            .into_iter()
-            .find(|n| n.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Nemesis::ALL.iter().map(|n| n.name()).collect();
-                format!("unknown nemesis {s:?}: use {} or all", names.join(", "))
-            })
+        crate::names::parse_one(s, &Nemesis::ALL, Nemesis::name, "nemesis")
     }
 }
 

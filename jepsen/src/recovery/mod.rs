@@ -81,26 +81,7 @@ impl RecoveryFault {
 
     /// A comma-separated list of names, or `all`.
     pub fn parse_list(s: &str) -> Result<Vec<RecoveryFault>, String> {
-        if s == "all" {
-            return Ok(Self::ALL.to_vec());
-        }
-        let mut out = Vec::new();
-        for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            let fault = Self::ALL
-                .into_iter()
-                .find(|f| f.name() == name)
-                .ok_or_else(|| {
-                    let names: Vec<&str> = Self::ALL.iter().map(|f| f.name()).collect();
-                    format!("unknown fault {name:?}: use {} or all", names.join(", "))
-                })?;
-            if !out.contains(&fault) {
-                out.push(fault);
-            }
-        }
-        if out.is_empty() {
-            return Err("no fault named: use one or more of the faults, or all".into());
-        }
-        Ok(out)
+        crate::names::parse_list(s, &Self::ALL, Self::name, "fault")
     }
 }
 
