@@ -72,6 +72,25 @@ fn bench_recovery_measures_every_phase_of_a_killed_supplier_in_both_modes() {
     let png = std::fs::read(out_dir.join("recovery-cdf.png")).expect("the CDF plot");
     assert!(png.starts_with(b"\x89PNG"), "{stderr}");
 
+    // The tables and the plot again, from the files alone.
+    std::fs::remove_file(out_dir.join("recovery-cdf.png")).unwrap();
+    let again = Command::new(env!("CARGO_BIN_EXE_factoryos"))
+        .args(["bench", "recovery", "--summarize"])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let table = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        table.contains("== kill-stage") && table.contains("resumed"),
+        "{table}"
+    );
+    assert!(out_dir.join("recovery-cdf.png").exists());
+
     // A second run into the same directory is refused, not overwritten.
     let again = Command::new(env!("CARGO_BIN_EXE_factoryos"))
         .args([

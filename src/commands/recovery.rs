@@ -50,6 +50,10 @@ pub struct RecoveryArgs {
     /// Print the results as one JSON document instead of the tables.
     #[arg(long)]
     json: bool,
+    /// Print the tables of an earlier run's DIR/recovery.json and draw its
+    /// DIR/recovery-cdf.png again, without running anything.
+    #[arg(long, value_name = "DIR")]
+    summarize: Option<PathBuf>,
     /// Keep every trial's cluster directory (logs, event logs, WALs) in
     /// OUT/trials/, not only a failed trial's.
     #[arg(long)]
@@ -66,6 +70,9 @@ fn parse_faults(s: &str) -> Result<Faults, String> {
 }
 
 pub fn main(args: RecoveryArgs) -> Result<()> {
+    if let Some(dir) = &args.summarize {
+        return summarize(dir, args.json);
+    }
     let timeouts = args.timeouts.timeouts()?;
     let mut faults = args.fault.0;
     if faults.iter().any(|f| f.needs_netns()) {
@@ -150,6 +157,33 @@ pub fn main(args: RecoveryArgs) -> Result<()> {
             "wrote {}/recovery.csv, recovery.json; no plot: {e}",
             out.display()
         ),
+    }
+    Ok(())
+}
+
+/// `--summarize DIR`: the tables and the plot of a finished run, again.
+fn summarize(dir: &std::path::Path, json: bool) -> Result<()> {
+    let path = dir.join("recovery.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e} (not a bench recovery --out directory?)",
+            path.display()
+        )
+    })?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let records =
+        report::records_from_json(&v).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if json {
+        println!("{text}");
+    } else {
+        println!("settings: {}", v["settings"]);
+        print!("{}", report::table(&records));
+    }
+    let png = dir.join("recovery-cdf.png");
+    match report::cdf_png(&png, &records) {
+        Ok(()) => eprintln!("drew {}", png.display()),
+        Err(e) => eprintln!("no plot: {e}"),
     }
     Ok(())
 }

@@ -85,6 +85,11 @@ impl RecoveryFault {
     }
 }
 
+/// The fault called `name`.
+fn names_fault(name: &str) -> Result<RecoveryFault, String> {
+    crate::names::parse_one(name, &RecoveryFault::ALL, RecoveryFault::name, "fault")
+}
+
 impl std::fmt::Display for RecoveryFault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
