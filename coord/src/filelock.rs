@@ -285,23 +285,18 @@ impl ConfigStore for FileLockStore {
     async fn propose(&self, cmd: Command) -> Result<CommandResponse, StoreError> {
         let dir = self.inner.dir.clone();
         let start = Instant::now();
-        let recorded = cmd.event(0).map(|_| cmd.clone());
-        let (stored, response) = tokio::task::spawn_blocking(move || apply(&dir, &cmd))
-            .await
-            .map_err(unavailable)??;
+        let (stored, response, cmd) =
+            tokio::task::spawn_blocking(move || apply(&dir, &cmd).map(|(s, r)| (s, r, cmd)))
+                .await
+                .map_err(unavailable)??;
         self.inner.timings.since(CommitPhase::Proposal, start);
-        match &response {
-            CommandResponse::FlowCommitted { version } => {
-                let version = version.0;
-                self.inner.log.record(What::FlowCommitted { version });
-                record_flow(&self.inner, version);
-            }
-            CommandResponse::Rejected { .. } => {}
-            _ => {
-                if let Some(what) = recorded.and_then(|c| c.event(stored.index)) {
-                    self.inner.log.record(what);
-                }
-            }
+        if let CommandResponse::FlowCommitted { version } = &response {
+            let version = version.0;
+            self.inner.log.record(What::FlowCommitted { version });
+            record_flow(&self.inner, version);
+        }
+        if let Some(what) = cmd.event(stored.index, &response) {
+            self.inner.log.record(what);
         }
         if !matches!(response, CommandResponse::Rejected { .. }) {
             let mut index = self.inner.index.lock().unwrap_or_else(|e| e.into_inner());

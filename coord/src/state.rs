@@ -138,10 +138,14 @@ pub fn update_recipe(spec: &Spec, item: &ItemType, recipe: &Recipe) -> Result<Sp
 }
 
 impl Command {
-    /// What a node's event log records when this command is applied at
-    /// log `index` and not refused: a stage marked dead or registered.
-    pub fn event(&self, index: u64) -> Option<crate::events::What> {
+    /// What a node's event log records when this command was applied at
+    /// log `index` with `response`: a stage marked dead or registered
+    /// (nothing when refused).
+    pub fn event(&self, index: u64, response: &CommandResponse) -> Option<crate::events::What> {
         use crate::events::What;
+        if matches!(response, CommandResponse::Rejected { .. }) {
+            return None;
+        }
         match self {
             Command::MarkDead { stage } => Some(What::MarkedDead {
                 stage: *stage,

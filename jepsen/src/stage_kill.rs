@@ -117,12 +117,15 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// Who plays which part: the chain's stages, the victim (the first stage of
 /// a type that is neither raw nor final, so it has an alternative and
-/// consumers), and the stages that consume its type.
+/// consumers), the other stages of its type, the stages that consume its
+/// type, and the final stages.
 #[derive(Debug, Clone)]
 pub(crate) struct Roles {
     pub(crate) stages: Vec<NodeId>,
     pub(crate) victim: NodeId,
+    pub(crate) siblings: Vec<NodeId>,
     pub(crate) consumers: Vec<NodeId>,
+    pub(crate) finals: Vec<NodeId>,
 }
 
 impl Roles {
@@ -131,19 +134,23 @@ impl Roles {
         let middle =
             |t: &ItemType| t != &spec.final_type && spec.recipe(t).is_some_and(|r| !r.is_raw());
         let victim = chain.stages.iter().find(|s| middle(&s.item))?;
-        let consumers = chain
-            .stages
-            .iter()
-            .filter(|s| {
+        let ids = |keep: &dyn Fn(&factoryos_coord::spec::StageDecl) -> bool| {
+            chain
+                .stages
+                .iter()
+                .filter(|s| keep(s))
+                .map(|s| s.id)
+                .collect()
+        };
+        Some(Roles {
+            stages: ids(&|_| true),
+            victim: victim.id,
+            siblings: ids(&|s| s.item == victim.item && s.id != victim.id),
+            consumers: ids(&|s| {
                 spec.recipe(&s.item)
                     .is_some_and(|r| r.inputs.contains_key(&victim.item))
-            })
-            .map(|s| s.id)
-            .collect();
-        Some(Roles {
-            stages: chain.stages.iter().map(|s| s.id).collect(),
-            victim: victim.id,
-            consumers,
+            }),
+            finals: ids(&|s| s.item == spec.final_type),
         })
     }
 }

@@ -464,7 +464,6 @@ impl Runner {
     }
 }
 
-/// Resolves once the stage's stop channel is gone (the stage ended).
 /// Records every lot a committed batch made (only a manufacture cycle
 /// writes a lot in the outbound inventory or shipped).
 fn record_made(events: &EventLog, ops: &[WalOp]) {
@@ -482,6 +481,7 @@ fn record_made(events: &EventLog, ops: &[WalOp]) {
     }
 }
 
+/// Resolves once the stage's stop channel is gone (the stage ended).
 async fn stop_when_dropped(mut stop: watch::Receiver<bool>) {
     while stop.changed().await.is_ok() {}
 }

@@ -359,13 +359,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Blank => CommandResponse::Applied { index },
                 EntryPayload::Normal(cmd) => {
                     let response = self.state.config.apply(index, &cmd);
-                    match &response {
-                        CommandResponse::FlowCommitted { version } => {
-                            events.push(What::FlowApplied { version: version.0 })
-                        }
-                        CommandResponse::Rejected { .. } => {}
-                        _ => events.extend(cmd.event(index)),
+                    if let CommandResponse::FlowCommitted { version } = &response {
+                        events.push(What::FlowApplied { version: version.0 });
                     }
+                    events.extend(cmd.event(index, &response));
                     response
                 }
                 EntryPayload::Membership(m) => {

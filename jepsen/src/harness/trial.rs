@@ -183,17 +183,11 @@ impl Trial {
 
     /// The cluster as the nemesis draws on it now.
     async fn topology(&self) -> Topology {
-        let ips = self
-            .lab
-            .hosts()
-            .into_values()
-            .filter_map(|h| Some((NodeId(h.name.strip_prefix('n')?.parse().ok()?), h.ip)))
-            .collect();
         Topology {
             coordinators: self.members.ids(),
             stage_hosts: self.live.groups().to_vec(),
             leader: self.leader().await,
-            ips,
+            ips: self.cluster.hosts().node_ips(),
             next_coordinator: NodeId(self.next_coordinator),
             spec: Some(self.spec.clone()),
             made: self.live.made(),

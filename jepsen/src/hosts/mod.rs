@@ -9,6 +9,7 @@ pub mod netns;
 
 use factoryos_wire::NodeId;
 use netns::{Host, NetnsError, NetnsLab};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::path::Path;
 use std::process::Command;
@@ -67,6 +68,18 @@ impl Hosts {
                 lab.udp_socket(&ctl, 0).map_err(std::io::Error::other)
             }
         }
+    }
+
+    /// Every process's host address, by node id (namespace hosts; empty on
+    /// loopback, where no rule can tell processes apart).
+    pub fn node_ips(&self) -> BTreeMap<NodeId, Ipv4Addr> {
+        let Hosts::Netns(lab) = self else {
+            return BTreeMap::new();
+        };
+        lab.hosts()
+            .into_values()
+            .filter_map(|h| Some((NodeId(h.name.strip_prefix('n')?.parse().ok()?), h.ip)))
+            .collect()
     }
 
     /// The lab, on namespace hosts.

@@ -82,9 +82,6 @@ struct Plan {
 struct Rig {
     cluster: LocalCluster,
     roles: Roles,
-    /// The other stages of the victim's type.
-    siblings: Vec<NodeId>,
-    finals: Vec<NodeId>,
     cycle_ms: u64,
 }
 
@@ -102,23 +99,6 @@ pub(super) async fn run(
     std::fs::write(&spec, crate::WINDOW_CHAIN)?;
     let chain = factoryos_coord::spec::load(&spec)?;
     let roles = Roles::of(&chain).ok_or(RecoveryError::NoVictim)?;
-    let victim_type = chain
-        .stages
-        .iter()
-        .find(|s| s.id == roles.victim)
-        .map(|s| s.item.clone());
-    let siblings = chain
-        .stages
-        .iter()
-        .filter(|s| Some(&s.item) == victim_type.as_ref() && s.id != roles.victim)
-        .map(|s| s.id)
-        .collect();
-    let finals = chain
-        .stages
-        .iter()
-        .filter(|s| s.item == chain.spec.final_type)
-        .map(|s| s.id)
-        .collect();
     let mut init = LocalInit::new(3, Some(&spec));
     init.mode = mode;
     init.raft = bench.timeouts;
@@ -132,8 +112,6 @@ pub(super) async fn run(
     let mut rig = Rig {
         cluster,
         roles,
-        siblings,
-        finals,
         cycle_ms: bench.cycle.as_millis().max(1) as u64,
     };
     rig.cluster.set_metrics_interval(50);
@@ -168,6 +146,7 @@ impl Rig {
         let (client, transport) = self.cluster.client()?;
         self.until("the first final products", || async {
             let made: u64 = self
+                .roles
                 .finals
                 .iter()
                 .filter_map(|id| self.cluster.stage_metrics(*id))
@@ -188,8 +167,8 @@ impl Rig {
             leader,
             coordinators: self.cluster.coordinators().into_iter().collect(),
             consumers: self.roles.consumers.iter().copied().collect(),
-            siblings: self.siblings.iter().copied().collect(),
-            finals: self.finals.iter().copied().collect(),
+            siblings: self.roles.siblings.iter().copied().collect(),
+            finals: self.roles.finals.iter().copied().collect(),
         };
         for op in &plan.inject {
             if matches!(op, Op::RecoverStages { .. }) {
@@ -267,22 +246,11 @@ impl Rig {
 
     /// The cluster as the partition nemeses draw on it.
     fn topology(&self, leader: NodeId) -> Topology {
-        let ips = self
-            .cluster
-            .hosts()
-            .lab()
-            .map(|lab| {
-                lab.hosts()
-                    .into_values()
-                    .filter_map(|h| Some((NodeId(h.name.strip_prefix('n')?.parse().ok()?), h.ip)))
-                    .collect()
-            })
-            .unwrap_or_default();
         Topology {
             coordinators: self.cluster.coordinators(),
             stage_hosts: self.roles.stages.iter().map(|s| vec![*s]).collect(),
             leader: Some(leader),
-            ips,
+            ips: self.cluster.hosts().node_ips(),
             next_coordinator: NodeId(1_000_001),
             spec: None,
             made: BTreeSet::new(),
