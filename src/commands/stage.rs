@@ -39,7 +39,8 @@ pub struct StageArgs {
     #[arg(long, default_value_t = StageConfig::DEFAULT_OUTBOUND_CAP)]
     outbound_cap: usize,
     /// Heartbeat deadline in ms: a neighbour silent this long is reported
-    /// suspect (default: 10 cycles, at least 1000).
+    /// suspect; links quiet for half of it get a heartbeat, and a supplier
+    /// silent for 0.7 of it is not waited on (default: 10 cycles, at least 1000).
     #[arg(long)]
     suspect_ms: Option<u64>,
 }

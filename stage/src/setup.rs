@@ -102,7 +102,7 @@ pub fn options(
     let mut core = StageConfig::new(id, decl.item.clone(), recipe, is_final);
     core.set_cycle(cycle);
     if let Some(after) = tuning.suspect_after {
-        core.suspect_after = after;
+        core.set_suspect_after(after);
     }
     core.target_cycles = tuning.target_cycles.max(1);
     core.max_in_flight = tuning.max_in_flight.max(1);

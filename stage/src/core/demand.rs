@@ -242,12 +242,12 @@ impl StageCore {
         }
     }
 
-    /// A supplier silent for three heartbeat periods is probably down: do
-    /// not wait on what was asked of it, and ask the others instead.
+    /// A supplier silent past `quiet_after` is probably down: do not wait
+    /// on what was asked of it, and ask the others instead.
     fn responsive(&self, now: Duration, supplier: NodeId) -> bool {
         !self
             .liveness
-            .silent_for(supplier, now, self.cfg.heartbeat_every * 3)
+            .silent_for(supplier, now, self.cfg.quiet_after)
     }
 
     /// Whether held plus requested units of `item` fall short of `target`.

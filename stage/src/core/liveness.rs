@@ -28,12 +28,15 @@ impl Liveness {
         self.last_sent_to.insert(to, now);
     }
 
-    /// A new flow: forget who left it, start the clock for who joined.
+    /// A new flow: forget who left it, start the clocks for who joined (a
+    /// new link is quiet, and gets a heartbeat, only after a period).
     pub(super) fn follow(&mut self, neighbours: &BTreeSet<NodeId>, now: Duration) {
         self.last_heard.retain(|n, _| neighbours.contains(n));
+        self.last_sent_to.retain(|n, _| neighbours.contains(n));
         self.reported.retain(|n| neighbours.contains(n));
         for n in neighbours {
             self.last_heard.entry(*n).or_insert(now);
+            self.last_sent_to.entry(*n).or_insert(now);
         }
     }
 

@@ -98,8 +98,12 @@ pub struct StageConfig {
     pub park_timeout: Duration,
     /// An unconfirmed lot is re-sent this often.
     pub retransmit: Duration,
-    /// An explicit heartbeat goes to a neighbour we sent nothing to for this long.
+    /// An explicit heartbeat goes to a neighbour we sent nothing to for this
+    /// long: half of `suspect_after`, so only quiet links get one.
     pub heartbeat_every: Duration,
+    /// A supplier silent this long is not waited on: what was asked of it no
+    /// longer counts and new requests go to the others (0.7 of `suspect_after`).
+    pub quiet_after: Duration,
     /// A neighbour silent this long is reported suspect.
     pub suspect_after: Duration,
 }
@@ -129,6 +133,7 @@ impl StageConfig {
             park_timeout: Duration::ZERO,
             retransmit: Duration::ZERO,
             heartbeat_every: Duration::ZERO,
+            quiet_after: Duration::ZERO,
             suspect_after: Duration::ZERO,
         };
         cfg.set_cycle(Self::DEFAULT_CYCLE);
@@ -137,16 +142,25 @@ impl StageConfig {
 
     /// Sets the cycle and the timings that follow it, with floors for tiny
     /// cycles: requests time out after 10 cycles (at least 500 ms), are parked
-    /// half that, lots are re-sent every 5 cycles (at least 250 ms), idle links
-    /// get a heartbeat every 2 cycles (at least 100 ms) and a neighbour silent
-    /// for 10 cycles (at least 1 s) is suspect.
+    /// half that, lots are re-sent every 5 cycles (at least 250 ms) and a
+    /// neighbour silent for 10 cycles (at least 1 s) is suspect.
     pub fn set_cycle(&mut self, cycle: Duration) {
         self.cycle = cycle;
         self.request_timeout = (cycle * 10).max(Duration::from_millis(500));
         self.park_timeout = self.request_timeout / 2;
         self.retransmit = (cycle * 5).max(Duration::from_millis(250));
-        self.heartbeat_every = (cycle * 2).max(Duration::from_millis(100));
-        self.suspect_after = (cycle * 10).max(Duration::from_millis(1000));
+        self.set_suspect_after((cycle * 10).max(Duration::from_millis(1000)));
+    }
+
+    /// Sets the silence after which a neighbour is suspect, and the two
+    /// timings that follow it: links quiet for half of it get a heartbeat
+    /// (trade traffic counts as one, so a busy link gets none), and a
+    /// supplier quiet for 0.7 of it is not waited on. A live neighbour is
+    /// never silent much past half of it, so neither fires on one.
+    pub fn set_suspect_after(&mut self, after: Duration) {
+        self.suspect_after = after;
+        self.heartbeat_every = after / 2;
+        self.quiet_after = after * 7 / 10;
     }
 }
 
