@@ -8,6 +8,7 @@ use super::record::Record;
 use super::reroute::Genealogy;
 use super::results::{self, Reports, Reroute, Summary};
 use super::rig::Rig;
+use super::shares::{self, FlowLog, SupplierShare};
 use super::{ideal, plots, RunConfig, RunError, RunReport};
 use crate::op::OpKind;
 use factoryos_coord::events;
@@ -32,6 +33,7 @@ struct Measured {
     reroutes: Vec<Reroute>,
     twin: ideal::TwinRun,
     leader_elections: usize,
+    shares: Vec<SupplierShare>,
 }
 
 pub async fn finish(
@@ -41,7 +43,7 @@ pub async fn finish(
     record: Record,
     observer: Observer,
 ) -> Result<RunReport, RunError> {
-    let measured = measure(config, chain, &mut rig, &record).await?;
+    let measured = measure(config, chain, &mut rig, &record, &observer.flows).await?;
     let summary = summarise(config, chain, &rig, &record, &measured);
     results::write_files(&config.out, &measured.reports, &summary)?;
     let log: String = record
@@ -52,7 +54,11 @@ pub async fn finish(
     std::fs::write(config.out.join("ops.log"), log)?;
     let plot_notes = draw(&config.out, &rig, &record, observer, &measured, &summary);
     Ok(RunReport {
-        table: results::render_table(&results::table(&measured.reports)),
+        table: format!(
+            "{}\nper supplier, of every lot of its type delivered (the flow's: what the flows in force asked of it)\n{}",
+            results::render_table(&results::table(&measured.reports)),
+            shares::render(&measured.shares)
+        ),
         summary,
         out: config.out.clone(),
         plot_notes,
@@ -66,6 +72,7 @@ async fn measure(
     chain: &ChainSpec,
     rig: &mut Rig,
     record: &Record,
+    flows: &FlowLog,
 ) -> Result<Measured, RunError> {
     let elapsed = rig.clock.elapsed();
     let wall = rig.stages_started.elapsed();
@@ -76,6 +83,12 @@ async fn measure(
     let refs: Vec<(NodeId, &Records)> = records.iter().map(|(id, r)| (*id, r)).collect();
     let audit = audit(&refs);
     let genealogy = Genealogy::new(records.iter().map(|(_, r)| r));
+    let shares = shares::supplier_shares(
+        flows,
+        records
+            .iter()
+            .flat_map(|(id, r)| r.inbound.iter().map(move |i| (*id, i))),
+    );
     let reroutes = reroutes(&genealogy, record, rig.clock_unix_ms);
     let leader_elections = leader_elections(rig)?;
     let cycles = (wall.as_secs_f64() / config.cycle.as_secs_f64()) as u64;
@@ -94,6 +107,7 @@ async fn measure(
         reroutes,
         twin,
         leader_elections,
+        shares,
     })
 }
 
@@ -185,6 +199,7 @@ fn summarise(
         recipe_updates: record.count(OpKind::UpdateRecipe),
         stages_added: record.count(OpKind::AddStage),
         chain_changes: record.changes.clone(),
+        supplier_shares: m.shares.clone(),
     }
 }
 
@@ -223,6 +238,11 @@ fn draw(
             successful: r.counters.successful_manufacture_cycles,
             skipped: r.counters.skipped_manufacture_cycles,
             blocked: r.counters.blocked_manufacture_cycles,
+            share: summary
+                .supplier_shares
+                .iter()
+                .find(|s| s.supplier == *id)
+                .map(|s| (s.delivered, s.flow)),
         })
         .collect();
     let mut notes = Vec::new();

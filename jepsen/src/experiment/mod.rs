@@ -25,6 +25,7 @@ pub mod reroute;
 pub mod results;
 pub mod rig;
 pub mod schedule;
+pub mod shares;
 
 use crate::local::LocalError;
 use factoryos_coord::config::CoordMode;

@@ -1,11 +1,13 @@
 //! What the run watches while it runs: each restarted stage's first lot,
-//! when the leader holds each crashed host's stages dead, and the figures
-//! of the progress display (with the final-products series for the plot).
+//! when the leader holds each crashed host's stages dead, every flow the
+//! leader commits, and the figures of the progress display (with the
+//! final-products series for the plot).
 
 use super::live::Live;
-use super::record::Record;
+use super::record::{unix_ms, Record};
 use super::results::Reports;
 use super::rig::Rig;
+use super::shares::FlowLog;
 use super::Progress;
 use factoryos_wire::model::Liveness;
 use factoryos_wire::NodeId;
@@ -23,6 +25,8 @@ pub struct Observer {
     last_detect_poll: Option<Instant>,
     /// `(seconds, final products)` at each refresh.
     pub series: Vec<(f64, u64)>,
+    /// Each flow seen at a refresh, for the suppliers' shares.
+    pub flows: FlowLog,
 }
 
 impl Default for Observer {
@@ -31,6 +35,7 @@ impl Default for Observer {
             last_progress: None,
             last_detect_poll: None,
             series: vec![(0.0, 0)],
+            flows: FlowLog::default(),
         }
     }
 }
@@ -77,7 +82,13 @@ impl Observer {
         view.successful_ratio = successful_ratio(&reports, &rig.live, &record.spec, true);
         view.dead = rig.live.dead_stages();
         view.live = rig.live.ids.len() - view.dead;
-        view.leader = rig.leader().await;
+        let status = rig.client.status().await.ok();
+        view.leader = status.as_ref().and_then(|s| s.leader);
+        if status.is_some_and(|s| s.flow_version.0 > self.flows.version()) {
+            if let Ok(flow) = rig.client.read_flow(false).await {
+                self.flows.push(unix_ms(), flow);
+            }
+        }
         self.series
             .push((view.elapsed.as_secs_f64(), view.final_products));
         progress(view);

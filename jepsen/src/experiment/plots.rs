@@ -1,5 +1,6 @@
 //! PNG plots of a run (plotters, bitmap backend): final products over time
-//! with the fault windows shaded, and each stage's cycle outcomes.
+//! with the fault windows shaded, and each stage's cycle outcomes with its
+//! delivered share of its type beside the flow's.
 //!
 //! Text is drawn with the DejaVu Sans font of the system
 //! (`fonts-dejavu-core`, which `scripts/setup.sh` installs); without it the
@@ -155,15 +156,25 @@ pub struct Outcomes {
     pub successful: u64,
     pub skipped: u64,
     pub blocked: u64,
+    /// `(delivered, flow)`: its fraction of its type's delivered lots and
+    /// the fraction the flow asked of it (none for a type's only supplier).
+    pub share: Option<(f64, f64)>,
 }
 
-/// Stacked bars: successful, skipped and blocked cycles per stage.
+/// Stacked bars: successful, skipped and blocked cycles per stage; below,
+/// each supplier's delivered share against its flow share.
 pub fn cycle_outcomes(path: &Path, stages: &[Outcomes], title: &str) -> Result<(), PlotError> {
     font()?;
     let err = draw_err(path);
     let width = (120 + stages.len() as u32 * 28).clamp(600, 4000);
-    let root = BitMapBackend::new(path, (width, 520)).into_drawing_area();
+    let with_shares = stages.iter().any(|s| s.share.is_some());
+    let height = if with_shares { 820 } else { 520 };
+    let root = BitMapBackend::new(path, (width, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    let (root, lower) = root.split_vertically(520);
+    if with_shares {
+        shares_panel(&lower, stages).map_err(&err)?;
+    }
     let y_max = stages
         .iter()
         .map(|s| s.successful + s.skipped + s.blocked)
@@ -239,4 +250,57 @@ pub fn cycle_outcomes(path: &Path, stages: &[Outcomes], title: &str) -> Result<(
         .draw()
         .map_err(|e| err(e.to_string()))?;
     root.present().map_err(|e| err(e.to_string()))
+}
+
+/// Each supplier's delivered share of its type (bar) and the flow's (tick).
+fn shares_panel(
+    area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+    stages: &[Outcomes],
+) -> Result<(), String> {
+    let n = stages.len().max(1);
+    let y_max = stages
+        .iter()
+        .filter_map(|s| s.share)
+        .map(|(d, f)| d.max(f))
+        .fold(0.0f64, f64::max)
+        .max(0.1)
+        * 1.15;
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            "delivered share of its type (bar) against the flow's (black tick)",
+            ("sans-serif", 16),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..n as f64, 0.0..y_max)
+        .map_err(|e| e.to_string())?;
+    let labels: Vec<String> = stages.iter().map(|s| format!("n{}", s.stage)).collect();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n.min(60))
+        .x_label_formatter(&|x| labels.get(*x as usize).cloned().unwrap_or_default())
+        .y_desc("share")
+        .label_style(("sans-serif", 12))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let blue = RGBColor(70, 110, 190);
+    let with = || {
+        stages
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.share.map(|sh| (i as f64, sh)))
+    };
+    chart
+        .draw_series(
+            with().map(|(x, (d, _))| Rectangle::new([(x + 0.2, 0.0), (x + 0.8, d)], blue.filled())),
+        )
+        .map_err(|e| e.to_string())?;
+    chart
+        .draw_series(with().map(|(x, (_, f))| {
+            PathElement::new(vec![(x + 0.05, f), (x + 0.95, f)], BLACK.stroke_width(3))
+        }))
+        .map_err(|e| e.to_string())?;
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! The results of a run: the original's metric table, a summary, and the
 //! files written to `--out`.
 
+use super::shares::{self, SupplierShare};
 use crate::op::OpKind;
 use factoryos_coord::config::CoordMode;
 use factoryos_stage::metrics::StageReport;
@@ -195,6 +196,8 @@ pub struct Summary {
     pub recipe_updates: usize,
     pub stages_added: usize,
     pub chain_changes: Vec<ChainOp>,
+    /// Each supplier's delivered share of its type against the flow's.
+    pub supplier_shares: Vec<SupplierShare>,
 }
 
 impl Summary {
@@ -286,6 +289,13 @@ impl Summary {
             "messages per lot      {:.2} trade messages + {:.2} heartbeats",
             self.messages_per_lot, self.heartbeats_per_lot
         );
+        if let Some(w) = shares::worst(&self.supplier_shares) {
+            let _ = writeln!(
+                s,
+                "supplier shares       furthest from the flow: n{} ({}) delivered {:.3} of its type, the flow's share {:.3} ({:+.1}%)",
+                w.supplier.0, w.item, w.delivered, w.flow, w.deviation() * 100.0
+            );
+        }
         self.render_faults(&mut s);
         self.render_changes(&mut s);
         let _ = write!(
@@ -297,7 +307,8 @@ impl Summary {
     }
 }
 
-/// Writes `metrics.csv` (stage,metric,value) and `summary.json` into `out`.
+/// Writes `metrics.csv` (stage,metric,value), `shares.csv` and
+/// `summary.json` into `out`.
 pub fn write_files(out: &Path, reports: &Reports, summary: &Summary) -> std::io::Result<()> {
     std::fs::create_dir_all(out)?;
     let mut csv = String::from("stage,metric,value\n");
@@ -307,6 +318,15 @@ pub fn write_files(out: &Path, reports: &Reports, summary: &Summary) -> std::io:
         }
     }
     std::fs::write(out.join("metrics.csv"), csv)?;
+    let mut csv = String::from("type,supplier,lots,delivered_share,flow_share\n");
+    for r in &summary.supplier_shares {
+        let _ = writeln!(
+            csv,
+            "{},{},{},{:.4},{:.4}",
+            r.item, r.supplier.0, r.lots, r.delivered, r.flow
+        );
+    }
+    std::fs::write(out.join("shares.csv"), csv)?;
     let json = serde_json::to_vec_pretty(summary).map_err(std::io::Error::other)?;
     std::fs::write(out.join("summary.json"), json)
 }

@@ -12,7 +12,8 @@ pub struct FlowView {
     loaded: bool,
     /// Input item -> its suppliers with shares (per-mille).
     suppliers: BTreeMap<ItemType, Vec<(NodeId, u32)>>,
-    consumers: BTreeSet<NodeId>,
+    /// Consumer -> the share of its demand it asks of us (per-mille).
+    consumers: BTreeMap<NodeId, u32>,
 }
 
 impl FlowView {
@@ -44,7 +45,10 @@ impl FlowView {
                 .push((e.supplier, e.share));
         }
         self.suppliers = suppliers;
-        self.consumers = flow.consumers_of(me).map(|e| e.consumer).collect();
+        self.consumers = flow
+            .consumers_of(me)
+            .map(|e| (e.consumer, e.share))
+            .collect();
         self.version = flow.version;
         self.loaded = true;
     }
@@ -55,7 +59,12 @@ impl FlowView {
     }
 
     pub(super) fn serves(&self, consumer: NodeId) -> bool {
-        self.consumers.contains(&consumer)
+        self.consumers.contains_key(&consumer)
+    }
+
+    /// The share of its demand `consumer` asks of us (0 if we do not serve it).
+    pub(super) fn share_of(&self, consumer: NodeId) -> u32 {
+        self.consumers.get(&consumer).copied().unwrap_or(0)
     }
 
     pub(super) fn consumer_count(&self) -> usize {
@@ -68,7 +77,7 @@ impl FlowView {
             .values()
             .flatten()
             .map(|(s, _)| *s)
-            .chain(self.consumers.iter().copied())
+            .chain(self.consumers.keys().copied())
             .collect()
     }
 }

@@ -18,7 +18,7 @@
 //! | [`Supply`] | `supply.rs` | the supplier side: outbound lots, lots in transit, parked requests |
 //! | [`Demand`] | `demand.rs` | the consumer side: inbound lots, requests in flight, lots ever received |
 //! | [`Liveness`] | `liveness.rs` | per neighbour: last heard, last sent to, reported suspect |
-//! | (shares) | `shares.rs` | per input: which supplier to ask next, by the flow's shares |
+//! | (shares) | `shares.rs` | per input: which supplier to ask next; per lot made: which waiting consumer gets it; both by the flow's shares |
 //! | (cycle) | `cycle.rs` | the manufacture cycle: consume inputs, make a lot |
 //!
 //! Trade rules, as the tests pin them down:
@@ -29,11 +29,13 @@
 //!   a supplier left out catches up a little, never in a burst; a new flow
 //!   starts afresh), at most `max_in_flight`
 //!   requests per supplier, and leaving a supplier alone for one cycle after
-//!   it answered `BatchUnavailable`. A supplier silent for three heartbeat
-//!   periods is not asked, and what was asked of it no longer counts, so the
-//!   others are asked at once, long before the leader declares it dead.
-//! * A supplier with nothing in stock parks a request (bounded) and serves it
-//!   from the next lot it makes; after `park_timeout` it answers
+//!   it answered `BatchUnavailable`. A supplier silent for `quiet_after` is
+//!   not asked, and what was asked of it no longer counts, so the others
+//!   are asked at once, long before the leader declares it dead.
+//! * A supplier with nothing in stock parks a request (bounded) and serves
+//!   the parked requests from the lots it makes, its consumers taking turns
+//!   by their flow shares (stride scheduling again, so a scarce supplier
+//!   splits its lots by the flow, not by who asked first); after `park_timeout` it answers
 //!   `BatchUnavailable`. A trade is then three messages: `RequestBatch`,
 //!   `BatchSent`, `DeliveryConfirmed`.
 //! * A supplier serves a `RequestBatch` only if the current flow names the
@@ -297,6 +299,7 @@ impl StageCore {
         }
         self.flow.install(self.cfg.id, flow);
         self.demand.new_flow();
+        self.supply.new_flow();
         self.liveness.follow(&self.flow.neighbours(), now);
         self.metrics.flow_updates += 1;
         let meta = self.meta();

@@ -1,6 +1,9 @@
-//! Which supplier of an input to ask next: stride scheduling over the
-//! flow's shares, so that over time every supplier is asked in proportion
-//! to its share, however fast each answers.
+//! Which supplier of an input to ask next, and which waiting consumer to
+//! serve next: stride scheduling over the flow's shares, so that over time
+//! every supplier is asked in proportion to its share however fast each
+//! answers, and a supplier that cannot serve everyone splits what it makes
+//! between its consumers by their shares instead of by who asked first.
+//! (Below, "supplier" is whoever is picked: a consumer, on the supplier side.)
 //!
 //! Each supplier has a *pass*; asking it adds its stride (`SCALE / share`).
 //! The eligible supplier with the lowest pass is asked next (lowest id on a

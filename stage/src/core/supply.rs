@@ -1,14 +1,15 @@
 //! The supplier side: lots waiting outbound, lots in transit until their
 //! consumer confirms them (re-sent until then), and requests parked while
-//! the outbound inventory is empty.
+//! the outbound inventory is empty, served by the consumers' flow shares.
 
+use super::shares::Shares;
 use super::StageCore;
 use crate::metrics::StageMetrics;
 use crate::records::{OutRecord, OutState, WalOp};
 use factoryos_wire::message::Message;
 use factoryos_wire::model::Lot;
 use factoryos_wire::{FlowVersion, ItemType, LotId, NodeId, RequestId};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 #[derive(Debug, Default)]
@@ -17,6 +18,9 @@ pub struct Supply {
     in_transit: BTreeMap<LotId, Transit>,
     /// Requests waiting here for a lot, oldest first.
     parked: VecDeque<Parked>,
+    /// Whose parked request a new lot goes to: consumers take turns by
+    /// their flow shares (a new flow starts the turns afresh).
+    turns: Shares,
 }
 
 #[derive(Debug, Clone)]
@@ -65,7 +69,13 @@ impl Supply {
             outbound: outbound.into(),
             in_transit,
             parked: VecDeque::new(),
+            turns: Shares::default(),
         }
+    }
+
+    /// A new flow: the consumers' shares changed.
+    pub(super) fn new_flow(&mut self) {
+        self.turns = Shares::default();
     }
 
     pub(super) fn outbound_len(&self) -> usize {
@@ -124,7 +134,11 @@ impl StageCore {
             return;
         }
         match self.supply.outbound.pop_front() {
-            Some(lot) => self.ship(now, from, req, lot),
+            Some(lot) => {
+                let share = self.flow.share_of(from);
+                self.supply.turns.pick([(from, share)]);
+                self.ship(now, from, req, lot)
+            }
             None => {
                 // Nothing in stock: keep the request (bounded) and serve it
                 // from the next lot made, instead of a round trip of refusals.
@@ -164,24 +178,39 @@ impl StageCore {
         self.send(now, to, sent);
     }
 
-    /// Serves parked requests from the outbound inventory; answers those
-    /// parked too long (or from stages the flow no longer names) unavailable.
+    /// Serves parked requests from the outbound inventory, the consumers
+    /// taking turns by their flow shares (each one's oldest request first);
+    /// answers those parked too long (or from stages the flow no longer
+    /// names) unavailable.
     pub(super) fn serve_parked(&mut self, now: Duration) {
-        let mut keep = VecDeque::new();
-        while let Some(p) = self.supply.parked.pop_front() {
-            let expired = now.saturating_sub(p.at) >= self.cfg.park_timeout;
-            if !self.flow.serves(p.consumer) || expired || self.draining {
-                self.metrics.batch_unavailable_sent += 1;
-                let answer = Message::BatchUnavailable {
-                    req: p.req,
-                    item: p.item,
-                };
-                self.send(now, p.consumer, answer);
-            } else if let Some(lot) = self.supply.outbound.pop_front() {
-                self.ship(now, p.consumer, p.req, lot);
-            } else {
-                keep.push_back(p);
-            }
+        let parked = std::mem::take(&mut self.supply.parked);
+        let (refuse, mut keep): (VecDeque<Parked>, VecDeque<Parked>) =
+            parked.into_iter().partition(|p| {
+                !self.flow.serves(p.consumer)
+                    || now.saturating_sub(p.at) >= self.cfg.park_timeout
+                    || self.draining
+            });
+        for p in refuse {
+            self.metrics.batch_unavailable_sent += 1;
+            let answer = Message::BatchUnavailable {
+                req: p.req,
+                item: p.item,
+            };
+            self.send(now, p.consumer, answer);
+        }
+        while !keep.is_empty() && !self.supply.outbound.is_empty() {
+            let waiting: BTreeSet<NodeId> = keep.iter().map(|p| p.consumer).collect();
+            let eligible = waiting.into_iter().map(|c| (c, self.flow.share_of(c)));
+            let Some(next) = self.supply.turns.pick(eligible) else {
+                break;
+            };
+            let i = keep
+                .iter()
+                .position(|p| p.consumer == next)
+                .expect("picked among the waiting");
+            let p = keep.remove(i).expect("a valid index");
+            let lot = self.supply.outbound.pop_front().expect("checked non-empty");
+            self.ship(now, p.consumer, p.req, lot);
         }
         self.supply.parked = keep;
     }

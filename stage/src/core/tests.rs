@@ -1008,6 +1008,52 @@ fn suppliers_deliver_their_flow_shares_however_fast_they_answer() {
     }
 }
 
+/// One wood stage for two frame stages that could each use all its wood:
+/// the supplier shares what it makes between its consumers by the flow, so
+/// neither frame stage (nor, downstream, its windows' share) falls behind.
+#[test]
+fn a_scarce_supplier_shares_its_lots_between_its_consumers() {
+    let mut sim = Sim::new(
+        5,
+        vec![wood(11), frame(13), frame(14), window(15), window(16)],
+    );
+    sim.jitter_steps = 3;
+    let mut edges = vec![edge("wood", 11, 13, 1000), edge("wood", 11, 14, 1000)];
+    for c in [15, 16] {
+        for s in [13, 14] {
+            edges.push(edge("frame", s, c, 500));
+        }
+    }
+    sim.set_flow(Flow {
+        version: FlowVersion(2),
+        edges,
+        recipes: BTreeMap::new(),
+    });
+    sim.run(3000);
+    let m = |id: u64| {
+        sim.stages[&NodeId(id)]
+            .core
+            .as_ref()
+            .unwrap()
+            .metrics()
+            .clone()
+    };
+    for (a, b, what) in [(13, 14, "wood received"), (15, 16, "frames received")] {
+        let (x, y) = (m(a).batches_received as f64, m(b).batches_received as f64);
+        let share = x / (x + y);
+        eprintln!("{what}: {a} {x}, {b} {y}");
+        assert!(
+            (0.45..=0.55).contains(&share),
+            "{what}: {a} {x}, {b} {y}: {a}'s share {share:.2}, the flow's 0.50"
+        );
+    }
+    let (x, y) = (m(13).batches_sent as f64, m(14).batches_sent as f64);
+    assert!(
+        (0.45..=0.55).contains(&(x / (x + y))),
+        "frames sent: 13 {x}, 14 {y}"
+    );
+}
+
 #[test]
 fn messages_per_traded_lot_stay_near_three_without_faults() {
     let mut sim = Sim::window_chain(7);
