@@ -107,6 +107,7 @@ pub fn options(
     core.target_cycles = tuning.target_cycles.max(1);
     core.max_in_flight = tuning.max_in_flight.max(1);
     core.outbound_cap = tuning.outbound_cap;
+    core.capacity = decl.capacity.max(1);
     // Without a declared address, listen where the coordinators are reachable
     // (loopback for a local cluster) on any free port.
     let default_ip = match cluster.coordinators.values().next() {

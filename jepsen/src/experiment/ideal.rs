@@ -4,7 +4,8 @@
 //! made, by any stage that needs its type (the twin ignores the flow), as if
 //! every stage's cycle came just after its suppliers': the chain has no
 //! pipeline latency at all, which no arrangement of real, unsynchronised
-//! cycles can beat. Raw materials are made every cycle, and a type's stock
+//! cycles can beat. A stage makes up to its capacity of lots a cycle, as the
+//! real ones do. Raw materials are made every cycle, and a type's stock
 //! is capped by what the real stages can hold: their outbound inventories
 //! and their consumers' inbound buffers.
 //! Its final-product count is the most the chain can make in that time; a
@@ -69,10 +70,15 @@ fn dependency_order(spec: &Spec) -> Vec<ItemType> {
 /// outbound inventories and its users' inbound buffers (the target buffer).
 fn stock_caps(
     spec: &Spec,
-    stages_of: &BTreeMap<ItemType, u64>,
+    stages_of: &BTreeMap<ItemType, Vec<u32>>,
     tuning: &Tuning,
 ) -> HashMap<ItemType, u64> {
-    let count = |t: &ItemType| stages_of.get(t).copied().unwrap_or(0);
+    // Lots of capacity: what the stages' outbound and inbound room scales with.
+    let count = |t: &ItemType| {
+        stages_of
+            .get(t)
+            .map_or(0, |c| c.iter().map(|c| u64::from(*c)).sum())
+    };
     let mut caps: HashMap<ItemType, u64> = spec
         .types
         .iter()
@@ -100,10 +106,13 @@ pub fn simulate(
 ) -> TwinRun {
     let mut spec = spec.clone();
     let mut order = dependency_order(&spec);
-    // Live stages per type.
-    let mut stages_of: BTreeMap<ItemType, u64> = BTreeMap::new();
+    // The capacities of the live stages of each type.
+    let mut stages_of: BTreeMap<ItemType, Vec<u32>> = BTreeMap::new();
     for s in stages.iter().filter(|s| s.live) {
-        *stages_of.entry(s.item.clone()).or_default() += 1;
+        stages_of
+            .entry(s.item.clone())
+            .or_default()
+            .push(s.capacity.max(1));
     }
     let mut events: Vec<&ChainEvent> = events.iter().collect();
     events.sort_by_key(|e| e.cycle);
@@ -125,7 +134,10 @@ pub fn simulate(
                 }
                 ChainChange::AddStage(s) => {
                     if s.live {
-                        *stages_of.entry(s.item.clone()).or_default() += 1;
+                        stages_of
+                            .entry(s.item.clone())
+                            .or_default()
+                            .push(s.capacity.max(1));
                     }
                 }
             }
@@ -137,38 +149,56 @@ pub fn simulate(
             let Some(recipe) = spec.recipe(t) else {
                 continue;
             };
-            let is_final = *t == spec.final_type;
-            let n = stages_of.get(t).copied().unwrap_or(0);
+            let capacities = stages_of.get(t).map_or(&[][..], Vec::as_slice);
             let cap = caps.get(t).copied().unwrap_or(0);
-            if !recipe.is_raw() {
-                run.cycles += n;
-            }
-            for _stage in 0..n {
-                let room = is_final
-                    || stock.get(t).copied().unwrap_or(0) + recipe.yield_units as u64 <= cap;
-                let inputs_ok = recipe
-                    .inputs
-                    .iter()
-                    .all(|(i, u)| stock.get(i).copied().unwrap_or(0) >= *u as u64);
-                if !room || !inputs_ok {
-                    continue;
-                }
-                for (i, u) in &recipe.inputs {
-                    *stock.get_mut(i).expect("checked above") -= *u as u64;
-                }
-                if !recipe.is_raw() {
-                    run.successful_cycles += 1;
-                }
-                if is_final {
-                    run.final_products += 1;
-                } else {
-                    // Usable downstream in this very cycle.
-                    *stock.entry(t.clone()).or_default() += recipe.yield_units as u64;
-                }
-            }
+            let is_final = *t == spec.final_type;
+            make_type(t, recipe, is_final, capacities, cap, &mut stock, &mut run);
         }
     }
     run
+}
+
+/// One cycle of every stage of type `t` (capacities of its live stages),
+/// with `cap` the most stock of `t` there is room for.
+fn make_type(
+    t: &ItemType,
+    recipe: &Recipe,
+    is_final: bool,
+    capacities: &[u32],
+    cap: u64,
+    stock: &mut HashMap<ItemType, u64>,
+    run: &mut TwinRun,
+) {
+    if !recipe.is_raw() {
+        run.cycles += capacities.len() as u64;
+    }
+    for capacity in capacities {
+        let mut made = 0;
+        for _lot in 0..*capacity {
+            let room =
+                is_final || stock.get(t).copied().unwrap_or(0) + recipe.yield_units as u64 <= cap;
+            let inputs_ok = recipe
+                .inputs
+                .iter()
+                .all(|(i, u)| stock.get(i).copied().unwrap_or(0) >= *u as u64);
+            if !room || !inputs_ok {
+                break;
+            }
+            for (i, u) in &recipe.inputs {
+                *stock.get_mut(i).expect("checked above") -= *u as u64;
+            }
+            made += 1;
+            if is_final {
+                run.final_products += 1;
+            } else {
+                // Usable downstream in this very cycle.
+                *stock.entry(t.clone()).or_default() += recipe.yield_units as u64;
+            }
+        }
+        if made > 0 && !recipe.is_raw() {
+            run.successful_cycles += 1;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -182,6 +212,19 @@ mod tests {
                 .unwrap();
         let stages = chain.stage_states(&Default::default());
         (chain.spec, stages)
+    }
+
+    #[test]
+    fn a_stage_of_capacity_two_makes_two_lots_a_cycle() {
+        let (spec, mut stages) = window();
+        let base = simulate(&spec, &stages, 100, &Tuning::default(), &[]);
+        // Every stage twice as big: twice the windows, the same cycle count.
+        for s in &mut stages {
+            s.capacity = 2;
+        }
+        let double = simulate(&spec, &stages, 100, &Tuning::default(), &[]);
+        assert_eq!(double.final_products, 2 * base.final_products);
+        assert_eq!(double.cycles, base.cycles);
     }
 
     #[test]

@@ -232,7 +232,7 @@ impl StageCore {
             let Some(suppliers) = self.flow.suppliers_of(&item).map(<[_]>::to_vec) else {
                 continue;
             };
-            let target = (units * self.cfg.target_cycles.max(1)) as u64;
+            let target = (units * self.cfg.target_cycles.max(1) * self.cfg.capacity.max(1)) as u64;
             while self.wants_more(now, &item, target) {
                 let Some(supplier) = self.pick_supplier(now, &item, &suppliers) else {
                     break;

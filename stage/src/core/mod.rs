@@ -87,7 +87,11 @@ pub struct StageConfig {
     pub is_final: bool,
     /// Time between manufacture cycles.
     pub cycle: Duration,
-    /// Most lots waiting in the outbound inventory; beyond it cycles block.
+    /// Lots one cycle makes when inputs and room allow (the capacity the
+    /// stage registers, which the flow weighs; at least 1).
+    pub capacity: u32,
+    /// Most lots waiting in the outbound inventory per lot of capacity;
+    /// beyond it cycles block.
     pub outbound_cap: usize,
     /// Each input is kept near this many cycles' worth of units.
     pub target_cycles: u32,
@@ -128,6 +132,7 @@ impl StageConfig {
             recipe,
             is_final,
             cycle: Self::DEFAULT_CYCLE,
+            capacity: 1,
             outbound_cap: Self::DEFAULT_OUTBOUND_CAP,
             target_cycles: Self::DEFAULT_TARGET_CYCLES,
             max_in_flight: Self::DEFAULT_MAX_IN_FLIGHT,

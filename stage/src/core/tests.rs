@@ -115,6 +115,27 @@ fn a_raw_stage_produces_every_cycle_until_its_outbound_is_full() {
 }
 
 #[test]
+fn a_stage_of_capacity_two_makes_two_lots_a_cycle_with_twice_the_room() {
+    let mut cfg = wood(11);
+    cfg.capacity = 2;
+    cfg.outbound_cap = 3;
+    let mut core = StageCore::new(cfg, Records::default());
+    for i in 0..4 {
+        core.tick(Duration::from_millis(100 * i));
+    }
+    let m = core.metrics();
+    // 2 + 2 + 2 lots fill the room of 6; the fourth cycle is blocked.
+    assert_eq!(core.outbound_len(), 6);
+    assert_eq!(
+        (
+            m.successful_manufacture_cycles,
+            m.blocked_manufacture_cycles
+        ),
+        (3, 1)
+    );
+}
+
+#[test]
 fn a_request_is_served_in_transit_first_and_confirmed_into_delivered() {
     let mut s = StageCore::new(wood(11), Records::default());
     s.set_flow(Duration::ZERO, &window_flow(5));
