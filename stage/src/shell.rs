@@ -493,8 +493,12 @@ pub const DRAIN_MAX: Duration = Duration::from_secs(2);
 /// or a supplier a lot), then stops.
 const DRAIN_QUIET: Duration = Duration::from_millis(300);
 
-/// How often a stage asks the group for its coordinators.
-const MEMBERS_EVERY: Duration = Duration::from_secs(10);
+/// How often a stage asks the group for its coordinators. Members are
+/// replaced one at a time, each change committed before the next; a stage
+/// that looks every second always knows some member that is still in the
+/// group (at 10 s, the harness's membership nemesis replaced all three
+/// between two looks, and the stages it left behind never got a flow again).
+const MEMBERS_EVERY: Duration = Duration::from_secs(1);
 
 /// Registers the stage, then long-polls the flow forever, forwarding every
 /// newer version.

@@ -63,15 +63,24 @@ impl Nemesis {
             Nemesis::KillQuorum => self.kill_quorum(topo, rng),
             Nemesis::Membership => self.membership(topo, rng),
             Nemesis::RecipeUpdate => {
+                // Healed by the recipe it replaced, so updates do not pile up
+                // into a chain that can hardly make anything: the checkers see
+                // both changes, and the final heal leaves the original chain.
                 let spec = topo.spec.as_ref()?;
                 let (item, recipe, change) = draw::draw_recipe_update(spec, &topo.made, rng)?;
+                let before = spec.recipe(&item)?.clone();
                 let detail = format!("{item}: {change}");
+                let undo = Op::UpdateRecipe {
+                    item: item.clone(),
+                    change: change.undo(&before),
+                    recipe: before,
+                };
                 let op = Op::UpdateRecipe {
                     item,
                     recipe,
                     change,
                 };
-                Some(self.fault(detail, vec![op], Vec::new()))
+                Some(self.fault(detail, vec![op], vec![undo]))
             }
             _ => None,
         }

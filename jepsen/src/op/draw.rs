@@ -19,6 +19,22 @@ pub enum RecipeChange {
     Units { input: ItemType, units: u32 },
 }
 
+impl RecipeChange {
+    /// The change that takes a recipe back to `before`, the recipe this
+    /// change was made to.
+    pub fn undo(&self, before: &Recipe) -> RecipeChange {
+        match self {
+            RecipeChange::AddInput(i) => RecipeChange::DropInput(i.clone()),
+            RecipeChange::DropInput(i) | RecipeChange::Units { input: i, .. } => {
+                RecipeChange::Units {
+                    input: i.clone(),
+                    units: before.inputs.get(i).copied().unwrap_or(1),
+                }
+            }
+        }
+    }
+}
+
 impl std::fmt::Display for RecipeChange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -136,6 +152,37 @@ mod tests {
                     .unwrap_or_else(|e| panic!("seed {seed}: {change} on {item}: {e}"));
             }
         }
+    }
+
+    #[test]
+    fn each_change_is_undone_by_its_undo() {
+        let mut shape = ChainShape::new(8, 2);
+        shape.complexity = Complexity::Medium;
+        let chain = generate(&shape);
+        let made: BTreeSet<ItemType> = chain.stages.iter().map(|s| s.item.clone()).collect();
+        let mut rng = SmallRng::seed_from_u64(9);
+        let mut kinds = BTreeSet::new();
+        for _ in 0..200 {
+            let (item, recipe, change) = draw_recipe_update(&chain.spec, &made, &mut rng).unwrap();
+            let before = chain.spec.recipe(&item).unwrap();
+            let mut back = recipe.clone();
+            match change.undo(before) {
+                RecipeChange::DropInput(i) => {
+                    back.inputs.remove(&i);
+                }
+                RecipeChange::Units { input, units } => {
+                    back.inputs.insert(input, units);
+                }
+                RecipeChange::AddInput(i) => panic!("no change is undone by adding {i}"),
+            }
+            assert_eq!(back.inputs, before.inputs, "{item}: {change}");
+            kinds.insert(match change {
+                RecipeChange::AddInput(_) => "add",
+                RecipeChange::DropInput(_) => "drop",
+                RecipeChange::Units { .. } => "units",
+            });
+        }
+        assert_eq!(kinds.len(), 3, "every kind of change was drawn");
     }
 
     #[test]
