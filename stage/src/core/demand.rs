@@ -210,13 +210,29 @@ impl StageCore {
             .insert(from, now + self.cfg.cycle);
     }
 
+    /// Gives up requests unanswered for `request_timeout`; a supplier we
+    /// heard nothing from since such a request is reported suspect (its
+    /// watcher may be down too, or cut off from it).
     pub(super) fn expire_requests(&mut self, now: Duration) {
         let timeout = self.cfg.request_timeout;
-        let before = self.demand.pending.len();
-        self.demand
-            .pending
-            .retain(|_, p| now.saturating_sub(p.sent_at) < timeout);
-        self.metrics.requests_timed_out += (before - self.demand.pending.len()) as u64;
+        let mut expired = Vec::new();
+        self.demand.pending.retain(|_, p| {
+            let keep = now.saturating_sub(p.sent_at) < timeout;
+            if !keep {
+                expired.push((p.supplier, p.sent_at));
+            }
+            keep
+        });
+        self.metrics.requests_timed_out += expired.len() as u64;
+        for (supplier, sent_at) in expired {
+            if self
+                .liveness
+                .last_heard(supplier)
+                .is_none_or(|t| t <= sent_at)
+            {
+                self.report_suspect(supplier);
+            }
+        }
     }
 
     /// Keeps every input near its target by asking the flow's suppliers.
@@ -242,12 +258,26 @@ impl StageCore {
         }
     }
 
-    /// A supplier silent past `quiet_after` is probably down: do not wait
-    /// on what was asked of it, and ask the others instead.
+    /// A supplier that left our oldest request to it unanswered for
+    /// `quiet_after`, silent all that time, is probably down: do not wait on
+    /// what was asked of it, and ask the others instead. (A live supplier
+    /// answers a parked request within `park_timeout`.)
     fn responsive(&self, now: Duration, supplier: NodeId) -> bool {
-        !self
+        let Some(oldest) = self
+            .demand
+            .pending
+            .values()
+            .filter(|p| p.supplier == supplier)
+            .map(|p| p.sent_at)
+            .min()
+        else {
+            return true;
+        };
+        let heard_since = self
             .liveness
-            .silent_for(supplier, now, self.cfg.quiet_after)
+            .last_heard(supplier)
+            .is_some_and(|t| t >= oldest);
+        heard_since || now.saturating_sub(oldest) < self.cfg.quiet_after
     }
 
     /// Whether held plus requested units of `item` fall short of `target`.

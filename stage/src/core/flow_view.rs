@@ -1,5 +1,6 @@
 //! The flow as one stage sees it: the version it knows (the fencing token),
-//! its suppliers of each input with their shares, and its consumers.
+//! its suppliers of each input with their shares, its consumers, and who
+//! watches whom for failure.
 
 use factoryos_wire::model::Flow;
 use factoryos_wire::{FlowVersion, ItemType, NodeId};
@@ -14,6 +15,34 @@ pub struct FlowView {
     suppliers: BTreeMap<ItemType, Vec<(NodeId, u32)>>,
     /// Consumer -> the share of its demand it asks of us (per-mille).
     consumers: BTreeMap<NodeId, u32>,
+    /// The neighbour that watches us (see [`watchers`]).
+    watcher: Option<NodeId>,
+    /// The neighbours we watch.
+    watched: BTreeSet<NodeId>,
+}
+
+/// Who watches each stage of `flow` for failure: the consumer it feeds the
+/// largest share of its demand (the busiest link, so the one trade keeps
+/// awake; lowest id on a tie), or, for a stage without consumers, its
+/// lowest-id supplier. One watcher per stage keeps explicit heartbeats
+/// proportional to the stages, not to the flow's edges.
+pub fn watchers(flow: &Flow) -> BTreeMap<NodeId, NodeId> {
+    let mut by_consumer: BTreeMap<NodeId, (u32, std::cmp::Reverse<NodeId>)> = BTreeMap::new();
+    let mut by_supplier: BTreeMap<NodeId, NodeId> = BTreeMap::new();
+    for e in &flow.edges {
+        let best = (e.share, std::cmp::Reverse(e.consumer));
+        by_consumer
+            .entry(e.supplier)
+            .and_modify(|b| *b = (*b).max(best))
+            .or_insert(best);
+        by_supplier
+            .entry(e.consumer)
+            .and_modify(|s| *s = (*s).min(e.supplier))
+            .or_insert(e.supplier);
+    }
+    let mut out: BTreeMap<NodeId, NodeId> = by_supplier;
+    out.extend(by_consumer.into_iter().map(|(s, (_, c))| (s, c.0)));
+    out
 }
 
 impl FlowView {
@@ -49,6 +78,13 @@ impl FlowView {
             .consumers_of(me)
             .map(|e| (e.consumer, e.share))
             .collect();
+        let watchers = watchers(flow);
+        self.watcher = watchers.get(&me).copied();
+        self.watched = watchers
+            .iter()
+            .filter(|(_, w)| **w == me)
+            .map(|(x, _)| *x)
+            .collect();
         self.version = flow.version;
         self.loaded = true;
     }
@@ -69,6 +105,16 @@ impl FlowView {
 
     pub(super) fn consumer_count(&self) -> usize {
         self.consumers.len()
+    }
+
+    /// The neighbour our heartbeats go to.
+    pub(super) fn watcher(&self) -> Option<NodeId> {
+        self.watcher
+    }
+
+    /// The neighbours whose silence we report.
+    pub(super) fn watched(&self) -> &BTreeSet<NodeId> {
+        &self.watched
     }
 
     /// Every supplier and consumer.

@@ -1,6 +1,7 @@
 //! Liveness of the links to the flow's neighbours: when each was last heard
-//! from and last sent to; explicit heartbeats on idle links, and a
-//! neighbour silent past the deadline reported suspect once.
+//! from and last sent to; an explicit heartbeat to our watcher when that
+//! link is quiet, and a watched neighbour silent past the deadline (or a
+//! supplier silent through a whole request) reported suspect once.
 
 use super::StageCore;
 use factoryos_wire::message::Message;
@@ -14,6 +15,8 @@ pub struct Liveness {
     last_sent_to: BTreeMap<NodeId, Duration>,
     /// Neighbours reported suspect and not heard from since.
     reported: BTreeSet<NodeId>,
+    /// Neighbours heard from at least once since this stage started.
+    ever_heard: BTreeSet<NodeId>,
     heartbeat_seq: u64,
 }
 
@@ -21,6 +24,7 @@ impl Liveness {
     /// A frame from `from`; whether it was a suspect we had reported.
     pub(super) fn heard_from(&mut self, from: NodeId, now: Duration) -> bool {
         self.last_heard.insert(from, now);
+        self.ever_heard.insert(from);
         self.reported.remove(&from)
     }
 
@@ -40,6 +44,11 @@ impl Liveness {
         }
     }
 
+    /// When `peer`, a neighbour, was last heard from.
+    pub(super) fn last_heard(&self, peer: NodeId) -> Option<Duration> {
+        self.last_heard.get(&peer).copied()
+    }
+
     /// Whether `peer`, a neighbour, has been silent for `at_least`.
     pub(super) fn silent_for(&self, peer: NodeId, now: Duration, at_least: Duration) -> bool {
         self.last_heard
@@ -49,26 +58,48 @@ impl Liveness {
 }
 
 impl StageCore {
-    /// Heartbeats to neighbours we sent nothing to for a heartbeat period;
-    /// neighbours silent past the deadline are reported suspect once.
+    /// A heartbeat to our watcher if we sent it nothing for a heartbeat
+    /// period; the neighbours we watch, silent past the deadline, reported
+    /// suspect once.
     pub(super) fn heartbeats(&mut self, now: Duration) {
-        for n in self.flow.neighbours() {
+        if let Some(w) = self.flow.watcher() {
             let idle = self
                 .liveness
                 .last_sent_to
-                .get(&n)
+                .get(&w)
                 .is_none_or(|t| now.saturating_sub(*t) >= self.cfg.heartbeat_every);
             if idle {
                 self.liveness.heartbeat_seq += 1;
                 self.metrics.heartbeats_sent += 1;
                 let seq = self.liveness.heartbeat_seq;
-                self.send(now, n, Message::Heartbeat { seq });
+                self.send(now, w, Message::Heartbeat { seq });
             }
-            let silent = self.liveness.silent_for(n, now, self.cfg.suspect_after);
-            if silent && self.liveness.reported.insert(n) {
-                self.metrics.nodes_reported_suspect += 1;
-                self.out.suspects.push(n);
+        }
+        // Only a neighbour that spoke to us since we started falls silent: one
+        // that never did may not have our address or flow yet (we just
+        // restarted, or it just joined). Reporting it anyway made every
+        // restarted stage report live neighbours a second after its start,
+        // and the leader then routed around those links for good. A supplier
+        // that never answers a request is still reported (`expire_requests`).
+        let watched: Vec<NodeId> = self
+            .flow
+            .watched()
+            .iter()
+            .copied()
+            .filter(|n| self.liveness.ever_heard.contains(n))
+            .collect();
+        for n in watched {
+            if self.liveness.silent_for(n, now, self.cfg.suspect_after) {
+                self.report_suspect(n);
             }
+        }
+    }
+
+    /// Reports `n` suspect unless it was reported and not heard from since.
+    pub(super) fn report_suspect(&mut self, n: NodeId) {
+        if self.liveness.reported.insert(n) {
+            self.metrics.nodes_reported_suspect += 1;
+            self.out.suspects.push(n);
         }
     }
 }

@@ -619,45 +619,81 @@ fn lots_are_consumed_oldest_first_and_partly_with_their_genealogy() {
 }
 
 #[test]
-fn an_idle_link_gets_heartbeats_and_a_silent_neighbour_is_reported_once() {
-    let mut cfg = wood(11);
+fn only_the_watcher_gets_heartbeats_and_only_a_watched_neighbour_that_fell_silent_is_reported() {
+    // In the window flow frame 13 is watched by window 15 (its consumer,
+    // lowest id of equal shares) and watches both wood stages (it is their
+    // lowest-id consumer) and both windows (sinks: 13 is their lowest-id
+    // supplier). Frame 14 watches nobody.
+    assert_eq!(
+        flow_view::watchers(&window_flow(5)),
+        BTreeMap::from([
+            (NodeId(11), NodeId(13)),
+            (NodeId(12), NodeId(13)),
+            (NodeId(13), NodeId(15)),
+            (NodeId(14), NodeId(15)),
+            (NodeId(15), NodeId(13)),
+            (NodeId(16), NodeId(13)),
+        ])
+    );
+    let mut cfg = frame(13);
     cfg.set_suspect_after(Duration::from_millis(200));
-    cfg.outbound_cap = 0;
     let mut s = StageCore::new(cfg, Records::default());
     s.set_flow(Duration::ZERO, &window_flow(5));
     let mut suspects = Vec::new();
-    let mut beats = 0;
+    let mut beats = Vec::new();
     for i in 0..30 {
         let now = Duration::from_millis(10 * i);
         if i < 10 {
-            s.on_message(now, NodeId(13), &env(13, 5, Message::Heartbeat { seq: i }));
+            s.on_message(now, NodeId(11), &env(11, 5, Message::Heartbeat { seq: i }));
         }
         s.tick(now);
         let out = s.take_output();
-        beats += out
-            .send
-            .iter()
-            .filter(|(_, m)| matches!(m, Message::Heartbeat { .. }))
-            .count();
+        beats.extend(
+            out.send
+                .iter()
+                .filter(|(_, m)| matches!(m, Message::Heartbeat { .. }))
+                .map(|(to, _)| (*to, now.as_millis())),
+        );
         suspects.extend(out.suspects);
     }
     assert_eq!(
-        beats, 4,
-        "heartbeats to both quiet consumers at 100 and 200 ms: {beats}"
+        beats,
+        vec![(NodeId(15), 100), (NodeId(15), 200)],
+        "heartbeats only to the watcher, on a quiet link, every 100 ms"
     );
     assert_eq!(
         suspects,
-        vec![NodeId(14), NodeId(13)],
-        "14 never spoke; 13 stopped at 90 ms"
+        vec![NodeId(11)],
+        "11 stopped at 90 ms; 12, 15 and 16 never spoke since 13 started, so their silence proves nothing"
     );
     // Heard again: it may be reported again later.
     s.on_message(
         Duration::from_millis(400),
-        NodeId(13),
-        &env(13, 5, Message::Heartbeat { seq: 99 }),
+        NodeId(11),
+        &env(11, 5, Message::Heartbeat { seq: 99 }),
     );
     s.tick(Duration::from_millis(700));
-    assert_eq!(s.take_output().suspects, vec![NodeId(13)]);
+    assert_eq!(s.take_output().suspects, vec![NodeId(11)]);
+}
+
+#[test]
+fn a_supplier_silent_through_a_whole_request_is_reported_by_any_consumer() {
+    // Frame 14 watches nobody, but its requests to the wood stages go
+    // unanswered: when they time out, both are reported.
+    let mut s = StageCore::new(frame(14), Records::default());
+    s.set_flow(Duration::ZERO, &window_flow(5));
+    let mut suspects = Vec::new();
+    for i in 0..=110 {
+        let now = Duration::from_millis(10 * i);
+        if i == 50 {
+            // 12 answers something after the requests went out: not silent.
+            s.on_message(now, NodeId(12), &env(12, 5, Message::Heartbeat { seq: 1 }));
+        }
+        s.tick(now);
+        suspects.extend(s.take_output().suspects);
+    }
+    assert!(s.metrics().requests_timed_out > 0);
+    assert_eq!(suspects, vec![NodeId(11)], "11 never answered; 12 did");
 }
 
 #[test]
@@ -1062,7 +1098,6 @@ fn a_scarce_supplier_shares_its_lots_between_its_consumers() {
     for (a, b, what) in [(13, 14, "wood received"), (15, 16, "frames received")] {
         let (x, y) = (m(a).batches_received as f64, m(b).batches_received as f64);
         let share = x / (x + y);
-        eprintln!("{what}: {a} {x}, {b} {y}");
         assert!(
             (0.45..=0.55).contains(&share),
             "{what}: {a} {x}, {b} {y}: {a}'s share {share:.2}, the flow's 0.50"
