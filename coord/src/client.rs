@@ -48,6 +48,12 @@ pub struct CoordClient {
 /// this bound keeps a client from waiting on it.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// How long a `WatchFlow` long poll waits at a coordinator before it is
+/// answered with the current flow; the client waits this plus its call
+/// timeout. Short, so that a poll parked on a member being removed (whose
+/// connection looks alive until QUIC's idle timeout) costs seconds, not ten.
+pub const WATCH_WAIT: Duration = Duration::from_secs(2);
+
 /// How long a coordinator that left a call unanswered is not followed as
 /// the leader named by a forwarded write (a client that can reach a
 /// follower but not the leader keeps writing through the follower).
@@ -67,7 +73,7 @@ impl CoordClient {
         }
     }
 
-    /// Sets how long one coordinator gets to answer (long polls get 10 s more).
+    /// Sets how long one coordinator gets to answer (long polls get [`WATCH_WAIT`] more).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -89,7 +95,7 @@ impl CoordClient {
             }
             let target = coordinators[self.next.load(Ordering::Relaxed) % n];
             let timeout = match req {
-                ClientRequest::WatchFlow { .. } => self.timeout + Duration::from_secs(10),
+                ClientRequest::WatchFlow { .. } => self.timeout + WATCH_WAIT,
                 _ => self.timeout,
             };
             let request =
@@ -254,7 +260,7 @@ impl CoordClient {
         self.commit(ClientRequest::ReportSuspect { suspect }).await
     }
 
-    /// Waits (long poll, ~10 s at most) for a flow newer than `known`; may
+    /// Waits (long poll, [`WATCH_WAIT`] at most) for a flow newer than `known`; may
     /// return the current flow unchanged when the wait runs out.
     pub async fn watch_flow(&self, known: FlowVersion) -> Result<Flow, ClientError> {
         self.flow(ClientRequest::WatchFlow { known }).await

@@ -493,11 +493,12 @@ pub const DRAIN_MAX: Duration = Duration::from_secs(2);
 /// or a supplier a lot), then stops.
 const DRAIN_QUIET: Duration = Duration::from_millis(300);
 
-/// How often a stage asks the group for its coordinators. Members are
-/// replaced one at a time, each change committed before the next; a stage
-/// that looks every second always knows some member that is still in the
-/// group (at 10 s, the harness's membership nemesis replaced all three
-/// between two looks, and the stages it left behind never got a flow again).
+/// How often a stage asks the group for its coordinators, whatever its flow
+/// watch is doing. Members are replaced one at a time, each change
+/// committed before the next; a stage that looks every second always knows
+/// some member that is still in the group. (Looking every 10 s, and only
+/// between long polls, the harness's membership nemesis replaced all three
+/// between two looks, and the stages it left behind never got a flow again.)
 const MEMBERS_EVERY: Duration = Duration::from_secs(1);
 
 /// Registers the stage, then long-polls the flow forever, forwarding every
@@ -516,34 +517,36 @@ async fn follow_flow(client: CoordClient, descriptor: StageDescriptor, tx: mpsc:
             }
         }
     }
+    tokio::spawn(follow_members(client.clone(), tx.clone()));
     let mut known = FlowVersion(0);
-    let mut members_checked = Instant::now();
     loop {
-        let failed = match client.watch_flow(known).await {
+        match client.watch_flow(known).await {
             Ok(flow) if flow.version > known => {
                 known = flow.version;
                 if tx.send(flow).await.is_err() {
                     return;
                 }
-                false
             }
-            Ok(_) => false,
+            Ok(_) => {}
             Err(e) => {
                 tracing::debug!(stage = %id, error = %e, "flow watch failed; retrying");
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                true
-            }
-        };
-        // Follow coordinator membership changes (now and then, and whenever
-        // the coordinators it knows fail it).
-        if failed || members_checked.elapsed() >= MEMBERS_EVERY {
-            members_checked = Instant::now();
-            if let Err(e) = client.refresh_members().await {
-                tracing::debug!(stage = %id, error = %e, "could not refresh the coordinators");
             }
         }
         if tx.is_closed() {
             return;
+        }
+    }
+}
+
+/// Follows coordinator membership changes every [`MEMBERS_EVERY`], beside
+/// the flow watch (a long poll may sit on a member being removed), until
+/// the stage is gone.
+async fn follow_members(client: CoordClient, tx: mpsc::Sender<Flow>) {
+    while !tx.is_closed() {
+        tokio::time::sleep(MEMBERS_EVERY).await;
+        if let Err(e) = client.refresh_members().await {
+            tracing::debug!(error = %e, "could not refresh the coordinators");
         }
     }
 }

@@ -8,11 +8,9 @@ use crate::config_store::{ConfigStore, MembershipChange, StoreError};
 use crate::state::{Command, CommandResponse};
 use factoryos_wire::message::{ClientRequest, ClientResponse, Message};
 use factoryos_wire::{FlowVersion, Inbound, ItemType, NodeId, Responder, ServiceError};
-use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// How long a `WatchFlow` long poll waits before answering with the current flow.
-const WATCH_WAIT: Duration = Duration::from_secs(10);
+use crate::client::WATCH_WAIT;
 
 pub(super) async fn serve_inbound<S: ConfigStore>(
     shared: Shared<S>,
