@@ -426,3 +426,40 @@ async fn a_peer_that_moves_to_another_address_is_dialled_there() {
         start.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_member_that_connects_from_an_address_we_lack_is_answered_there() {
+    init_tracing();
+    let ca = ClusterCa::generate("t").unwrap();
+    // B knows A as a member but has no address for it (A registered after B
+    // last read the directory), or an old one (A restarted on a new port).
+    for stale in [None, Some("127.0.0.1:9".parse().unwrap())] {
+        let a_book = PeerBook::new();
+        let b_book = PeerBook::new();
+        let mut a = node(&ca, 1, &a_book);
+        let mut b = node(&ca, 2, &b_book);
+        a_book.insert(NodeId(2), b.transport.local_addr().unwrap());
+        match stale {
+            None => b_book.allow(NodeId(1)),
+            Some(addr) => b_book.insert(NodeId(1), addr),
+        }
+        a.transport
+            .send(NodeId(2), FlowVersion(1), hb(1))
+            .await
+            .unwrap();
+        assert!(matches!(next(&mut b.inbox).await, Inbound::Message { .. }));
+        assert_eq!(
+            b_book.addr(NodeId(1)),
+            Some(a.transport.local_addr().unwrap()),
+            "B follows A to where it connected from ({stale:?} before)"
+        );
+        b.transport
+            .send(NodeId(1), FlowVersion(1), hb(2))
+            .await
+            .unwrap();
+        match next(&mut a.inbox).await {
+            Inbound::Message { env, .. } => assert_eq!(env.body, hb(2)),
+            other => panic!("{other:?}"),
+        }
+    }
+}

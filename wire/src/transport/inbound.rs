@@ -1,11 +1,13 @@
 //! The accepting side: the accept loop, one task per connection, one per
 //! stream. Frames that fail to decode close their stream; envelopes whose
-//! sender is not the certificate's id close theirs too.
+//! sender is not the certificate's id close theirs too. A known peer that
+//! connects from a new address is at that address from now on.
 
 use crate::frame::FrameCodec;
 use crate::ids::{FlowVersion, NodeId};
 use crate::message::{Envelope, Message};
 use crate::metrics::MessageCounters;
+use crate::peers::PeerBook;
 use crate::tls;
 use rustls::pki_types::CertificateDer;
 use std::sync::Arc;
@@ -49,6 +51,7 @@ impl Responder {
 #[derive(Clone)]
 struct Ctx {
     local: NodeId,
+    peers: PeerBook,
     codec: FrameCodec,
     counters: Arc<MessageCounters>,
     tx: mpsc::Sender<Inbound>,
@@ -57,12 +60,14 @@ struct Ctx {
 pub(super) async fn accept_loop(
     local: NodeId,
     endpoint: quinn::Endpoint,
+    peers: PeerBook,
     codec: FrameCodec,
     counters: Arc<MessageCounters>,
     tx: mpsc::Sender<Inbound>,
 ) {
     let ctx = Ctx {
         local,
+        peers,
         codec,
         counters,
         tx,
@@ -99,6 +104,7 @@ async fn serve_connection(ctx: Ctx, conn: quinn::Connection) {
         return;
     };
     tracing::debug!(%peer, "accepted a connection");
+    follow_move(&ctx.peers, peer, conn.remote_address());
     loop {
         tokio::select! {
             uni = conn.accept_uni() => match uni {
@@ -110,6 +116,25 @@ async fn serve_connection(ctx: Ctx, conn: quinn::Connection) {
                 Err(e) => { tracing::debug!(%peer, error = %e, "connection ended"); break; }
             },
         }
+    }
+}
+
+/// A member that connected, with its verified certificate, from an address
+/// we do not have for it is at that address: it restarted on a new port, or
+/// we have not read the stage directory since it registered. An endpoint
+/// sends from the socket it listens on, so that is where it can be dialled;
+/// answering it at the old address (or not at all, with none) would lose
+/// every message until the directory is read again, and a stage that hears
+/// no answer reports its supplier suspect. (Tools all share the operator
+/// id and are never dialled: it is left alone.)
+fn follow_move(peers: &PeerBook, peer: NodeId, remote: std::net::SocketAddr) {
+    if peer == NodeId::OPERATOR || !peers.contains(peer) {
+        return;
+    }
+    let known = peers.addr(peer);
+    if known != Some(remote) {
+        tracing::debug!(%peer, from = ?known, to = %remote, "a peer is at a new address");
+        peers.insert(peer, remote);
     }
 }
 

@@ -220,6 +220,7 @@ impl Transport {
         tokio::spawn(inbound::accept_loop(
             identity.id(),
             endpoint.clone(),
+            peers.clone(),
             codec,
             counters.clone(),
             tx,
