@@ -190,16 +190,7 @@ pub fn cycle_outcomes(path: &Path, stages: &[Outcomes], title: &str) -> Result<(
         .y_label_area_size(60)
         .build_cartesian_2d(0.0..n as f64, 0.0..y_max)
         .map_err(|e| err(e.to_string()))?;
-    let labels: Vec<String> = stages.iter().map(|s| format!("n{}", s.stage)).collect();
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(n.min(60))
-        .x_label_formatter(&|x| labels.get(*x as usize).cloned().unwrap_or_default())
-        .y_desc("cycles")
-        .label_style(("sans-serif", 12))
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
+    stage_mesh(&mut chart, stages, "cycles").map_err(&err)?;
     let bar = |i: usize, lo: u64, hi: u64, color: RGBColor| {
         Rectangle::new(
             [(i as f64 + 0.1, lo as f64), (i as f64 + 0.9, hi as f64)],
@@ -252,6 +243,26 @@ pub fn cycle_outcomes(path: &Path, stages: &[Outcomes], title: &str) -> Result<(
     root.present().map_err(|e| err(e.to_string()))
 }
 
+type StageChart<'a, 'b> = ChartContext<
+    'a,
+    BitMapBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// The grid of a per-stage bar chart: one x slot per stage, labelled `nID`.
+fn stage_mesh(chart: &mut StageChart, stages: &[Outcomes], y_desc: &str) -> Result<(), String> {
+    let labels: Vec<String> = stages.iter().map(|s| format!("n{}", s.stage)).collect();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(stages.len().clamp(1, 60))
+        .x_label_formatter(&|x| labels.get(*x as usize).cloned().unwrap_or_default())
+        .y_desc(y_desc)
+        .label_style(("sans-serif", 12))
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
 /// Each supplier's delivered share of its type (bar) and the flow's (tick).
 fn shares_panel(
     area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
@@ -275,16 +286,7 @@ fn shares_panel(
         .y_label_area_size(60)
         .build_cartesian_2d(0.0..n as f64, 0.0..y_max)
         .map_err(|e| e.to_string())?;
-    let labels: Vec<String> = stages.iter().map(|s| format!("n{}", s.stage)).collect();
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(n.min(60))
-        .x_label_formatter(&|x| labels.get(*x as usize).cloned().unwrap_or_default())
-        .y_desc("share")
-        .label_style(("sans-serif", 12))
-        .draw()
-        .map_err(|e| e.to_string())?;
+    stage_mesh(&mut chart, stages, "share")?;
     let blue = RGBColor(70, 110, 190);
     let with = || {
         stages
