@@ -295,3 +295,21 @@ fn bench_failover_json_says_where_a_commit_spends_its_time() {
         assert!(phases.contains(&phase), "{phase} missing from {phases:?}");
     }
 }
+
+#[test]
+fn a_harness_run_refuses_a_directory_a_stopped_run_left_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    // What a run stopped with Ctrl-C leaves: run directories, no results.
+    std::fs::create_dir_all(dir.path().join("kill/run-1/cluster")).unwrap();
+    let out = factoryos()
+        .args(["jepsen", "--nemesis", "kill", "--time", "5s", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("already holds files") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+}

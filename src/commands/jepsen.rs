@@ -150,9 +150,11 @@ pub fn main(args: JepsenArgs) -> Result<()> {
         return Ok(());
     }
     let out = args.out.unwrap_or_else(|| super::default_out("jepsen"));
-    if out.join("results.json").exists() || out.join("matrix.md").exists() {
+    // Any entry counts: a stopped run leaves run directories without
+    // results, and starting over them fails each run on its certificates.
+    if std::fs::read_dir(&out).is_ok_and(|mut d| d.next().is_some()) {
         bail!(
-            "{} already holds a harness run; choose another --out",
+            "{} already holds files (a harness run, finished or stopped); choose another --out",
             out.display()
         );
     }
