@@ -6,7 +6,8 @@ use common::*;
 use factoryos_wire::fault::{FaultController, FaultRule};
 use factoryos_wire::message::Message;
 use factoryos_wire::{
-    ClusterCa, FlowVersion, Inbound, MessageKind, NodeId, PeerBook, TransportError,
+    ClusterCa, FlowVersion, Inbound, MessageKind, NodeId, PeerBook, Transport, TransportConfig,
+    TransportError,
 };
 use std::time::{Duration, Instant};
 
@@ -437,11 +438,37 @@ async fn a_member_that_connects_from_an_address_we_lack_is_answered_there() {
         let a_book = PeerBook::new();
         let b_book = PeerBook::new();
         let mut a = node(&ca, 1, &a_book);
-        let mut b = node(&ca, 2, &b_book);
+        // A backoff long enough that only the new address can end it.
+        let patient = TransportConfig {
+            backoff_min: Duration::from_secs(60),
+            backoff_max: Duration::from_secs(60),
+            ..test_config()
+        };
+        let (transport, inbox) = Transport::bind(
+            &ca.issue(NodeId(2)).unwrap(),
+            LOCALHOST,
+            b_book.clone(),
+            patient,
+            None,
+        )
+        .unwrap();
+        let mut b = Node {
+            transport,
+            inbox,
+            identity: ca.issue(NodeId(2)).unwrap(),
+        };
         a_book.insert(NodeId(2), b.transport.local_addr().unwrap());
         match stale {
             None => b_book.allow(NodeId(1)),
-            Some(addr) => b_book.insert(NodeId(1), addr),
+            Some(addr) => {
+                b_book.insert(NodeId(1), addr);
+                // B's dial to the old address fails and earns a backoff...
+                assert!(b
+                    .transport
+                    .send(NodeId(1), FlowVersion(1), hb(0))
+                    .await
+                    .is_err());
+            }
         }
         a.transport
             .send(NodeId(2), FlowVersion(1), hb(1))
@@ -453,6 +480,7 @@ async fn a_member_that_connects_from_an_address_we_lack_is_answered_there() {
             Some(a.transport.local_addr().unwrap()),
             "B follows A to where it connected from ({stale:?} before)"
         );
+        // ... which does not hold for the new address: B sends at once.
         b.transport
             .send(NodeId(1), FlowVersion(1), hb(2))
             .await

@@ -135,6 +135,8 @@ struct Link {
     stream: Option<quinn::SendStream>,
     failures: u32,
     retry_at: Option<Instant>,
+    /// Where the last dial went: a backoff holds only for that address.
+    dialled: Option<SocketAddr>,
 }
 
 impl Transport {
@@ -407,6 +409,18 @@ impl Transport {
             link.conn = None;
             link.stream = None;
         }
+        let addr = self
+            .inner
+            .peers
+            .addr(to)
+            .ok_or(TransportError::UnknownPeer(to))?;
+        if link.dialled != Some(addr) {
+            // A new address (the peer restarted on another port and told us,
+            // or connected to us from it): the backoff earned at the old one
+            // does not apply.
+            link.retry_at = None;
+            link.failures = 0;
+        }
         if let Some(at) = link.retry_at {
             let now = Instant::now();
             if now < at {
@@ -419,11 +433,7 @@ impl Transport {
                 });
             }
         }
-        let addr = self
-            .inner
-            .peers
-            .addr(to)
-            .ok_or(TransportError::UnknownPeer(to))?;
+        link.dialled = Some(addr);
         let result = self.dial(to, addr).await;
         match &result {
             Ok(conn) => {
