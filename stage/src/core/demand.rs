@@ -210,9 +210,9 @@ impl StageCore {
             .insert(from, now + self.cfg.cycle);
     }
 
-    /// Gives up requests unanswered for `request_timeout`; a supplier we
-    /// heard nothing from since such a request is reported suspect (its
-    /// watcher may be down too, or cut off from it).
+    /// Gives up requests unanswered for `request_timeout`; a supplier that
+    /// spoke to us before but nothing since such a request is reported
+    /// suspect (its watcher may be down too, or cut off from it).
     pub(super) fn expire_requests(&mut self, now: Duration) {
         let timeout = self.cfg.request_timeout;
         let mut expired = Vec::new();
@@ -225,11 +225,15 @@ impl StageCore {
         });
         self.metrics.requests_timed_out += expired.len() as u64;
         for (supplier, sent_at) in expired {
-            if self
-                .liveness
-                .last_heard(supplier)
-                .is_none_or(|t| t <= sent_at)
-            {
+            // Not one that never spoke to us since we started: after our
+            // restart its first answers may still be on their way to our old
+            // port (its dial there takes the handshake timeout to fail).
+            let silent = self.liveness.ever_heard(supplier)
+                && self
+                    .liveness
+                    .last_heard(supplier)
+                    .is_none_or(|t| t <= sent_at);
+            if silent {
                 self.report_suspect(supplier);
             }
         }

@@ -44,6 +44,11 @@ impl Liveness {
         }
     }
 
+    /// Whether `peer` spoke to us at all since this stage started.
+    pub(super) fn ever_heard(&self, peer: NodeId) -> bool {
+        self.ever_heard.contains(&peer)
+    }
+
     /// When `peer`, a neighbour, was last heard from.
     pub(super) fn last_heard(&self, peer: NodeId) -> Option<Duration> {
         self.last_heard.get(&peer).copied()
@@ -79,14 +84,14 @@ impl StageCore {
         // that never did may not have our address or flow yet (we just
         // restarted, or it just joined). Reporting it anyway made every
         // restarted stage report live neighbours a second after its start,
-        // and the leader then routed around those links for good. A supplier
-        // that never answers a request is still reported (`expire_requests`).
+        // and the leader then routed around those links for good. The same
+        // holds for unanswered requests (`expire_requests`).
         let watched: Vec<NodeId> = self
             .flow
             .watched()
             .iter()
             .copied()
-            .filter(|n| self.liveness.ever_heard.contains(n))
+            .filter(|n| self.liveness.ever_heard(*n))
             .collect();
         for n in watched {
             if self.liveness.silent_for(n, now, self.cfg.suspect_after) {

@@ -678,22 +678,34 @@ fn only_the_watcher_gets_heartbeats_and_only_a_watched_neighbour_that_fell_silen
 
 #[test]
 fn a_supplier_silent_through_a_whole_request_is_reported_by_any_consumer() {
-    // Frame 14 watches nobody, but its requests to the wood stages go
-    // unanswered: when they time out, both are reported.
+    // Frame 14 watches nobody, but it asks the wood stages for wood. Both
+    // spoke once at the start; then 11 falls silent while 12 answers again
+    // after the requests went out. A request to 11 times out: 11 is
+    // reported; 12 is not, and neither would a supplier that never spoke
+    // to 14 since it started (its answers may be going to our old port).
     let mut s = StageCore::new(frame(14), Records::default());
     s.set_flow(Duration::ZERO, &window_flow(5));
+    s.on_message(STEP, NodeId(11), &env(11, 5, Message::Heartbeat { seq: 1 }));
+    s.on_message(STEP, NodeId(12), &env(12, 5, Message::Heartbeat { seq: 1 }));
     let mut suspects = Vec::new();
-    for i in 0..=110 {
+    for i in 2..=120 {
         let now = Duration::from_millis(10 * i);
         if i == 50 {
-            // 12 answers something after the requests went out: not silent.
-            s.on_message(now, NodeId(12), &env(12, 5, Message::Heartbeat { seq: 1 }));
+            s.on_message(now, NodeId(12), &env(12, 5, Message::Heartbeat { seq: 2 }));
         }
         s.tick(now);
         suspects.extend(s.take_output().suspects);
     }
     assert!(s.metrics().requests_timed_out > 0);
-    assert_eq!(suspects, vec![NodeId(11)], "11 never answered; 12 did");
+    assert_eq!(suspects, vec![NodeId(11)], "11 fell silent; 12 did not");
+    // A freshly started stage whose suppliers never answered reports nobody.
+    let mut fresh = StageCore::new(frame(14), Records::default());
+    fresh.set_flow(Duration::ZERO, &window_flow(5));
+    for i in 0..=120 {
+        fresh.tick(Duration::from_millis(10 * i));
+        assert!(fresh.take_output().suspects.is_empty(), "at {} ms", 10 * i);
+    }
+    assert!(fresh.metrics().requests_timed_out > 0);
 }
 
 #[test]
