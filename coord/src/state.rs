@@ -74,6 +74,12 @@ pub enum Command {
         based_on: u64,
         edges: Vec<FlowEdge>,
     },
+    /// Hands an avoided link back to the solver (the leader retries it after
+    /// a while: a false report, or a partition that healed, is not forever).
+    RetryLink {
+        supplier: NodeId,
+        consumer: NodeId,
+    },
 }
 
 /// What applying a command did.
@@ -106,7 +112,7 @@ pub struct ClusterConfig {
     /// Coordinator ids removed for good.
     pub retired_coordinators: BTreeSet<NodeId>,
     /// Links reported broken between live stages; cleared when either end
-    /// registers again (a restart) or dies.
+    /// registers again (a restart) or dies, or when the leader retries one.
     pub avoid: BTreeSet<(NodeId, NodeId)>,
     pub flow: Flow,
     /// The `config_version` the current flow was computed from.
@@ -193,6 +199,14 @@ impl ClusterConfig {
             }
             Command::AvoidLink { supplier, consumer } => {
                 self.avoid_link(index, *supplier, *consumer)
+            }
+            Command::RetryLink { supplier, consumer } => {
+                if self.avoid.remove(&(*supplier, *consumer)) {
+                    self.config_version = index;
+                    Ok(())
+                } else {
+                    Err(format!("the link {supplier} -> {consumer} is not avoided"))
+                }
             }
             Command::RetireCoordinator { id } => {
                 self.retired_coordinators.insert(*id);

@@ -70,6 +70,7 @@ impl Rig {
             transport: TransportConfig::default(),
             solver: SolverConfig::default(),
             probe_timeout: Duration::from_secs(1),
+            link_retry: Duration::from_secs(3),
             mode: self.mode,
             shared: self.dir.path().join("shared"),
             join: false,
@@ -359,6 +360,12 @@ async fn a_suspect_is_probed(file_lock: bool) {
         s.stages
             .contains(&(NodeId(11), Liveness::Alive))
             .then_some(())
+    })
+    .await;
+    // After `link_retry`, the leader hands the link back to the solver.
+    eventually("the link 11 -> 13 tried again", async || {
+        let f = c13.read_flow(true).await.ok()?;
+        f.serves(NodeId(11), NodeId(13)).then_some(())
     })
     .await;
 

@@ -1,9 +1,11 @@
 //! The leader's duties, done while this coordinator leads: install the
 //! bootstrap spec, confirm suspects with its own probe (dead → `MarkDead`,
-//! alive → route around the broken link with `AvoidLink`), revive stages held
-//! dead that answer, and whenever the configuration is newer than the flow,
-//! solve and propose `CommitFlow { based_on }`.
+//! alive → route around the broken link with `AvoidLink`), give avoided links
+//! another try after a while (`RetryLink`), revive stages held dead that
+//! answer, and whenever the configuration is newer than the flow, solve and
+//! propose `CommitFlow { based_on }`.
 
+use super::retries::LinkRetries;
 use super::Shared;
 use crate::config_store::ConfigStore;
 use crate::solver::solve;
@@ -27,10 +29,14 @@ pub(super) async fn leader_duties<S: ConfigStore>(shared: Shared<S>) {
     let mut config = shared.store.config();
     let mut leading = shared.store.leading();
     let probing: Probing = Arc::default();
+    let mut retries = LinkRetries::new(shared.link_retry);
     loop {
         if *leading.borrow_and_update() {
             let snapshot = config.borrow_and_update().clone();
-            lead_once(&shared, &snapshot, &probing).await;
+            lead_once(&shared, &snapshot, &probing, &mut retries).await;
+        } else {
+            // A leader's clocks start when it starts leading.
+            retries = LinkRetries::new(shared.link_retry);
         }
         // Wait for something to change (bounded, so a failed proposal is retried).
         tokio::select! {
@@ -41,7 +47,12 @@ pub(super) async fn leader_duties<S: ConfigStore>(shared: Shared<S>) {
     }
 }
 
-async fn lead_once<S: ConfigStore>(shared: &Shared<S>, cfg: &ClusterConfig, probing: &Probing) {
+async fn lead_once<S: ConfigStore>(
+    shared: &Shared<S>,
+    cfg: &ClusterConfig,
+    probing: &Probing,
+    retries: &mut LinkRetries,
+) {
     if cfg.spec.is_none() {
         if let Some(spec) = &shared.bootstrap_spec {
             let set = Command::SetSpec { spec: spec.clone() };
@@ -52,6 +63,18 @@ async fn lead_once<S: ConfigStore>(shared: &Shared<S>, cfg: &ClusterConfig, prob
         return;
     }
     probe_the_unwell(shared, cfg, probing);
+    let due = retries.due(&cfg.avoid, Instant::now());
+    if !due.is_empty() {
+        // The configuration changes: the flow is solved on the next turn.
+        for (supplier, consumer) in due {
+            tracing::info!(%supplier, %consumer, "an avoided link gets another try");
+            let _ = shared
+                .store
+                .propose(Command::RetryLink { supplier, consumer })
+                .await;
+        }
+        return;
+    }
     if cfg.flow_is_stale() {
         commit_flow(shared, cfg).await;
     }

@@ -14,6 +14,7 @@
 
 mod leader;
 mod peers;
+mod retries;
 mod serve;
 
 use crate::cluster::{ClusterFile, SetupError};
@@ -56,6 +57,9 @@ pub struct CoordinatorOptions {
     pub solver: SolverConfig,
     /// How long the leader waits for a suspect to answer its probe.
     pub probe_timeout: Duration,
+    /// How long a link reported broken between live stages is avoided before
+    /// the leader tries it again (doubling each time it is avoided again).
+    pub link_retry: Duration,
     pub mode: CoordMode,
     /// The directory every coordinator shares in file-lock mode.
     pub shared: PathBuf,
@@ -92,6 +96,7 @@ impl CoordinatorOptions {
             // Loopback and LAN answer in well under a millisecond; half a
             // second leaves room for a loaded machine.
             probe_timeout: Duration::from_millis(500),
+            link_retry: LINK_RETRY,
             mode: cluster.mode,
             shared: cluster.shared.clone(),
             join: false,
@@ -99,6 +104,10 @@ impl CoordinatorOptions {
         })
     }
 }
+
+/// How long an avoided link waits for its first retry: long against the
+/// second or two a retry of a still-broken link costs its consumer.
+pub const LINK_RETRY: Duration = Duration::from_secs(30);
 
 /// How often a node looks at its fault file.
 const FAULT_FILE_POLL: Duration = Duration::from_millis(200);
@@ -152,6 +161,7 @@ struct Shared<S> {
     transport: Transport,
     solver: SolverConfig,
     probe_timeout: Duration,
+    link_retry: Duration,
     bootstrap_spec: Option<Spec>,
 }
 
@@ -360,6 +370,7 @@ fn spawn_tasks<S: ConfigStore>(
         transport: transport.clone(),
         solver: opts.solver.clone(),
         probe_timeout: opts.probe_timeout,
+        link_retry: opts.link_retry,
         bootstrap_spec: opts.spec.clone(),
     };
     vec![

@@ -324,6 +324,49 @@ fn a_broken_link_is_routed_around_when_possible() {
 }
 
 #[test]
+fn the_other_consumers_lean_on_the_supplier_a_broken_link_spares() {
+    let ids = [
+        (1, "wood"),
+        (2, "wood"),
+        (3, "window-frame"),
+        (4, "window-frame"),
+    ];
+    let mut stages: Vec<_> = ids.into_iter().map(|(i, t)| stage(i, t)).collect();
+    stages.push(stage(5, "window"));
+    let wood = |plan: &FlowPlan| -> Vec<(u64, u64, u32)> {
+        plan.edges
+            .iter()
+            .filter(|e| e.item.as_str() == "wood")
+            .map(|e| (e.supplier.0, e.consumer.0, e.share))
+            .collect()
+    };
+    // 3 cannot take from 1, so 2 serves 3 alone, and 4 takes from 1 alone:
+    // each wood stage carries one frame stage, as with no broken link.
+    let avoid = BTreeSet::from([(NodeId(1), NodeId(3))]);
+    let plan = solve(&window(), &stages, &[], &avoid, &SolverConfig::default()).unwrap();
+    assert_eq!(wood(&plan), vec![(1, 4, 1000), (2, 3, 1000)]);
+    // Three frame stages, one of them cut from 1: the two free ones give 1
+    // three quarters of their demand, so both wood stages carry 1.5.
+    stages.push(stage(6, "window-frame"));
+    let plan = solve(&window(), &stages, &[], &avoid, &SolverConfig::default()).unwrap();
+    assert_eq!(
+        wood(&plan),
+        vec![
+            (1, 4, 750),
+            (1, 6, 750),
+            (2, 3, 1000),
+            (2, 4, 250),
+            (2, 6, 250)
+        ]
+    );
+    let load = utilisation(&window(), &stages, &plan.edges);
+    assert_eq!(
+        load[&("wood".into(), NodeId(1))].0,
+        load[&("wood".into(), NodeId(2))].0
+    );
+}
+
+#[test]
 fn shares_follow_capacity() {
     let mut stages: Vec<_> = [(1, "wood"), (2, "wood"), (3, "window-frame"), (5, "window")]
         .into_iter()

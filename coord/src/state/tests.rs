@@ -245,6 +245,41 @@ fn broken_links_are_recorded_and_forgotten_when_an_end_restarts() {
 }
 
 #[test]
+fn a_retried_link_leaves_the_avoided_set_and_changes_the_flow_inputs() {
+    let mut c = ClusterConfig::default();
+    c.apply(1, &Command::SetSpec { spec: spec() });
+    c.apply(
+        2,
+        &Command::RegisterStage {
+            stage: stage(1, "wood"),
+        },
+    );
+    c.apply(
+        3,
+        &Command::RegisterStage {
+            stage: stage(3, "window-frame"),
+        },
+    );
+    let link = (NodeId(1), NodeId(3));
+    c.apply(
+        4,
+        &Command::AvoidLink {
+            supplier: link.0,
+            consumer: link.1,
+        },
+    );
+    let retry = Command::RetryLink {
+        supplier: link.0,
+        consumer: link.1,
+    };
+    assert_eq!(c.apply(5, &retry), CommandResponse::Applied { index: 5 });
+    assert!(c.avoid.is_empty());
+    assert_eq!(c.config_version, 5, "the flow is solved again");
+    assert!(rejected(&c.apply(6, &retry)), "a link not avoided");
+    assert_eq!(c.config_version, 5);
+}
+
+#[test]
 fn a_committed_flow_carries_the_recipes_it_was_computed_for() {
     let mut c = ClusterConfig::default();
     c.apply(1, &Command::SetSpec { spec: spec() });
