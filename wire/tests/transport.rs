@@ -491,3 +491,49 @@ async fn a_member_that_connects_from_an_address_we_lack_is_answered_there() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_dial_to_an_old_address_gives_way_when_the_peer_connects_from_a_new_one() {
+    init_tracing();
+    let ca = ClusterCa::generate("t").unwrap();
+    let a_book = PeerBook::new();
+    let b_book = PeerBook::new();
+    let mut a = node(&ca, 1, &a_book);
+    // A handshake that never ends on its own within the test's deadline.
+    let patient = TransportConfig {
+        connect_timeout: Duration::from_secs(120),
+        ..test_config()
+    };
+    let (transport, inbox) = Transport::bind(
+        &ca.issue(NodeId(2)).unwrap(),
+        LOCALHOST,
+        b_book.clone(),
+        patient,
+        None,
+    )
+    .unwrap();
+    let mut b = Node {
+        transport,
+        inbox,
+        identity: ca.issue(NodeId(2)).unwrap(),
+    };
+    a_book.insert(NodeId(2), b.transport.local_addr().unwrap());
+    // B has A's old address: a socket that swallows every packet.
+    let old = std::net::UdpSocket::bind(LOCALHOST).unwrap();
+    b_book.insert(NodeId(1), old.local_addr().unwrap());
+    let sender = b.transport.clone();
+    let send = tokio::spawn(async move { sender.send(NodeId(1), FlowVersion(1), hb(7)).await });
+    // A connects to B from its real address while B's dial hangs.
+    a.transport
+        .send(NodeId(2), FlowVersion(1), hb(1))
+        .await
+        .unwrap();
+    assert!(matches!(next(&mut b.inbox).await, Inbound::Message { .. }));
+    // B's dial follows A there instead of waiting out its handshake timeout.
+    match next(&mut a.inbox).await {
+        Inbound::Message { env, .. } => assert_eq!(env.body, hb(7)),
+        other => panic!("{other:?}"),
+    }
+    send.await.unwrap().unwrap();
+    drop(old);
+}

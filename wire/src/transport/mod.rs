@@ -82,6 +82,12 @@ pub enum TransportError {
     Refused { peer: NodeId, reason: String },
     #[error("connection to node {peer} lost: {reason}")]
     ConnectionLost { peer: NodeId, reason: String },
+    #[error("node {peer} moved from {from} to {to} while it was being dialled")]
+    Moved {
+        peer: NodeId,
+        from: SocketAddr,
+        to: SocketAddr,
+    },
     #[error("node {peer} did not answer within {timeout:?}")]
     Timeout { peer: NodeId, timeout: Duration },
     #[error("node {peer} answered as node {claimed}")]
@@ -434,7 +440,14 @@ impl Transport {
             }
         }
         link.dialled = Some(addr);
-        let result = self.dial(to, addr).await;
+        let mut result = self.dial(to, addr).await;
+        if let Err(TransportError::Moved { to: new, .. }) = result {
+            // The peer connected to us from elsewhere while we dialled the
+            // old address: dial it there (once; a peer that moves again is
+            // followed on the next call).
+            link.dialled = Some(new);
+            result = self.dial(to, new).await;
+        }
         match &result {
             Ok(conn) => {
                 link.conn = Some(conn.clone());
@@ -471,7 +484,14 @@ impl Transport {
                 },
             })?;
         let timeout = self.inner.config.connect_timeout;
-        match tokio::time::timeout(timeout, connecting).await {
+        let handshake = tokio::time::timeout(timeout, connecting);
+        let outcome = tokio::select! {
+            outcome = handshake => outcome,
+            new = moved_from(&self.inner.peers, to, addr) => {
+                return Err(TransportError::Moved { peer: to, from: addr, to: new });
+            }
+        };
+        match outcome {
             Err(_) => Err(TransportError::Unreachable {
                 peer: to,
                 reason: format!("no handshake within {timeout:?}"),
@@ -492,6 +512,21 @@ impl Transport {
                     reason: other.to_string(),
                 },
             }),
+        }
+    }
+}
+
+/// How often a dial in progress looks for a new address of its peer.
+const MOVE_POLL: Duration = Duration::from_millis(50);
+
+/// Resolves with the peer's new address once the book no longer has `addr`
+/// for it (it connected to us from elsewhere: it restarted on another port),
+/// so that a dial to the old address does not wait out `connect_timeout`.
+async fn moved_from(peers: &PeerBook, to: NodeId, addr: SocketAddr) -> SocketAddr {
+    loop {
+        tokio::time::sleep(MOVE_POLL).await;
+        if let Some(new) = peers.addr(to).filter(|a| *a != addr) {
+            return new;
         }
     }
 }
