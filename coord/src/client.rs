@@ -10,7 +10,8 @@ use crate::cluster::{ClusterFile, SetupError};
 use factoryos_wire::message::{ClientRequest, ClientResponse, ErrorKind, Message};
 use factoryos_wire::model::{ClusterStatus, Flow, PhaseTiming, Recipe, StageDescriptor};
 use factoryos_wire::{
-    FlowVersion, ItemType, NodeId, NodeIdentity, PeerBook, ServiceError, Transport, TransportConfig,
+    FlowVersion, ItemType, NodeId, NodeIdentity, PeerBook, ServiceError, SliceUpdate, Transport,
+    TransportConfig,
 };
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -48,7 +49,7 @@ pub struct CoordClient {
 /// this bound keeps a client from waiting on it.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// How long a `WatchFlow` long poll waits at a coordinator before it is
+/// How long a `WatchSlice` long poll waits at a coordinator before it is
 /// answered with the current flow; the client waits this plus its call
 /// timeout. Short, so that a poll parked on a member being removed (whose
 /// connection looks alive until QUIC's idle timeout) costs seconds, not ten.
@@ -95,7 +96,7 @@ impl CoordClient {
             }
             let target = coordinators[self.next.load(Ordering::Relaxed) % n];
             let timeout = match req {
-                ClientRequest::WatchFlow { .. } => self.timeout + WATCH_WAIT,
+                ClientRequest::WatchSlice { .. } => self.timeout + WATCH_WAIT,
                 _ => self.timeout,
             };
             let request =
@@ -242,6 +243,14 @@ impl CoordClient {
         .await
     }
 
+    async fn slice(&self, req: ClientRequest) -> Result<SliceUpdate, ClientError> {
+        self.ask(req, |r| match r {
+            ClientResponse::Slice(update) => Ok(update),
+            other => Err(other),
+        })
+        .await
+    }
+
     async fn cluster_status(&self, req: ClientRequest) -> Result<ClusterStatus, ClientError> {
         self.ask(req, |r| match r {
             ClientResponse::Status(s) => Ok(s),
@@ -260,10 +269,32 @@ impl CoordClient {
         self.commit(ClientRequest::ReportSuspect { suspect }).await
     }
 
-    /// Waits (long poll, [`WATCH_WAIT`] at most) for a flow newer than `known`; may
-    /// return the current flow unchanged when the wait runs out.
-    pub async fn watch_flow(&self, known: FlowVersion) -> Result<Flow, ClientError> {
-        self.flow(ClientRequest::WatchFlow { known }).await
+    /// Waits (long poll, [`WATCH_WAIT`] at most) for a flow newer than
+    /// `known`, and answers with `stage`'s slice of it, or only its version
+    /// if the slice still has `digest` (the caller's copy); may answer the
+    /// current version when the wait runs out.
+    pub async fn watch_slice(
+        &self,
+        stage: NodeId,
+        known: FlowVersion,
+        digest: Option<u64>,
+    ) -> Result<SliceUpdate, ClientError> {
+        let req = ClientRequest::WatchSlice {
+            stage,
+            known,
+            digest,
+        };
+        self.slice(req).await
+    }
+
+    /// `stage`'s slice of the current flow (or only its version, as for
+    /// [`CoordClient::watch_slice`]).
+    pub async fn read_slice(
+        &self,
+        stage: NodeId,
+        digest: Option<u64>,
+    ) -> Result<SliceUpdate, ClientError> {
+        self.slice(ClientRequest::ReadSlice { stage, digest }).await
     }
 
     /// The current flow; `linearizable` makes it at least as new as any flow

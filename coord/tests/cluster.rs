@@ -9,7 +9,8 @@ use factoryos_coord::solver::SolverConfig;
 use factoryos_coord::state::{Command, CommandResponse};
 use factoryos_wire::model::{Liveness, Spec, StageDescriptor};
 use factoryos_wire::{
-    ClusterCa, FlowVersion, Inbound, Message, NodeId, PeerBook, Transport, TransportConfig,
+    ClusterCa, FlowVersion, Inbound, Message, NodeId, PeerBook, SliceUpdate, Transport,
+    TransportConfig,
 };
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
@@ -498,5 +499,88 @@ async fn reads_on_every_coordinator_see_every_acknowledged_write(file_lock: bool
                 k + 1
             );
         }
+    }
+}
+
+/// A stage is sent its own slice of the flow, and only the new version
+/// while that slice holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stages_watch_their_own_slice_of_the_flow() {
+    let mut rig = Rig::new(3, false);
+    let mut coords = Vec::new();
+    for id in 1..=3 {
+        coords.push(rig.start(NodeId(id)).await);
+    }
+    leader_of(&coords).await;
+    let nowhere: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    // Each stage registers itself (a client per stage id).
+    let mut clients = Vec::new();
+    for (id, item) in [
+        (11, "wood"),
+        (12, "wood"),
+        (13, "window-frame"),
+        (15, "window"),
+    ] {
+        let client = rig.client(NodeId(id));
+        client.0.register(stage(id, item, nowhere)).await.unwrap();
+        clients.push(client);
+    }
+    let c = &clients[0].0;
+    let changed = |u: SliceUpdate| match u {
+        SliceUpdate::Changed(s) => Some(s),
+        SliceUpdate::Unchanged { .. } => None,
+    };
+    let s13 = eventually("13's slice with its suppliers and consumer", async || {
+        let s = changed(c.read_slice(NodeId(13), None).await.ok()?)?;
+        (s.edges.len() == 3).then_some(s)
+    })
+    .await;
+    let full = c.read_flow(false).await.unwrap();
+    assert!(s13.edges.iter().all(|e| full.edges.contains(e)));
+    assert!(s13
+        .edges
+        .iter()
+        .all(|e| e.supplier == NodeId(13) || e.consumer == NodeId(13)));
+    assert_eq!(
+        s13.watcher,
+        Some(NodeId(15)),
+        "13's only consumer watches it"
+    );
+    assert_eq!(
+        s13.recipes.keys().map(|t| t.as_str()).collect::<Vec<_>>(),
+        vec!["window-frame"]
+    );
+    // (Reads are answered by any coordinator: one may lag a little.)
+    let s11 = eventually("11's slice: its one consumer", async || {
+        let s = changed(c.read_slice(NodeId(11), None).await.ok()?)?;
+        (s.version >= s13.version && s.edges.len() == 1).then_some(s)
+    })
+    .await;
+
+    // A second window stage: 13's slice changes, 11's does not, so a watch
+    // holding 11's copy is answered with the new version alone.
+    let (c16, _t16, _i16) = rig.client(NodeId(16));
+    c16.register(stage(16, "window", nowhere)).await.unwrap();
+    let update = c
+        .watch_slice(NodeId(11), s11.version, Some(s11.digest()))
+        .await
+        .unwrap();
+    assert!(update.version() > s11.version);
+    assert_eq!(
+        update,
+        SliceUpdate::Unchanged {
+            version: update.version()
+        }
+    );
+    eventually("13's slice with the new consumer", async || {
+        let s = changed(c.read_slice(NodeId(13), Some(s13.digest())).await.ok()?)?;
+        s.edges
+            .iter()
+            .any(|e| e.consumer == NodeId(16))
+            .then_some(())
+    })
+    .await;
+    for c in coords {
+        c.shutdown().await;
     }
 }

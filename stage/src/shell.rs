@@ -19,10 +19,10 @@ use crate::wal::{Wal, WalError};
 use factoryos_coord::client::CoordClient;
 use factoryos_coord::events::{EventLog, What};
 use factoryos_wire::message::Message;
-use factoryos_wire::model::{Flow, StageDescriptor};
+use factoryos_wire::model::StageDescriptor;
 use factoryos_wire::{
-    FaultController, FlowVersion, Inbound, NodeId, NodeIdentity, PeerBook, Transport,
-    TransportConfig,
+    FaultController, FlowSlice, FlowVersion, Inbound, NodeId, NodeIdentity, PeerBook, SliceUpdate,
+    Transport, TransportConfig,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -213,7 +213,7 @@ fn follow_faults(opts: &StageOptions, stop: watch::Receiver<bool>) {
 struct Runner {
     events: EventLog,
     /// Where flows read out of turn go (set once the loop runs).
-    flow_tx: Option<mpsc::Sender<Flow>>,
+    flow_tx: Option<mpsc::Sender<FlowSlice>>,
     /// Whether such a read is under way.
     fetching: Arc<std::sync::atomic::AtomicBool>,
     /// Whether a directory read is under way.
@@ -242,7 +242,7 @@ impl Runner {
         tick: Duration,
     ) -> Result<(), StageError> {
         // Register (retrying until a coordinator takes it), then follow the flow.
-        let (flow_tx, mut flow_rx) = mpsc::channel::<Flow>(4);
+        let (flow_tx, mut flow_rx) = mpsc::channel::<FlowSlice>(4);
         self.flow_tx = Some(flow_tx.clone());
         tokio::spawn(follow_flow(self.client.clone(), descriptor, flow_tx));
         let mut ticker = tokio::time::interval(tick);
@@ -268,12 +268,12 @@ impl Runner {
                         self.handle(item);
                     }
                 }
-                flow = flow_rx.recv() => {
-                    if let Some(flow) = flow {
-                        self.learn_addresses(&flow).await;
+                slice = flow_rx.recv() => {
+                    if let Some(slice) = slice {
+                        self.learn_addresses(&slice).await;
                         let now = self.now();
-                        if self.core.set_flow(now, &flow) {
-                            let version = flow.version.0;
+                        if self.core.set_slice(now, &slice) {
+                            let version = slice.version.0;
                             self.events.record(What::FlowAdopted { version });
                         }
                     }
@@ -359,10 +359,11 @@ impl Runner {
             return;
         }
         let (client, fetching) = (self.client.clone(), self.fetching.clone());
+        let me = self.core.config().id;
         tokio::spawn(async move {
             tracing::debug!(%newer, "a peer knows a newer flow: reading it");
-            if let Ok(flow) = client.read_flow(false).await {
-                let _ = tx.send(flow).await;
+            if let Ok(SliceUpdate::Changed(slice)) = client.read_slice(me, None).await {
+                let _ = tx.send(slice).await;
             }
             fetching.store(false, std::sync::atomic::Ordering::Release);
         });
@@ -401,16 +402,15 @@ impl Runner {
     /// a flow naming a neighbour with no known address waits for the
     /// directory; otherwise it is read beside the loop (one read at a time),
     /// so trading never waits on a coordinator that a partition cut off.
-    async fn learn_addresses(&mut self, flow: &Flow) {
-        if flow.edges.is_empty() {
+    async fn learn_addresses(&mut self, slice: &FlowSlice) {
+        if slice.edges.is_empty() {
             return;
         }
         let me = self.core.config().id;
         let book = self.transport.peers().clone();
-        let unknown = flow
+        let unknown = slice
             .edges
             .iter()
-            .filter(|e| e.supplier == me || e.consumer == me)
             .flat_map(|e| [e.supplier, e.consumer])
             .any(|n| n != me && book.addr(n).is_none());
         let client = self.client.clone();
@@ -503,7 +503,11 @@ const MEMBERS_EVERY: Duration = Duration::from_secs(1);
 
 /// Registers the stage, then long-polls the flow forever, forwarding every
 /// newer version.
-async fn follow_flow(client: CoordClient, descriptor: StageDescriptor, tx: mpsc::Sender<Flow>) {
+async fn follow_flow(
+    client: CoordClient,
+    descriptor: StageDescriptor,
+    tx: mpsc::Sender<FlowSlice>,
+) {
     let id = descriptor.id;
     loop {
         match client.register(descriptor.clone()).await {
@@ -518,12 +522,23 @@ async fn follow_flow(client: CoordClient, descriptor: StageDescriptor, tx: mpsc:
         }
     }
     tokio::spawn(follow_members(client.clone(), tx.clone()));
-    let mut known = FlowVersion(0);
+    // The last slice received: the coordinator answers only the version
+    // while our copy (named by its digest) still holds.
+    let mut last: Option<FlowSlice> = None;
     loop {
-        match client.watch_flow(known).await {
-            Ok(flow) if flow.version > known => {
-                known = flow.version;
-                if tx.send(flow).await.is_err() {
+        let known = last.as_ref().map_or(FlowVersion(0), |s| s.version);
+        let digest = last.as_ref().map(FlowSlice::digest);
+        match client.watch_slice(id, known, digest).await {
+            Ok(update) if update.version() > known => {
+                let slice = match (update, &last) {
+                    (SliceUpdate::Changed(slice), _) => slice,
+                    (SliceUpdate::Unchanged { version }, Some(held)) => held.at(version),
+                    // Unchanged from a copy we do not hold: cannot happen
+                    // (we sent no digest); ask again.
+                    (SliceUpdate::Unchanged { .. }, None) => continue,
+                };
+                last = Some(slice.clone());
+                if tx.send(slice).await.is_err() {
                     return;
                 }
             }
@@ -542,7 +557,7 @@ async fn follow_flow(client: CoordClient, descriptor: StageDescriptor, tx: mpsc:
 /// Follows coordinator membership changes every [`MEMBERS_EVERY`], beside
 /// the flow watch (a long poll may sit on a member being removed), until
 /// the stage is gone.
-async fn follow_members(client: CoordClient, tx: mpsc::Sender<Flow>) {
+async fn follow_members(client: CoordClient, tx: mpsc::Sender<FlowSlice>) {
     while !tx.is_closed() {
         tokio::time::sleep(MEMBERS_EVERY).await;
         if let Err(e) = client.refresh_members().await {

@@ -18,8 +18,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// The format version written in every frame. Bump it on any incompatible
 /// change of [`Envelope`]'s encoding (2: lots carry `made_ms`, flows their
 /// recipes; 3: coordinators answer errors as a typed `ServiceError`; 4:
-/// recipe reads and compare-and-set updates).
-pub const FORMAT_VERSION: u8 = 5;
+/// recipe reads and compare-and-set updates; 6: stages watch their slice
+/// of the flow).
+pub const FORMAT_VERSION: u8 = 6;
 
 /// Length of the prefix that precedes every frame.
 pub const LEN_PREFIX: usize = 4;

@@ -32,6 +32,7 @@ pub mod message;
 pub mod metrics;
 pub mod model;
 pub mod peers;
+pub mod slice;
 pub mod tls;
 pub mod transport;
 
@@ -41,5 +42,6 @@ pub use ids::{FlowVersion, ItemType, LotId, NodeId, RequestId, SnapshotId};
 pub use message::{Envelope, ErrorKind, Message, MessageKind, ServiceError};
 pub use metrics::{MessageCounters, MessageTotals};
 pub use peers::PeerBook;
+pub use slice::{FlowSlice, SliceIndex, SliceUpdate};
 pub use tls::{CertError, ClusterCa, NodeIdentity};
 pub use transport::{Inbound, Responder, Transport, TransportConfig, TransportError};

@@ -16,6 +16,7 @@
 
 use crate::ids::{FlowVersion, ItemType, LotId, NodeId, RequestId, SnapshotId};
 use crate::model::{ClusterStatus, Flow, Lot, Recipe, StageDescriptor};
+use crate::slice::SliceUpdate;
 use serde::{Deserialize, Serialize};
 
 /// What travels in one frame: who sent it, under which flow, and the message.
@@ -113,8 +114,17 @@ pub enum ClientRequest {
     Register { stage: StageDescriptor },
     /// A stage reports a neighbour that missed its heartbeat deadline.
     ReportSuspect { suspect: NodeId },
-    /// Long poll: answer once the flow is newer than `known`.
-    WatchFlow { known: FlowVersion },
+    /// Long poll: answer once the flow is newer than `known`, with `stage`'s
+    /// slice of it, or only the new version if the slice's digest is still
+    /// `digest` (the caller's copy).
+    WatchSlice {
+        stage: NodeId,
+        known: FlowVersion,
+        digest: Option<u64>,
+    },
+    /// `stage`'s slice of the current flow, at once (or only its version, as
+    /// for `WatchSlice`).
+    ReadSlice { stage: NodeId, digest: Option<u64> },
     /// Read the current flow (linearizable when asked).
     ReadFlow { linearizable: bool },
     /// Leader, term, members, flow version, stage liveness.
@@ -157,6 +167,7 @@ pub enum ClientResponse {
         leader: Option<NodeId>,
     },
     Flow(Flow),
+    Slice(SliceUpdate),
     Status(ClusterStatus),
     Directory(Vec<(NodeId, std::net::SocketAddr)>),
     /// A recipe, with its version.

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 /// How one item type is made: per manufacture cycle a stage consumes `units`
 /// of each input type and produces one lot of `yield_units` of its output.
 /// A recipe with no inputs is a raw material.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Recipe {
     /// Input type -> units consumed per cycle.
     pub inputs: BTreeMap<ItemType, u32>,

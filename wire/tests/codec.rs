@@ -7,7 +7,7 @@ use factoryos_wire::model::{
 };
 use factoryos_wire::{
     DecodeError, Envelope, FlowVersion, FrameCodec, ItemType, LotId, Message, MessageKind, NodeId,
-    RequestId, SnapshotId,
+    RequestId, SliceUpdate, SnapshotId,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -97,9 +97,15 @@ fn client_request() -> impl Strategy<Value = ClientRequest> {
     prop_oneof![
         stage().prop_map(|stage| ClientRequest::Register { stage }),
         node().prop_map(|suspect| ClientRequest::ReportSuspect { suspect }),
-        any::<u64>().prop_map(|v| ClientRequest::WatchFlow {
-            known: FlowVersion(v)
-        }),
+        (node(), any::<u64>(), proptest::option::of(any::<u64>())).prop_map(
+            |(stage, v, digest)| ClientRequest::WatchSlice {
+                stage,
+                known: FlowVersion(v),
+                digest
+            }
+        ),
+        (node(), proptest::option::of(any::<u64>()))
+            .prop_map(|(stage, digest)| ClientRequest::ReadSlice { stage, digest }),
         any::<bool>().prop_map(|linearizable| ClientRequest::ReadFlow { linearizable }),
         Just(ClientRequest::Status),
         Just(ClientRequest::CommitTimings),
@@ -153,6 +159,16 @@ fn client_response() -> impl Strategy<Value = ClientResponse> {
         (any::<u64>(), proptest::option::of(node()))
             .prop_map(|(index, leader)| ClientResponse::Committed { index, leader }),
         flow().prop_map(ClientResponse::Flow),
+        (flow(), node()).prop_map(|(f, other)| {
+            // A stage of the flow, so that the slice has edges.
+            let stage = f.edges.first().map_or(other, |e| e.consumer);
+            ClientResponse::Slice(SliceUpdate::Changed(
+                f.slice(stage, f.recipes.keys().next()),
+            ))
+        }),
+        any::<u64>().prop_map(|v| ClientResponse::Slice(SliceUpdate::Unchanged {
+            version: FlowVersion(v)
+        })),
         status.prop_map(ClientResponse::Status),
         proptest::collection::vec((node(), addr()), 0..4).prop_map(ClientResponse::Directory),
         service_error().prop_map(ClientResponse::Error),

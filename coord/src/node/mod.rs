@@ -16,6 +16,7 @@ mod leader;
 mod peers;
 mod retries;
 mod serve;
+mod slices;
 
 use crate::cluster::{ClusterFile, SetupError};
 use crate::config::{CoordMode, RaftTimeouts, FILE_LOCK_POLL};
@@ -162,6 +163,7 @@ struct Shared<S> {
     solver: SolverConfig,
     probe_timeout: Duration,
     link_retry: Duration,
+    slices: slices::SliceCache,
     bootstrap_spec: Option<Spec>,
 }
 
@@ -371,6 +373,7 @@ fn spawn_tasks<S: ConfigStore>(
         solver: opts.solver.clone(),
         probe_timeout: opts.probe_timeout,
         link_retry: opts.link_retry,
+        slices: slices::SliceCache::default(),
         bootstrap_spec: opts.spec.clone(),
     };
     vec![

@@ -115,7 +115,15 @@ async fn handle_client<S: ConfigStore>(
         ClientRequest::RemoveCoordinator { id } => {
             change(shared, MembershipChange::Remove { id }).await
         }
-        ClientRequest::WatchFlow { known } => watch_flow(shared, known).await,
+        ClientRequest::WatchSlice {
+            stage,
+            known,
+            digest,
+        } => watch_slice(shared, stage, known, digest).await,
+        ClientRequest::ReadSlice { stage, digest } => {
+            let config = shared.store.config().borrow().clone();
+            ClientResponse::Slice(shared.slices.answer(config, stage, digest))
+        }
         ClientRequest::ReadFlow { linearizable } => read_flow(shared, linearizable).await,
         ClientRequest::Status => ClientResponse::Status(shared.store.status()),
         ClientRequest::Directory => directory(shared),
@@ -125,12 +133,18 @@ async fn handle_client<S: ConfigStore>(
     }
 }
 
-/// Answers once the flow is newer than `known`, or after [`WATCH_WAIT`].
-async fn watch_flow<S: ConfigStore>(shared: &Shared<S>, known: FlowVersion) -> ClientResponse {
+/// Answers once the flow is newer than `known`, or after [`WATCH_WAIT`],
+/// with `stage`'s slice (only the version if the holder's copy still holds).
+async fn watch_slice<S: ConfigStore>(
+    shared: &Shared<S>,
+    stage: NodeId,
+    known: FlowVersion,
+    digest: Option<u64>,
+) -> ClientResponse {
     let mut rx = shared.store.config();
     let _ = tokio::time::timeout(WATCH_WAIT, rx.wait_for(|c| c.flow.version > known)).await;
-    let flow = rx.borrow().flow.clone();
-    ClientResponse::Flow(flow)
+    let config = rx.borrow().clone();
+    ClientResponse::Slice(shared.slices.answer(config, stage, digest))
 }
 
 async fn read_flow<S: ConfigStore>(shared: &Shared<S>, linearizable: bool) -> ClientResponse {

@@ -2,8 +2,7 @@
 //! its suppliers of each input with their shares, its consumers, and who
 //! watches whom for failure.
 
-use factoryos_wire::model::Flow;
-use factoryos_wire::{FlowVersion, ItemType, NodeId};
+use factoryos_wire::{FlowSlice, FlowVersion, ItemType, NodeId};
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Default)]
@@ -15,34 +14,10 @@ pub struct FlowView {
     suppliers: BTreeMap<ItemType, Vec<(NodeId, u32)>>,
     /// Consumer -> the share of its demand it asks of us (per-mille).
     consumers: BTreeMap<NodeId, u32>,
-    /// The neighbour that watches us (see [`watchers`]).
+    /// The neighbour that watches us (see `factoryos_wire::slice::watchers`).
     watcher: Option<NodeId>,
     /// The neighbours we watch.
     watched: BTreeSet<NodeId>,
-}
-
-/// Who watches each stage of `flow` for failure: the consumer it feeds the
-/// largest share of its demand (the busiest link, so the one trade keeps
-/// awake; lowest id on a tie), or, for a stage without consumers, its
-/// lowest-id supplier. One watcher per stage keeps explicit heartbeats
-/// proportional to the stages, not to the flow's edges.
-pub fn watchers(flow: &Flow) -> BTreeMap<NodeId, NodeId> {
-    let mut by_consumer: BTreeMap<NodeId, (u32, std::cmp::Reverse<NodeId>)> = BTreeMap::new();
-    let mut by_supplier: BTreeMap<NodeId, NodeId> = BTreeMap::new();
-    for e in &flow.edges {
-        let best = (e.share, std::cmp::Reverse(e.consumer));
-        by_consumer
-            .entry(e.supplier)
-            .and_modify(|b| *b = (*b).max(best))
-            .or_insert(best);
-        by_supplier
-            .entry(e.consumer)
-            .and_modify(|s| *s = (*s).min(e.supplier))
-            .or_insert(e.supplier);
-    }
-    let mut out: BTreeMap<NodeId, NodeId> = by_supplier;
-    out.extend(by_consumer.into_iter().map(|(s, (_, c))| (s, c.0)));
-    out
 }
 
 impl FlowView {
@@ -58,34 +33,33 @@ impl FlowView {
         self.version
     }
 
-    /// Whether `flow` should be installed: newer than ours, or the edges of
+    /// Whether `slice` should be installed: newer than ours, or the edges of
     /// the version we only know by number.
-    pub(super) fn is_news(&self, flow: &Flow) -> bool {
-        flow.version > self.version || (flow.version == self.version && !self.loaded)
+    pub(super) fn is_news(&self, slice: &FlowSlice) -> bool {
+        slice.version > self.version || (slice.version == self.version && !self.loaded)
     }
 
-    /// Takes `me`'s edges of `flow`.
-    pub(super) fn install(&mut self, me: NodeId, flow: &Flow) {
+    /// Takes our slice of a flow (its edges are ours: `slice.stage` is us).
+    pub(super) fn install(&mut self, slice: &FlowSlice) {
+        let me = slice.stage;
         let mut suppliers: BTreeMap<ItemType, Vec<(NodeId, u32)>> = BTreeMap::new();
-        for e in flow.edges.iter().filter(|e| e.consumer == me) {
-            suppliers
-                .entry(e.item.clone())
-                .or_default()
-                .push((e.supplier, e.share));
+        let mut consumers = BTreeMap::new();
+        for e in &slice.edges {
+            if e.consumer == me {
+                suppliers
+                    .entry(e.item.clone())
+                    .or_default()
+                    .push((e.supplier, e.share));
+            }
+            if e.supplier == me {
+                consumers.insert(e.consumer, e.share);
+            }
         }
         self.suppliers = suppliers;
-        self.consumers = flow
-            .consumers_of(me)
-            .map(|e| (e.consumer, e.share))
-            .collect();
-        let watchers = watchers(flow);
-        self.watcher = watchers.get(&me).copied();
-        self.watched = watchers
-            .iter()
-            .filter(|(_, w)| **w == me)
-            .map(|(x, _)| *x)
-            .collect();
-        self.version = flow.version;
+        self.consumers = consumers;
+        self.watcher = slice.watcher;
+        self.watched = slice.watched.iter().copied().collect();
+        self.version = slice.version;
         self.loaded = true;
     }
 

@@ -74,7 +74,7 @@ use crate::metrics::StageMetrics;
 use crate::records::{Meta, Records, WalOp};
 use factoryos_wire::message::{Envelope, Message};
 use factoryos_wire::model::{Flow, Recipe};
-use factoryos_wire::{FlowVersion, ItemType, NodeId};
+use factoryos_wire::{FlowSlice, FlowVersion, ItemType, NodeId};
 use std::time::Duration;
 
 /// A stage's settings.
@@ -290,19 +290,19 @@ impl StageCore {
         self.out.send.push((to, msg));
     }
 
-    /// Installs a flow read from the coordinators (older ones are ignored),
-    /// and adopts the recipe it carries for our type if that is newer;
-    /// whether it installed it.
-    pub fn set_flow(&mut self, now: Duration, flow: &Flow) -> bool {
-        if !self.flow.is_news(flow) {
+    /// Installs our slice of a flow read from the coordinators (older ones
+    /// are ignored), and adopts the recipe it carries for our type if that
+    /// is newer; whether it installed it.
+    pub fn set_slice(&mut self, now: Duration, slice: &FlowSlice) -> bool {
+        if slice.stage != self.cfg.id || !self.flow.is_news(slice) {
             return false;
         }
-        if let Some(recipe) = flow.recipes.get(&self.cfg.item) {
+        if let Some(recipe) = slice.recipes.get(&self.cfg.item) {
             if recipe.version > self.cfg.recipe.version {
                 self.adopt_recipe(recipe.clone());
             }
         }
-        self.flow.install(self.cfg.id, flow);
+        self.flow.install(slice);
         self.demand.new_flow();
         self.supply.new_flow();
         self.liveness.follow(&self.flow.neighbours(), now);
@@ -310,6 +310,13 @@ impl StageCore {
         let meta = self.meta();
         self.out.wal.push(meta);
         true
+    }
+
+    /// [`StageCore::set_slice`] with our slice of a whole flow (tests and
+    /// simulations, which hold the whole flow).
+    pub fn set_flow(&mut self, now: Duration, flow: &Flow) -> bool {
+        let slice = flow.slice(self.cfg.id, Some(&self.cfg.item));
+        self.set_slice(now, &slice)
     }
 
     fn adopt_recipe(&mut self, recipe: Recipe) {

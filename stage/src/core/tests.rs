@@ -625,7 +625,7 @@ fn only_the_watcher_gets_heartbeats_and_only_a_watched_neighbour_that_fell_silen
     // lowest-id consumer) and both windows (sinks: 13 is their lowest-id
     // supplier). Frame 14 watches nobody.
     assert_eq!(
-        flow_view::watchers(&window_flow(5)),
+        factoryos_wire::slice::watchers(&window_flow(5)),
         BTreeMap::from([
             (NodeId(11), NodeId(13)),
             (NodeId(12), NodeId(13)),
