@@ -30,6 +30,7 @@ pub mod config;
 pub mod config_store;
 pub mod events;
 pub mod filelock;
+pub mod flow_change;
 pub mod generate;
 pub mod node;
 pub mod operator;

@@ -74,6 +74,13 @@ pub enum Command {
         based_on: u64,
         edges: Vec<FlowEdge>,
     },
+    /// Installs a flow computed from the configuration at `based_on`, as a
+    /// change to the current flow (refused if the current flow is not
+    /// `change.on`): what the leader commits when few edges moved.
+    CommitFlowChange {
+        based_on: u64,
+        change: crate::flow_change::FlowChange,
+    },
     /// Hands an avoided link back to the solver (the leader retries it after
     /// a while: a false report, or a partition that healed, is not forever).
     RetryLink {
@@ -199,6 +206,21 @@ impl ClusterConfig {
             }
             Command::AvoidLink { supplier, consumer } => {
                 self.avoid_link(index, *supplier, *consumer)
+            }
+            Command::CommitFlowChange { based_on, change } => {
+                if change.on != self.flow.version {
+                    return CommandResponse::Rejected {
+                        reason: format!(
+                            "flow change computed against flow {}, current is {}",
+                            change.on, self.flow.version
+                        ),
+                    };
+                }
+                let edges = change.apply(&self.flow.edges);
+                return match self.commit_flow(index, *based_on, &edges) {
+                    Ok(version) => CommandResponse::FlowCommitted { version },
+                    Err(reason) => CommandResponse::Rejected { reason },
+                };
             }
             Command::RetryLink { supplier, consumer } => {
                 if self.avoid.remove(&(*supplier, *consumer)) {

@@ -3,11 +3,13 @@
 //! alive → route around the broken link with `AvoidLink`), give avoided links
 //! another try after a while (`RetryLink`), revive stages held dead that
 //! answer, and whenever the configuration is newer than the flow, solve and
-//! propose `CommitFlow { based_on }`.
+//! propose `CommitFlow { based_on }` (or, when few edges moved, only the
+//! change: `CommitFlowChange`).
 
 use super::retries::LinkRetries;
 use super::Shared;
 use crate::config_store::ConfigStore;
+use crate::flow_change::FlowChange;
 use crate::solver::solve;
 use crate::state::{ClusterConfig, Command, CommandResponse};
 use factoryos_wire::message::Message;
@@ -29,14 +31,14 @@ pub(super) async fn leader_duties<S: ConfigStore>(shared: Shared<S>) {
     let mut config = shared.store.config();
     let mut leading = shared.store.leading();
     let probing: Probing = Arc::default();
-    let mut retries = LinkRetries::new(shared.link_retry);
+    let mut memory = Memory::new(&shared);
     loop {
         if *leading.borrow_and_update() {
             let snapshot = config.borrow_and_update().clone();
-            lead_once(&shared, &snapshot, &probing, &mut retries).await;
+            lead_once(&shared, &snapshot, &probing, &mut memory).await;
         } else {
             // A leader's clocks start when it starts leading.
-            retries = LinkRetries::new(shared.link_retry);
+            memory = Memory::new(&shared);
         }
         // Wait for something to change (bounded, so a failed proposal is retried).
         tokio::select! {
@@ -47,11 +49,34 @@ pub(super) async fn leader_duties<S: ConfigStore>(shared: Shared<S>) {
     }
 }
 
+/// What a leader remembers between turns (not replicated: a new leader
+/// starts afresh).
+struct Memory {
+    retries: LinkRetries,
+    /// Flows committed as changes since the last whole one.
+    changes_since_full: u32,
+}
+
+impl Memory {
+    fn new<S>(shared: &Shared<S>) -> Self {
+        Memory {
+            retries: LinkRetries::new(shared.link_retry),
+            // The first flow a leader commits is whole.
+            changes_since_full: FULL_EVERY,
+        }
+    }
+}
+
+/// A whole flow is committed at least once every this many flows (and
+/// whenever a change would name half the edges or more), so a log read
+/// from any point reaches a whole flow soon.
+const FULL_EVERY: u32 = 64;
+
 async fn lead_once<S: ConfigStore>(
     shared: &Shared<S>,
     cfg: &ClusterConfig,
     probing: &Probing,
-    retries: &mut LinkRetries,
+    memory: &mut Memory,
 ) {
     if cfg.spec.is_none() {
         if let Some(spec) = &shared.bootstrap_spec {
@@ -63,7 +88,7 @@ async fn lead_once<S: ConfigStore>(
         return;
     }
     probe_the_unwell(shared, cfg, probing);
-    let due = retries.due(&cfg.avoid, Instant::now());
+    let due = memory.retries.due(&cfg.avoid, Instant::now());
     if !due.is_empty() {
         // The configuration changes: the flow is solved on the next turn.
         for (supplier, consumer) in due {
@@ -76,7 +101,7 @@ async fn lead_once<S: ConfigStore>(
         return;
     }
     if cfg.flow_is_stale() {
-        commit_flow(shared, cfg).await;
+        commit_flow(shared, cfg, &mut memory.changes_since_full).await;
     }
 }
 
@@ -177,7 +202,11 @@ async fn confirm_suspect<S: ConfigStore>(
     }
 }
 
-async fn commit_flow<S: ConfigStore>(shared: &Shared<S>, cfg: &ClusterConfig) {
+async fn commit_flow<S: ConfigStore>(
+    shared: &Shared<S>,
+    cfg: &ClusterConfig,
+    changes_since_full: &mut u32,
+) {
     let Some(spec) = &cfg.spec else { return };
     let started = Instant::now();
     let stages = cfg.solver_stages();
@@ -189,21 +218,36 @@ async fn commit_flow<S: ConfigStore>(shared: &Shared<S>, cfg: &ClusterConfig) {
         }
     };
     let solved = started.elapsed();
-    let cmd = Command::CommitFlow {
-        based_on: cfg.config_version,
-        edges: plan.edges,
+    let change = FlowChange::between(cfg.flow.version, &cfg.flow.edges, &plan.edges);
+    let whole = *changes_since_full >= FULL_EVERY || change.len() * 2 >= plan.edges.len();
+    let cmd = if whole {
+        Command::CommitFlow {
+            based_on: cfg.config_version,
+            edges: plan.edges,
+        }
+    } else {
+        Command::CommitFlowChange {
+            based_on: cfg.config_version,
+            change,
+        }
     };
+    let entry_bytes = postcard::to_stdvec(&cmd).map_or(0, |b| b.len());
     match shared.store.propose(cmd).await {
-        Ok(CommandResponse::FlowCommitted { version }) => tracing::info!(
-            %version,
-            based_on = cfg.config_version,
-            kept = plan.churn.kept,
-            added = plan.churn.added,
-            removed = plan.churn.removed,
-            solve_us = solved.as_micros() as u64,
-            commit_us = started.elapsed().as_micros() as u64,
-            "flow committed"
-        ),
+        Ok(CommandResponse::FlowCommitted { version }) => {
+            *changes_since_full = if whole { 0 } else { *changes_since_full + 1 };
+            tracing::info!(
+                %version,
+                based_on = cfg.config_version,
+                kept = plan.churn.kept,
+                added = plan.churn.added,
+                removed = plan.churn.removed,
+                form = if whole { "whole" } else { "change" },
+                entry_bytes,
+                solve_us = solved.as_micros() as u64,
+                commit_us = started.elapsed().as_micros() as u64,
+                "flow committed"
+            )
+        }
         Ok(CommandResponse::Rejected { reason }) => {
             tracing::debug!(%reason, "flow proposal refused; recomputing")
         }

@@ -185,6 +185,9 @@ proptest! {
         let plan = solve(&case.spec, &case.stages, &[], &BTreeSet::new(), &config(case.k)).unwrap();
         check_valid_and_complete(&case, &plan);
         check_balanced(&case, &plan);
+        // In edge order (item, supplier, consumer): the order a committed
+        // flow change rebuilds (`flow_change`).
+        prop_assert!(plan.edges.windows(2).all(|w| w[0] < w[1]));
         // Deterministic, whatever order the stages come in.
         let mut reversed = case.stages.clone();
         reversed.reverse();

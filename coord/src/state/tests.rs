@@ -94,6 +94,81 @@ fn a_stale_commit_flow_is_refused_and_a_current_one_installs_the_flow() {
 }
 
 #[test]
+fn a_flow_change_installs_the_same_flow_as_the_whole_one_on_the_flow_it_was_made_for() {
+    use crate::flow_change::FlowChange;
+    use factoryos_wire::model::FlowEdge;
+    let edge = |s: u64, c: u64, share: u32| FlowEdge {
+        item: "wood".into(),
+        supplier: NodeId(s),
+        consumer: NodeId(c),
+        share,
+    };
+    let mut c = ClusterConfig::default();
+    c.apply(1, &Command::SetSpec { spec: spec() });
+    c.apply(
+        2,
+        &Command::RegisterStage {
+            stage: stage(1, "wood"),
+        },
+    );
+    let first = vec![edge(1, 3, 500), edge(2, 3, 500)];
+    c.apply(
+        3,
+        &Command::CommitFlow {
+            based_on: 2,
+            edges: first.clone(),
+        },
+    );
+    c.apply(
+        4,
+        &Command::RegisterStage {
+            stage: stage(2, "wood"),
+        },
+    );
+    let second = vec![edge(1, 3, 400), edge(2, 3, 600)];
+    let change = FlowChange::between(FlowVersion(3), &first, &second);
+    // Made for another flow: refused.
+    let wrong = FlowChange {
+        on: FlowVersion(2),
+        ..change.clone()
+    };
+    let r = c.apply(
+        5,
+        &Command::CommitFlowChange {
+            based_on: 4,
+            change: wrong,
+        },
+    );
+    assert_eq!(
+        r,
+        CommandResponse::Rejected {
+            reason: "flow change computed against flow v2, current is v3".into()
+        }
+    );
+    // From an old configuration: refused as a whole flow would be.
+    let stale = Command::CommitFlowChange {
+        based_on: 3,
+        change: change.clone(),
+    };
+    assert!(rejected(&c.apply(6, &stale)));
+    let r = c.apply(
+        7,
+        &Command::CommitFlowChange {
+            based_on: 4,
+            change,
+        },
+    );
+    assert_eq!(
+        r,
+        CommandResponse::FlowCommitted {
+            version: FlowVersion(7)
+        }
+    );
+    assert_eq!(c.flow.edges, second);
+    assert_eq!(c.flow.version, FlowVersion(7));
+}
+
+#[test]
 fn suspicion_does_not_change_the_flow_but_death_and_recovery_do() {
     let mut c = ClusterConfig::default();
     c.apply(1, &Command::SetSpec { spec: spec() });
