@@ -547,6 +547,14 @@ async fn stages_watch_their_own_slice_of_the_flow() {
         "13's only consumer watches it"
     );
     assert_eq!(
+        s13.addresses,
+        [11, 12, 15]
+            .map(|n| (NodeId(n), nowhere))
+            .into_iter()
+            .collect(),
+        "where its neighbours registered"
+    );
+    assert_eq!(
         s13.recipes.keys().map(|t| t.as_str()).collect::<Vec<_>>(),
         vec!["window-frame"]
     );

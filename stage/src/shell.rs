@@ -141,7 +141,6 @@ pub async fn start(opts: StageOptions) -> Result<StageHandle, StageError> {
     let runner = Runner {
         flow_tx: None,
         fetching: Arc::default(),
-        refreshing: Arc::default(),
         events: match &opts.events_path {
             Some(path) => EventLog::open(path, id),
             None => EventLog::none(id),
@@ -216,8 +215,6 @@ struct Runner {
     flow_tx: Option<mpsc::Sender<FlowSlice>>,
     /// Whether such a read is under way.
     fetching: Arc<std::sync::atomic::AtomicBool>,
-    /// Whether a directory read is under way.
-    refreshing: Arc<std::sync::atomic::AtomicBool>,
     core: StageCore,
     wal: Arc<Wal>,
     transport: Transport,
@@ -363,7 +360,7 @@ impl Runner {
         tokio::spawn(async move {
             tracing::debug!(%newer, "a peer knows a newer flow: reading it");
             if let Ok(SliceUpdate::Changed(slice)) = client.read_slice(me, None).await {
-                let _ = tx.send(slice).await;
+                let _ = tx.send(*slice).await;
             }
             fetching.store(false, std::sync::atomic::Ordering::Release);
         });
@@ -397,25 +394,25 @@ impl Runner {
         })
     }
 
-    /// Refreshes the addresses of every registered stage: a new flow may
-    /// follow a restart on another port, or name a stage we never met. Only
-    /// a flow naming a neighbour with no known address waits for the
-    /// directory; otherwise it is read beside the loop (one read at a time),
-    /// so trading never waits on a coordinator that a partition cut off.
+    /// Takes the neighbours' addresses the slice carries, as they last
+    /// registered (a new flow may follow a restart on another port). Only a
+    /// neighbour the slice gives no address for, and the book lacks, sends
+    /// us to the directory before the flow is installed.
     async fn learn_addresses(&mut self, slice: &FlowSlice) {
-        if slice.edges.is_empty() {
-            return;
-        }
         let me = self.core.config().id;
         let book = self.transport.peers().clone();
+        for (id, addr) in &slice.addresses {
+            if *id != me && book.addr(*id) != Some(*addr) {
+                book.insert(*id, *addr);
+            }
+        }
         let unknown = slice
             .edges
             .iter()
             .flat_map(|e| [e.supplier, e.consumer])
             .any(|n| n != me && book.addr(n).is_none());
-        let client = self.client.clone();
-        let refresh = async move {
-            match client.directory().await {
+        if unknown {
+            match self.client.directory().await {
                 Ok(dir) => {
                     for (id, addr) in dir {
                         if book.addr(id) != Some(addr) {
@@ -425,18 +422,6 @@ impl Runner {
                 }
                 Err(e) => tracing::warn!(error = %e, "could not read the stage directory"),
             }
-        };
-        if unknown {
-            refresh.await;
-        } else if !self
-            .refreshing
-            .swap(true, std::sync::atomic::Ordering::AcqRel)
-        {
-            let refreshing = self.refreshing.clone();
-            tokio::spawn(async move {
-                refresh.await;
-                refreshing.store(false, std::sync::atomic::Ordering::Release);
-            });
         }
     }
 
@@ -531,7 +516,7 @@ async fn follow_flow(
         match client.watch_slice(id, known, digest).await {
             Ok(update) if update.version() > known => {
                 let slice = match (update, &last) {
-                    (SliceUpdate::Changed(slice), _) => slice,
+                    (SliceUpdate::Changed(slice), _) => *slice,
                     (SliceUpdate::Unchanged { version }, Some(held)) => held.at(version),
                     // Unchanged from a copy we do not hold: cannot happen
                     // (we sent no digest); ask again.

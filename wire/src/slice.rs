@@ -7,6 +7,7 @@ use crate::model::{Flow, FlowEdge, Recipe};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
 
 /// What one stage needs of a flow.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -24,6 +25,9 @@ pub struct FlowSlice {
     /// The stage's own type's recipe as of this flow (how a recipe update
     /// reaches it).
     pub recipes: BTreeMap<ItemType, Recipe>,
+    /// Where each neighbour registered it can be reached (those the
+    /// coordinator knows).
+    pub addresses: BTreeMap<NodeId, SocketAddr>,
 }
 
 impl FlowSlice {
@@ -32,15 +36,9 @@ impl FlowSlice {
     /// copy of one build; a digest from another build only costs a full
     /// slice.)
     pub fn digest(&self) -> u64 {
+        // Every field but the version: a field added later is covered too.
         let mut h = std::hash::DefaultHasher::new();
-        (
-            &self.stage,
-            &self.edges,
-            &self.watcher,
-            &self.watched,
-            &self.recipes,
-        )
-            .hash(&mut h);
+        self.at(FlowVersion(0)).hash(&mut h);
         h.finish()
     }
 
@@ -57,8 +55,11 @@ impl FlowSlice {
 /// the new version when the stage's copy (named by its digest) still holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SliceUpdate {
-    Changed(FlowSlice),
-    Unchanged { version: FlowVersion },
+    /// Boxed: a slice is large beside the other answers.
+    Changed(Box<FlowSlice>),
+    Unchanged {
+        version: FlowVersion,
+    },
 }
 
 impl SliceUpdate {
@@ -76,7 +77,7 @@ impl SliceUpdate {
                 version: slice.version,
             }
         } else {
-            SliceUpdate::Changed(slice)
+            SliceUpdate::Changed(Box::new(slice))
         }
     }
 }
@@ -138,16 +139,31 @@ impl SliceIndex {
     }
 
     /// `stage`'s slice of `flow` (the flow this index was built from); `item`
-    /// is the type it makes, whose recipe the slice carries.
-    pub fn slice(&self, flow: &Flow, stage: NodeId, item: Option<&ItemType>) -> FlowSlice {
+    /// is the type it makes, whose recipe the slice carries, and `addr_of`
+    /// says where a stage registered.
+    pub fn slice(
+        &self,
+        flow: &Flow,
+        stage: NodeId,
+        item: Option<&ItemType>,
+        addr_of: impl Fn(NodeId) -> Option<SocketAddr>,
+    ) -> FlowSlice {
+        let edges: Vec<FlowEdge> = self
+            .edges
+            .get(&stage)
+            .map(|ix| ix.iter().map(|&i| flow.edges[i].clone()).collect())
+            .unwrap_or_default();
+        let addresses = edges
+            .iter()
+            .flat_map(|e| [e.supplier, e.consumer])
+            .filter(|n| *n != stage)
+            .filter_map(|n| Some((n, addr_of(n)?)))
+            .collect();
         FlowSlice {
             version: flow.version,
             stage,
-            edges: self
-                .edges
-                .get(&stage)
-                .map(|ix| ix.iter().map(|&i| flow.edges[i].clone()).collect())
-                .unwrap_or_default(),
+            edges,
+            addresses,
             watcher: self.watcher.get(&stage).copied(),
             watched: self.watched.get(&stage).cloned().unwrap_or_default(),
             recipes: item
@@ -160,10 +176,10 @@ impl SliceIndex {
 }
 
 impl Flow {
-    /// `stage`'s slice (indexes the whole flow: for many slices of one flow,
-    /// build one [`SliceIndex`]).
+    /// `stage`'s slice, without addresses (indexes the whole flow: for many
+    /// slices of one flow, build one [`SliceIndex`]).
     pub fn slice(&self, stage: NodeId, item: Option<&ItemType>) -> FlowSlice {
-        SliceIndex::new(self).slice(self, stage, item)
+        SliceIndex::new(self).slice(self, stage, item, |_| None)
     }
 }
 
@@ -234,6 +250,14 @@ mod tests {
         let s15 = f.slice(NodeId(15), None);
         assert_eq!(s15.watched, vec![NodeId(13), NodeId(14)]);
         assert_eq!(s15.watcher, Some(NodeId(13)));
+        // Addresses: the neighbours', as registered.
+        let addr = |n: NodeId| Some(SocketAddr::from(([10, 0, 0, n.0 as u8], 7000)));
+        let with = SliceIndex::new(&f).slice(&f, NodeId(13), None, addr);
+        assert_eq!(
+            with.addresses.keys().copied().collect::<Vec<_>>(),
+            vec![NodeId(11), NodeId(12), NodeId(15)]
+        );
+        assert_ne!(with.digest(), f.slice(NodeId(13), None).digest());
         // A stage the flow does not name gets an empty slice.
         let none = f.slice(NodeId(99), None);
         assert!(none.edges.is_empty() && none.watcher.is_none() && none.watched.is_empty());

@@ -162,9 +162,9 @@ fn client_response() -> impl Strategy<Value = ClientResponse> {
         (flow(), node()).prop_map(|(f, other)| {
             // A stage of the flow, so that the slice has edges.
             let stage = f.edges.first().map_or(other, |e| e.consumer);
-            ClientResponse::Slice(SliceUpdate::Changed(
+            ClientResponse::Slice(SliceUpdate::Changed(Box::new(
                 f.slice(stage, f.recipes.keys().next()),
-            ))
+            )))
         }),
         any::<u64>().prop_map(|v| ClientResponse::Slice(SliceUpdate::Unchanged {
             version: FlowVersion(v)

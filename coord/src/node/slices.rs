@@ -24,7 +24,8 @@ impl SliceCache {
     ) -> SliceUpdate {
         let (config, index) = self.index(config);
         let item = config.stages.get(&stage).map(|r| &r.desc.item);
-        SliceUpdate::for_holder(index.slice(&config.flow, stage, item), have)
+        let addr_of = |id: NodeId| config.stages.get(&id).map(|r| r.desc.addr);
+        SliceUpdate::for_holder(index.slice(&config.flow, stage, item, addr_of), have)
     }
 
     /// The index of `config`'s flow, or of a newer one already indexed.
