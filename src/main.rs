@@ -5,7 +5,7 @@
 mod commands;
 
 use clap::{Parser, Subcommand};
-use commands::{bench, certs, chain, coord, jepsen, ops, run, stage, OperatorConfig};
+use commands::{bench, certs, chain, coord, jepsen, ops, run, sim, stage, OperatorConfig};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -25,6 +25,10 @@ struct Cli {
 enum Command {
     /// Start a whole local cluster and print the experiment's results.
     Run(run::RunArgs),
+    /// The chain in deterministic simulation: the real stage cores, flow
+    /// solver and state machine under a simulated network and clock (same
+    /// seed, same summary), up to 100,000 stages.
+    Sim(sim::SimArgs),
     /// Partition testing: the cluster on network-namespace hosts under
     /// nemeses, with histories, checkers and a report (needs root).
     Jepsen(jepsen::JepsenArgs),
@@ -73,6 +77,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let result = match Cli::parse().command {
         Command::Run(args) => run::main(args),
+        Command::Sim(args) => sim::main(args),
         Command::Jepsen(args) => jepsen::main(args),
         Command::Certs(cmd) => certs::main(cmd),
         Command::Spec(cmd) => chain::spec_main(cmd),

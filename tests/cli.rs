@@ -100,6 +100,7 @@ fn every_command_has_help() {
     for args in [
         vec!["--help"],
         vec!["run", "--help"],
+        vec!["sim", "--help"],
         vec!["certs", "init", "--help"],
         vec!["certs", "issue", "--help"],
         vec!["bench", "wire", "--help"],
@@ -312,4 +313,55 @@ fn a_harness_run_refuses_a_directory_a_stopped_run_left_behind() {
         err.contains("already holds files") && err.trim().lines().count() == 1,
         "{err}"
     );
+}
+
+/// The summary a simulation prints, without its wall-clock line.
+fn simulated(args: &[&str]) -> String {
+    let out = factoryos().arg("sim").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("wall time"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_simulation_is_the_same_for_the_same_seed_and_refuses_bad_input() {
+    let args = [
+        "--preset",
+        "small",
+        "--duration",
+        "15",
+        "--failure-rate",
+        "6",
+        "--recover-rate",
+        "6",
+        "--loss",
+        "0.01",
+        "--partition-rate",
+        "6",
+        "--final-recovery",
+    ];
+    let a = simulated(&args);
+    assert!(a.contains("efficiency"), "{a}");
+    assert!(a.contains("lots lost 0, duplicated 0, miscounted 0"), "{a}");
+    assert_eq!(a, simulated(&args), "same seed, same summary");
+    let mut other = args.to_vec();
+    other.extend(["--seed", "2"]);
+    assert_ne!(a, simulated(&other));
+    for bad in [
+        vec!["--loss", "2"],
+        vec!["--stages", "10", "--types", "1"],
+        vec!["--failure-rate", "-1"],
+    ] {
+        let out = factoryos().arg("sim").args(&bad).output().unwrap();
+        assert!(!out.status.success(), "{bad:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{bad:?}: {err}");
+    }
 }

@@ -14,6 +14,7 @@
 //! | [`config_store`] | the `ConfigStore` trait and its Raft implementation |
 //! | [`events`] | a node's own account of what it did (`events.jsonl`): terms, leaders, applied and adopted flows, on the machine's monotonic clock |
 //! | [`filelock`] | the original system's shared-directory + `flock` backend of `ConfigStore` |
+//! | [`lead`] | what a leader decides, without I/O: probes, verdicts, link retries, the flow to commit (whole or as a change); the node and the simulator act on it |
 //! | [`node`] | a running coordinator: lifecycle, serving (`node::serve`), leader duties (`node::leader`), peer sync (`node::peers`) |
 //! | [`operator`] | what an operator does to a running chain that needs more than one call: declaring a stage |
 //! | [`timings`] | where a coordinator's commits spend their time, per phase (served to `bench failover`) |
@@ -32,6 +33,7 @@ pub mod events;
 pub mod filelock;
 pub mod flow_change;
 pub mod generate;
+pub mod lead;
 pub mod node;
 pub mod operator;
 pub mod raft;

@@ -82,6 +82,8 @@ pub enum SolveError {
     Cycle(ItemType),
     #[error("stage {stage} makes `{item}`, which the spec does not define")]
     UnknownType { stage: NodeId, item: ItemType },
+    #[error("no spec is installed")]
+    NoSpec,
 }
 
 /// Computes a flow. `avoid` lists (supplier, consumer) links reported broken:

@@ -11,6 +11,7 @@
 //! | [`nemesis`] | named faults (partitions, loss, kill, pause, membership, recipe update) drawn as inject/heal operations, and their schedule |
 //! | [`workload`] | the config-store workload: clients reading, writing and compare-and-setting registers |
 //! | [`harness`] | `factoryos jepsen`: runs on namespace hosts under a nemesis schedule, the workloads, the checkers, the report |
+//! | [`sim`] | `factoryos sim`: the real stage cores, solver and state machine under a simulated network and clock, deterministic from a seed |
 //! | [`experiment`] | `factoryos run`: a local cluster on a generated chain, operations at the original's rates, results vs the ideal twin |
 //! | [`failover`] | the leader-failover and commit-latency measurement behind `factoryos bench failover` |
 //! | [`recovery`] | the whole chain's recovery from one fault, Raft against the file lock, behind `factoryos bench recovery` |
@@ -29,6 +30,7 @@ pub mod names;
 pub mod nemesis;
 pub mod op;
 pub mod recovery;
+pub mod sim;
 pub mod stage_kill;
 pub mod workload;
 

@@ -9,6 +9,7 @@ pub mod jepsen;
 pub mod ops;
 pub mod recovery;
 pub mod run;
+pub mod sim;
 pub mod stage;
 
 use anyhow::{Context, Result};
@@ -19,6 +20,47 @@ use factoryos_coord::config::{CoordMode, RaftTimeouts};
 use factoryos_wire::NodeId;
 use std::future::Future;
 use std::path::PathBuf;
+
+/// Which chain to make: a preset, a generated shape, or a spec file.
+#[derive(Args, Debug, Clone)]
+pub struct ChainArgs {
+    /// Chain preset: small (5 types x 2 stages), med (8 x 2), large (20 x 2),
+    /// xl (200 x 5, hosted 50 stages to a process).
+    #[arg(long, default_value = "small")]
+    pub preset: factoryos_jepsen::experiment::Preset,
+    /// A spec file (TOML) instead of a generated chain.
+    #[arg(long, conflicts_with_all = ["num_types", "nodes_per_type"])]
+    pub spec: Option<PathBuf>,
+    /// Generator: number of item types (raw and final included).
+    #[arg(long)]
+    pub num_types: Option<usize>,
+    /// Generator: stages per type.
+    #[arg(long)]
+    pub nodes_per_type: Option<usize>,
+    /// Generator: how densely the middle types depend on each other.
+    #[arg(long, default_value = "low")]
+    pub complexity: factoryos_coord::generate::Complexity,
+    /// Generator seed, and the fault schedule's: same seed, same chain.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Give the raw and final types as many stages as the others.
+    #[arg(long)]
+    pub replicate_ends: bool,
+}
+
+impl ChainArgs {
+    pub fn choice(&self) -> factoryos_jepsen::experiment::ChainChoice {
+        factoryos_jepsen::experiment::ChainChoice {
+            preset: self.preset,
+            spec: self.spec.clone(),
+            num_types: self.num_types,
+            nodes_per_type: self.nodes_per_type,
+            complexity: self.complexity,
+            seed: self.seed,
+            replicate_ends: self.replicate_ends,
+        }
+    }
+}
 
 /// The cluster file of an operator command.
 #[derive(Args, Debug)]

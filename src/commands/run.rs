@@ -9,28 +9,8 @@ use std::time::Duration;
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Chain preset: small (5 types x 2 stages), med (8 x 2), large (20 x 2),
-    /// xl (200 x 5, hosted 50 stages to a process).
-    #[arg(long, default_value = "small")]
-    pub preset: factoryos_jepsen::experiment::Preset,
-    /// A spec file (TOML) instead of a generated chain.
-    #[arg(long, conflicts_with_all = ["num_types", "nodes_per_type"])]
-    pub spec: Option<PathBuf>,
-    /// Generator: number of item types (raw and final included).
-    #[arg(long)]
-    pub num_types: Option<usize>,
-    /// Generator: stages per type.
-    #[arg(long)]
-    pub nodes_per_type: Option<usize>,
-    /// Generator: how densely the middle types depend on each other.
-    #[arg(long, default_value = "low")]
-    pub complexity: factoryos_coord::generate::Complexity,
-    /// Generator seed, and the fault schedule's: same seed, same chain.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Give the raw and final types as many stages as the others.
-    #[arg(long)]
-    pub replicate_ends: bool,
+    #[command(flatten)]
+    pub chain: super::ChainArgs,
     /// How long to run, in seconds (counted once every stage is registered).
     #[arg(long, default_value_t = 60)]
     pub duration: u64,
@@ -91,13 +71,8 @@ fn config(args: RunArgs) -> Result<RunConfig> {
         );
     }
     Ok(RunConfig {
-        preset: args.preset,
-        spec: args.spec,
-        num_types: args.num_types,
-        nodes_per_type: args.nodes_per_type,
-        complexity: args.complexity,
-        seed: args.seed,
-        replicate_ends: args.replicate_ends,
+        chain: args.chain.choice(),
+        seed: args.chain.seed,
         duration: Duration::from_secs(args.duration.max(1)),
         cycle: Duration::from_millis(args.cycle.max(1)),
         failure_rate: args.failure_rate,

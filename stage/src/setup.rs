@@ -4,7 +4,9 @@
 use crate::core::StageConfig;
 use crate::shell::StageOptions;
 use factoryos_coord::cluster::{ClusterFile, SetupError};
-use factoryos_wire::{NodeId, NodeIdentity, TransportConfig};
+use factoryos_coord::spec::StageDecl;
+use factoryos_wire::model::Spec;
+use factoryos_wire::{ItemType, NodeId, NodeIdentity, TransportConfig};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,6 +45,8 @@ pub enum StageSetupError {
     NoSpec,
     #[error("the spec declares no stage {0}")]
     UnknownStage(NodeId),
+    #[error("stage {0} makes `{1}`, which the spec does not define")]
+    UnknownType(NodeId, ItemType),
     #[error("certificates: {0}")]
     Certs(#[from] factoryos_wire::CertError),
 }
@@ -80,6 +84,30 @@ impl Default for Tuning {
     }
 }
 
+/// How often a stage's shell ticks its core, for cycles of `cycle`: a
+/// tenth of a cycle, between 2 and 20 ms.
+pub fn tick_for(cycle: Duration) -> Duration {
+    (cycle / 10).clamp(Duration::from_millis(2), Duration::from_millis(20))
+}
+
+/// The core settings of stage `decl` of `spec` with the given tuning
+/// (`None` if the spec does not define its type): what a stage process and
+/// the simulator both run.
+pub fn stage_config(spec: &Spec, decl: &StageDecl, tuning: Tuning) -> Option<StageConfig> {
+    let recipe = spec.recipe(&decl.item)?.clone();
+    let is_final = decl.item == spec.final_type;
+    let mut core = StageConfig::new(decl.id, decl.item.clone(), recipe, is_final);
+    core.set_cycle(tuning.cycle);
+    if let Some(after) = tuning.suspect_after {
+        core.set_suspect_after(after);
+    }
+    core.target_cycles = tuning.target_cycles.max(1);
+    core.max_in_flight = tuning.max_in_flight.max(1);
+    core.outbound_cap = tuning.outbound_cap;
+    core.capacity = decl.capacity.max(1);
+    Some(core)
+}
+
 /// Options for stage `id` of `cluster` with the given tuning.
 pub fn options(
     cluster: &ClusterFile,
@@ -93,21 +121,8 @@ pub fn options(
         .iter()
         .find(|s| s.id == id)
         .ok_or(StageSetupError::UnknownStage(id))?;
-    let recipe = chain
-        .spec
-        .recipe(&decl.item)
-        .expect("a validated spec defines every stage's type")
-        .clone();
-    let is_final = decl.item == chain.spec.final_type;
-    let mut core = StageConfig::new(id, decl.item.clone(), recipe, is_final);
-    core.set_cycle(cycle);
-    if let Some(after) = tuning.suspect_after {
-        core.set_suspect_after(after);
-    }
-    core.target_cycles = tuning.target_cycles.max(1);
-    core.max_in_flight = tuning.max_in_flight.max(1);
-    core.outbound_cap = tuning.outbound_cap;
-    core.capacity = decl.capacity.max(1);
+    let core = stage_config(&chain.spec, decl, tuning)
+        .ok_or_else(|| StageSetupError::UnknownType(id, decl.item.clone()))?;
     // Without a declared address, listen where the coordinators are reachable
     // (loopback for a local cluster) on any free port.
     let default_ip = match cluster.coordinators.values().next() {
@@ -125,7 +140,7 @@ pub fn options(
         faults_path: Some(files.faults),
         metrics_every: Duration::from_secs(1),
         coordinators: cluster.coordinators.clone(),
-        tick: (cycle / 10).clamp(Duration::from_millis(2), Duration::from_millis(20)),
+        tick: tick_for(cycle),
         capacity: decl.capacity,
         transport: TransportConfig::default(),
         faults: Some(factoryos_wire::FaultController::new(id.0)),

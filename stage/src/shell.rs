@@ -515,12 +515,8 @@ async fn follow_flow(
         let digest = last.as_ref().map(FlowSlice::digest);
         match client.watch_slice(id, known, digest).await {
             Ok(update) if update.version() > known => {
-                let slice = match (update, &last) {
-                    (SliceUpdate::Changed(slice), _) => *slice,
-                    (SliceUpdate::Unchanged { version }, Some(held)) => held.at(version),
-                    // Unchanged from a copy we do not hold: cannot happen
-                    // (we sent no digest); ask again.
-                    (SliceUpdate::Unchanged { .. }, None) => continue,
+                let Some(slice) = update.resolve(last.as_ref()) else {
+                    continue;
                 };
                 last = Some(slice.clone());
                 if tx.send(slice).await.is_err() {

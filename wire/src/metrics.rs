@@ -107,6 +107,17 @@ impl MessageTotals {
         self.received[kind.index()]
     }
 
+    /// Counts one message of `kind` sent (for a transport that is not one:
+    /// the simulator's network).
+    pub fn count_sent(&mut self, kind: MessageKind) {
+        self.sent[kind.index()] += 1;
+    }
+
+    /// Counts one message of `kind` received.
+    pub fn count_received(&mut self, kind: MessageKind) {
+        self.received[kind.index()] += 1;
+    }
+
     /// Trade messages sent ([`MessageKind::TRADE`]).
     pub fn trade_sent(&self) -> u64 {
         MessageKind::TRADE.iter().map(|k| self.sent(*k)).sum()

@@ -80,6 +80,18 @@ impl SliceUpdate {
             SliceUpdate::Changed(Box::new(slice))
         }
     }
+
+    /// The slice this answer gives a stage holding `held` (the copy whose
+    /// digest it sent): the new slice, or its copy at the new version;
+    /// `None` for an `Unchanged` answer to a stage holding nothing (it
+    /// sent no digest, so that answer cannot be for it: ask again).
+    pub fn resolve(self, held: Option<&FlowSlice>) -> Option<FlowSlice> {
+        match (self, held) {
+            (SliceUpdate::Changed(slice), _) => Some(*slice),
+            (SliceUpdate::Unchanged { version }, Some(held)) => Some(held.at(version)),
+            (SliceUpdate::Unchanged { .. }, None) => None,
+        }
+    }
 }
 
 /// Who watches each stage of `flow` for failure: the consumer it feeds the
@@ -261,6 +273,27 @@ mod tests {
         // A stage the flow does not name gets an empty slice.
         let none = f.slice(NodeId(99), None);
         assert!(none.edges.is_empty() && none.watcher.is_none() && none.watched.is_empty());
+    }
+
+    #[test]
+    fn a_holder_gets_the_version_alone_while_its_copy_holds() {
+        let f = flow();
+        let s = f.slice(NodeId(13), None);
+        let newer = s.at(FlowVersion(12));
+        // Same digest: only the version travels, and the copy moves to it.
+        let update = SliceUpdate::for_holder(newer.clone(), Some(s.digest()));
+        assert_eq!(
+            update,
+            SliceUpdate::Unchanged {
+                version: FlowVersion(12)
+            }
+        );
+        assert_eq!(update.clone().resolve(Some(&s)), Some(newer.clone()));
+        // Without a copy, a version alone gives nothing (ask again).
+        assert_eq!(update.resolve(None), None);
+        // Another digest: the whole slice.
+        let update = SliceUpdate::for_holder(newer.clone(), Some(s.digest() ^ 1));
+        assert_eq!(update.resolve(Some(&s)), Some(newer));
     }
 
     #[test]

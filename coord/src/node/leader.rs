@@ -6,21 +6,16 @@
 //! propose `CommitFlow { based_on }` (or, when few edges moved, only the
 //! change: `CommitFlowChange`).
 
-use super::retries::LinkRetries;
 use super::Shared;
 use crate::config_store::ConfigStore;
-use crate::flow_change::FlowChange;
-use crate::solver::solve;
+use crate::lead::retries::LinkRetries;
+use crate::lead::{self, Unwell, FULL_EVERY, REVIVE_EVERY};
 use crate::state::{ClusterConfig, Command, CommandResponse};
 use factoryos_wire::message::Message;
-use factoryos_wire::model::Liveness;
 use factoryos_wire::{FlowVersion, NodeId};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// How often the leader probes a stage it holds dead.
-const REVIVE_EVERY: Duration = Duration::from_secs(2);
 
 /// Per stage: absent = never probed; `None` = a probe is running;
 /// `Some(t)` = the last one ended at `t`.
@@ -52,6 +47,8 @@ pub(super) async fn leader_duties<S: ConfigStore>(shared: Shared<S>) {
 /// What a leader remembers between turns (not replicated: a new leader
 /// starts afresh).
 struct Memory {
+    /// When this leader started leading: the origin of its retry clock.
+    since: Instant,
     retries: LinkRetries,
     /// Flows committed as changes since the last whole one.
     changes_since_full: u32,
@@ -60,17 +57,13 @@ struct Memory {
 impl Memory {
     fn new<S>(shared: &Shared<S>) -> Self {
         Memory {
+            since: Instant::now(),
             retries: LinkRetries::new(shared.link_retry),
             // The first flow a leader commits is whole.
             changes_since_full: FULL_EVERY,
         }
     }
 }
-
-/// A whole flow is committed at least once every this many flows (and
-/// whenever a change would name half the edges or more), so a log read
-/// from any point reaches a whole flow soon.
-const FULL_EVERY: u32 = 64;
 
 async fn lead_once<S: ConfigStore>(
     shared: &Shared<S>,
@@ -88,7 +81,7 @@ async fn lead_once<S: ConfigStore>(
         return;
     }
     probe_the_unwell(shared, cfg, probing);
-    let due = memory.retries.due(&cfg.avoid, Instant::now());
+    let due = memory.retries.due(&cfg.avoid, memory.since.elapsed());
     if !due.is_empty() {
         // The configuration changes: the flow is solved on the next turn.
         for (supplier, consumer) in due {
@@ -109,17 +102,14 @@ async fn lead_once<S: ConfigStore>(
 /// (a stage declared dead by mistake, or back without re-registering, is
 /// revived): one probe per stage at a time, each in its own task.
 fn probe_the_unwell<S: ConfigStore>(shared: &Shared<S>, cfg: &ClusterConfig, probing: &Probing) {
-    for (id, record) in &cfg.stages {
-        if record.liveness == Liveness::Alive {
-            continue;
-        }
+    for (id, unwell) in lead::unwell(cfg) {
         let due = {
             let mut p = probing.lock().unwrap_or_else(|e| e.into_inner());
             let due = p
-                .get(id)
+                .get(&id)
                 .is_none_or(|last| last.is_some_and(|t: Instant| t.elapsed() >= REVIVE_EVERY));
             if due {
-                p.insert(*id, None);
+                p.insert(id, None);
             }
             due
         };
@@ -128,14 +118,9 @@ fn probe_the_unwell<S: ConfigStore>(shared: &Shared<S>, cfg: &ClusterConfig, pro
         }
         let shared = shared.clone();
         let probing = probing.clone();
-        let revive = record.liveness == Liveness::Dead;
-        let (id, reporters) = (*id, record.suspected_by.clone());
         tokio::spawn(async move {
-            if revive {
-                revive_if_alive(&shared, id).await;
-            } else {
-                confirm_suspect(&shared, id, reporters).await;
-            }
+            let alive = probe(&shared, id).await;
+            act_on_verdict(&shared, id, &unwell, alive).await;
             // Remember when: the dead are probed again after REVIVE_EVERY.
             probing
                 .lock()
@@ -163,42 +148,29 @@ async fn probe<S: ConfigStore>(shared: &Shared<S>, stage: NodeId) -> bool {
     false
 }
 
-/// A stage held dead that answers is alive again.
-async fn revive_if_alive<S: ConfigStore>(shared: &Shared<S>, stage: NodeId) {
-    if probe(shared, stage).await {
-        tracing::info!(%stage, "a stage held dead answers the leader: alive again");
-        let _ = shared.store.propose(Command::MarkAlive { stage }).await;
-    }
-}
-
-async fn confirm_suspect<S: ConfigStore>(
+/// Commits what the probe of `stage` showed ([`lead::verdict`]): the
+/// flow read after `MarkAlive` decides which links are avoided.
+async fn act_on_verdict<S: ConfigStore>(
     shared: &Shared<S>,
-    suspect: NodeId,
-    reporters: BTreeSet<NodeId>,
+    stage: NodeId,
+    unwell: &Unwell,
+    alive: bool,
 ) {
-    if !probe(shared, suspect).await {
-        tracing::info!(stage = %suspect, "suspect confirmed dead by the leader's probe");
-        let _ = shared
-            .store
-            .propose(Command::MarkDead { stage: suspect })
-            .await;
-        return;
-    }
-    tracing::info!(stage = %suspect, ?reporters, "suspect answers the leader: a broken link, not a death");
-    // Alive first: the flow that routes around the link (committed after
-    // the `AvoidLink`) then never shows the stage still suspect.
-    let _ = shared
-        .store
-        .propose(Command::MarkAlive { stage: suspect })
-        .await;
-    let flow = shared.store.config().borrow().flow.clone();
-    for reporter in reporters {
-        for (supplier, consumer) in [(suspect, reporter), (reporter, suspect)] {
-            if flow.serves(supplier, consumer) {
-                let avoid = Command::AvoidLink { supplier, consumer };
-                let _ = shared.store.propose(avoid).await;
-            }
+    match (unwell, alive) {
+        (Unwell::Dead, true) => {
+            tracing::info!(%stage, "a stage held dead answers the leader: alive again")
         }
+        (Unwell::Dead, false) => return,
+        (Unwell::Suspect { .. }, false) => {
+            tracing::info!(%stage, "suspect confirmed dead by the leader's probe")
+        }
+        (Unwell::Suspect { reporters }, true) => {
+            tracing::info!(%stage, ?reporters, "suspect answers the leader: a broken link, not a death")
+        }
+    }
+    let flow = shared.store.config().borrow().flow.clone();
+    for cmd in lead::verdict(&flow, stage, unwell, alive) {
+        let _ = shared.store.propose(cmd).await;
     }
 }
 
@@ -207,42 +179,27 @@ async fn commit_flow<S: ConfigStore>(
     cfg: &ClusterConfig,
     changes_since_full: &mut u32,
 ) {
-    let Some(spec) = &cfg.spec else { return };
     let started = Instant::now();
-    let stages = cfg.solver_stages();
-    let plan = match solve(spec, &stages, &cfg.flow.edges, &cfg.avoid, &shared.solver) {
-        Ok(plan) => plan,
+    let proposal = match lead::flow_proposal(cfg, &shared.solver, *changes_since_full) {
+        Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "cannot compute a flow");
             return;
         }
     };
     let solved = started.elapsed();
-    let change = FlowChange::between(cfg.flow.version, &cfg.flow.edges, &plan.edges);
-    let whole = *changes_since_full >= FULL_EVERY || change.len() * 2 >= plan.edges.len();
-    let cmd = if whole {
-        Command::CommitFlow {
-            based_on: cfg.config_version,
-            edges: plan.edges,
-        }
-    } else {
-        Command::CommitFlowChange {
-            based_on: cfg.config_version,
-            change,
-        }
-    };
-    let entry_bytes = postcard::to_stdvec(&cmd).map_or(0, |b| b.len());
-    match shared.store.propose(cmd).await {
+    let whole = proposal.whole;
+    match shared.store.propose(proposal.cmd).await {
         Ok(CommandResponse::FlowCommitted { version }) => {
             *changes_since_full = if whole { 0 } else { *changes_since_full + 1 };
             tracing::info!(
                 %version,
                 based_on = cfg.config_version,
-                kept = plan.churn.kept,
-                added = plan.churn.added,
-                removed = plan.churn.removed,
+                kept = proposal.churn.kept,
+                added = proposal.churn.added,
+                removed = proposal.churn.removed,
                 form = if whole { "whole" } else { "change" },
-                entry_bytes,
+                entry_bytes = proposal.entry_bytes,
                 solve_us = solved.as_micros() as u64,
                 commit_us = started.elapsed().as_micros() as u64,
                 "flow committed"

@@ -14,7 +14,6 @@
 
 mod leader;
 mod peers;
-mod retries;
 mod serve;
 mod slices;
 

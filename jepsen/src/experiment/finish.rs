@@ -136,7 +136,7 @@ fn leader_elections(rig: &Rig) -> Result<usize, RunError> {
 
 /// Each crash: detection, and the first final product through the survivors
 /// beside the chain's own latency (the same search from before the crash).
-fn reroutes(genealogy: &Genealogy, record: &Record, clock_unix_ms: u64) -> Vec<Reroute> {
+pub(crate) fn reroutes(genealogy: &Genealogy, record: &Record, clock_unix_ms: u64) -> Vec<Reroute> {
     record
         .crashes
         .iter()
@@ -144,9 +144,9 @@ fn reroutes(genealogy: &Genealogy, record: &Record, clock_unix_ms: u64) -> Vec<R
             at_s: c.at_s,
             node: c.host.0,
             detect_ms: c.detect_ms,
-            first_product_ms: genealogy.first_product_through(c.at_unix_ms, &c.items, &c.victims),
+            first_product_ms: genealogy.first_product_through(c.at_ms, &c.items, &c.victims),
             baseline_ms: c
-                .at_unix_ms
+                .at_ms
                 .checked_sub(BASELINE_BEFORE_MS)
                 .filter(|t| *t >= clock_unix_ms)
                 .and_then(|t| genealogy.first_product_through(t, &c.items, &BTreeSet::new())),
@@ -166,11 +166,7 @@ fn summarise(
     let heartbeats = results::sum(&m.reports, |r| r.messages.sent(MessageKind::Heartbeat));
     let ideal = m.twin.final_products;
     Summary {
-        preset: if config.spec.is_some() {
-            "spec".into()
-        } else {
-            config.preset.name().into()
-        },
+        preset: config.chain.name(),
         seed: config.seed,
         types: chain.spec.types.len(),
         stages: rig.live.ids.len(),

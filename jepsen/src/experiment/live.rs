@@ -92,29 +92,30 @@ impl Live {
         self.spent.insert(id);
     }
 
-    fn live_of(&self, item: &ItemType, dead: &BTreeSet<NodeId>) -> usize {
-        self.ids
-            .iter()
-            .filter(|s| &self.item_of[s] == item && !dead.contains(&self.host_of[s]))
-            .count()
-    }
-
     /// Hosts a crash may take: live ones, and unless `allow_outages`, only
-    /// those whose every stage leaves a live stage of its type behind.
+    /// those whose every stage leaves a live stage of its type behind (one
+    /// pass over the stages, so it stays cheap at 100,000 of them).
     pub fn crash_candidates(&self, allow_outages: bool) -> Vec<NodeId> {
+        let mut live: BTreeMap<&ItemType, usize> = BTreeMap::new();
+        for s in &self.ids {
+            if !self.dead_hosts.contains(&self.host_of[s]) {
+                *live.entry(&self.item_of[s]).or_default() += 1;
+            }
+        }
         self.groups
             .iter()
-            .map(|g| g[0])
-            .filter(|h| !self.dead_hosts.contains(h))
-            .filter(|h| {
-                let mut after = self.dead_hosts.clone();
-                after.insert(*h);
+            .filter(|g| !self.dead_hosts.contains(&g[0]))
+            .filter(|g| {
+                let mut lost: BTreeMap<&ItemType, usize> = BTreeMap::new();
+                for s in g.iter() {
+                    *lost.entry(&self.item_of[s]).or_default() += 1;
+                }
                 allow_outages
-                    || self
-                        .group(*h)
+                    || lost
                         .iter()
-                        .all(|s| self.live_of(&self.item_of[s], &after) > 0)
+                        .all(|(t, n)| live.get(t).copied().unwrap_or(0) > *n)
             })
+            .map(|g| g[0])
             .collect()
     }
 

@@ -99,14 +99,9 @@ impl std::str::FromStr for Preset {
 /// Everything a run needs.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    pub preset: Preset,
-    /// A spec file instead of a generated chain.
-    pub spec: Option<PathBuf>,
-    pub num_types: Option<usize>,
-    pub nodes_per_type: Option<usize>,
-    pub complexity: Complexity,
+    pub chain: ChainChoice,
+    /// The fault schedule's seed (the generated chain's too).
     pub seed: u64,
-    pub replicate_ends: bool,
     pub duration: Duration,
     pub cycle: Duration,
     /// Stage crashes per minute.
@@ -170,21 +165,67 @@ pub struct RunReport {
     pub plot_notes: Vec<String>,
 }
 
-/// The chain of a run: a spec file, or the original's shape.
-pub fn chain(config: &RunConfig) -> Result<ChainSpec, RunError> {
-    if let Some(path) = &config.spec {
-        return Ok(factoryos_coord::spec::load(path)?);
+/// Which chain a run (or a simulation) makes: a spec file, or a generated
+/// chain in the original's shape (a preset, or its shape overridden).
+#[derive(Debug, Clone)]
+pub struct ChainChoice {
+    pub preset: Preset,
+    /// A spec file instead of a generated chain.
+    pub spec: Option<PathBuf>,
+    pub num_types: Option<usize>,
+    pub nodes_per_type: Option<usize>,
+    pub complexity: Complexity,
+    pub seed: u64,
+    pub replicate_ends: bool,
+}
+
+impl ChainChoice {
+    /// The preset's chain from `seed`.
+    pub fn preset(preset: Preset, seed: u64) -> Self {
+        ChainChoice {
+            preset,
+            spec: None,
+            num_types: None,
+            nodes_per_type: None,
+            complexity: Complexity::Low,
+            seed,
+            replicate_ends: false,
+        }
     }
-    let (types, per_type) = config.preset.shape();
-    let mut shape = ChainShape::new(
-        config.num_types.unwrap_or(types),
-        config.nodes_per_type.unwrap_or(per_type),
-    );
-    shape.complexity = config.complexity;
-    shape.seed = config.seed;
-    shape.replicate_ends = config.replicate_ends;
-    shape.first_id = 11;
-    Ok(generate(&shape))
+
+    /// The chain.
+    pub fn chain(&self) -> Result<ChainSpec, RunError> {
+        if let Some(path) = &self.spec {
+            return Ok(factoryos_coord::spec::load(path)?);
+        }
+        let (types, per_type) = self.preset.shape();
+        let mut shape = ChainShape::new(
+            self.num_types.unwrap_or(types),
+            self.nodes_per_type.unwrap_or(per_type),
+        );
+        shape.complexity = self.complexity;
+        shape.seed = self.seed;
+        shape.replicate_ends = self.replicate_ends;
+        shape.first_id = 11;
+        Ok(generate(&shape))
+    }
+
+    /// What summaries call it: `spec`, the preset, or `generated` when the
+    /// preset's shape was overridden.
+    pub fn name(&self) -> String {
+        if self.spec.is_some() {
+            "spec".into()
+        } else if self.num_types.is_some() || self.nodes_per_type.is_some() {
+            "generated".into()
+        } else {
+            self.preset.name().into()
+        }
+    }
+}
+
+/// The chain of a run.
+pub fn chain(config: &RunConfig) -> Result<ChainSpec, RunError> {
+    config.chain.chain()
 }
 
 impl RunConfig {

@@ -108,7 +108,7 @@ fn first_lots(rig: &Rig, record: &mut Record) {
             .stage_metrics(NodeId(r.node))
             .map_or(0, |m| m.counters.successful_manufacture_cycles);
         if made > 0 {
-            r.first_lot_ms = Some(at.elapsed().as_millis() as u64);
+            r.first_lot_ms = Some(unix_ms().saturating_sub(*at));
         }
     }
 }
@@ -126,7 +126,7 @@ async fn detect_crashes(rig: &Rig, record: &mut Record) {
         .collect();
     for c in record.crashes.iter_mut().filter(|c| c.detect_ms.is_none()) {
         if rig.live.dead_hosts.contains(&c.host) && c.victims.is_subset(&dead) {
-            c.detect_ms = Some(c.killed.elapsed().as_millis() as u64);
+            c.detect_ms = Some(unix_ms().saturating_sub(c.at_ms));
         }
     }
 }

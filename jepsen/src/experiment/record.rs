@@ -12,7 +12,7 @@ use factoryos_coord::spec::ChainSpec;
 use factoryos_wire::model::Spec;
 use factoryos_wire::{ItemType, NodeId};
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
@@ -27,14 +27,17 @@ pub struct Moment {
     pub at_s: f64,
     /// Cycles since the stages started (the twin's clock).
     pub cycle: u64,
+    /// Ms on the clock lots are stamped with (`Lot::made_ms`): since the
+    /// Unix epoch in a run, since the start in a simulation.
+    pub at_ms: u64,
 }
 
 /// A crash of a stage host, followed until the leader marks it dead.
 #[derive(Debug)]
 pub struct CrashWatch {
     pub at_s: f64,
-    pub at_unix_ms: u64,
-    pub killed: Instant,
+    /// When, on the lots' clock ([`Moment::at_ms`]).
+    pub at_ms: u64,
     pub host: NodeId,
     pub victims: BTreeSet<NodeId>,
     pub items: BTreeSet<ItemType>,
@@ -58,8 +61,8 @@ pub struct Record {
     pub changes: Vec<ChainOp>,
     pub faults: Vec<Fault>,
     pub crashes: Vec<CrashWatch>,
-    /// Each with the instant it restarted.
-    pub recoveries: Vec<(Recovery, Instant)>,
+    /// Each with when it restarted, on the lots' clock.
+    pub recoveries: Vec<(Recovery, u64)>,
     pub windows: Vec<Window>,
     /// `(at_s, what)` for `ops.log`.
     pub log: Vec<(f64, String)>,
@@ -88,7 +91,7 @@ impl Record {
         let what = match op {
             Op::Crash { host, stages } => {
                 live.dead_hosts.insert(*host);
-                self.crash(*host, stages, live, at_s);
+                self.crash(*host, stages, live, moment);
                 op.describe()
             }
             Op::KillLeader { id } => {
@@ -104,7 +107,7 @@ impl Record {
                     node: host.0,
                     first_lot_ms: None,
                 };
-                self.recoveries.push((recovery, Instant::now()));
+                self.recoveries.push((recovery, moment.at_ms));
                 op.describe()
             }
             Op::RecoverCoordinator { id } => {
@@ -147,12 +150,11 @@ impl Record {
         self.log_op(at_s, what);
     }
 
-    fn crash(&mut self, host: NodeId, stages: &[NodeId], live: &Live, at_s: f64) {
-        self.fault(OpKind::Crash, host, at_s);
+    fn crash(&mut self, host: NodeId, stages: &[NodeId], live: &Live, moment: &Moment) {
+        self.fault(OpKind::Crash, host, moment.at_s);
         self.crashes.push(CrashWatch {
-            at_s,
-            at_unix_ms: unix_ms(),
-            killed: Instant::now(),
+            at_s: moment.at_s,
+            at_ms: moment.at_ms,
             host,
             items: stages.iter().map(|s| live.item_of(*s).clone()).collect(),
             victims: stages.iter().copied().collect(),

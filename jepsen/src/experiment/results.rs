@@ -272,6 +272,13 @@ impl Summary {
             "{} chain (seed {}): {} types, {} stages, {} coordinators ({}), {:.0} s of {} ms cycles",
             self.preset, self.seed, self.types, self.stages, self.coordinators, self.coord_mode, self.duration_s, self.cycle_ms
         );
+        s + &self.render_figures()
+    }
+
+    /// The summary without its first line (the chain and the cluster): what
+    /// a run and a simulation print alike.
+    pub fn render_figures(&self) -> String {
+        let mut s = String::new();
         let _ = writeln!(
             s,
             "final products        {} (ideal twin: {}) -> efficiency {:.3}",

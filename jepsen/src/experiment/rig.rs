@@ -100,6 +100,7 @@ impl Rig {
             elapsed,
             at_s: elapsed.as_secs_f64(),
             cycle: (self.stages_started.elapsed().as_secs_f64() / self.cycle.as_secs_f64()) as u64,
+            at_ms: super::record::unix_ms(),
         }
     }
 

@@ -6,10 +6,10 @@
 
 use factoryos_wire::NodeId;
 use std::collections::{BTreeSet, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A (supplier, consumer) link.
-pub(super) type Link = (NodeId, NodeId);
+pub type Link = (NodeId, NodeId);
 
 /// The longest wait is the first one times 2^MAX_DOUBLINGS.
 const MAX_DOUBLINGS: u32 = 4;
@@ -18,7 +18,7 @@ const MAX_DOUBLINGS: u32 = 4;
 /// new leader starts every link from the first wait, which only retries a
 /// broken link a little sooner).
 #[derive(Debug)]
-pub(super) struct LinkRetries {
+pub struct LinkRetries {
     first_wait: Duration,
     links: HashMap<Link, Retry>,
 }
@@ -26,15 +26,15 @@ pub(super) struct LinkRetries {
 #[derive(Debug, Clone, Copy)]
 struct Retry {
     /// Avoided since then; `None` while the link is not avoided.
-    since: Option<Instant>,
+    since: Option<Duration>,
     /// How many times it was avoided in a row.
     strikes: u32,
     /// When it last left the avoided set (handed back, or an end restarted).
-    left: Option<Instant>,
+    left: Option<Duration>,
 }
 
 impl LinkRetries {
-    pub(super) fn new(first_wait: Duration) -> Self {
+    pub fn new(first_wait: Duration) -> Self {
         LinkRetries {
             first_wait,
             links: HashMap::new(),
@@ -46,9 +46,10 @@ impl LinkRetries {
         self.first_wait * 2u32.pow(strikes.saturating_sub(1).min(MAX_DOUBLINGS))
     }
 
-    /// Updates the memory with the links avoided `now`, and returns those
+    /// Updates the memory with the links avoided `now` (time on the leader's
+    /// own clock, from any origin), and returns those
     /// whose wait is over (sorted), to be handed back with `RetryLink`.
-    pub(super) fn due(&mut self, avoided: &BTreeSet<Link>, now: Instant) -> Vec<Link> {
+    pub fn due(&mut self, avoided: &BTreeSet<Link>, now: Duration) -> Vec<Link> {
         let longest = self.wait(MAX_DOUBLINGS + 1);
         for (link, r) in self.links.iter_mut() {
             if r.since.is_some() && !avoided.contains(link) {
@@ -59,7 +60,7 @@ impl LinkRetries {
         // A link in use for the longest wait since it left has earned a
         // fresh start.
         self.links.retain(|_, r| {
-            r.since.is_some() || r.left.is_some_and(|t| now.duration_since(t) < longest)
+            r.since.is_some() || r.left.is_some_and(|t| now.saturating_sub(t) < longest)
         });
         let mut due = Vec::new();
         for link in avoided {
@@ -77,7 +78,7 @@ impl LinkRetries {
                 }
             };
             let strikes = r.strikes;
-            if now.duration_since(since) >= self.wait(strikes) {
+            if now.saturating_sub(since) >= self.wait(strikes) {
                 due.push(*link);
             }
         }
@@ -98,7 +99,7 @@ mod tests {
     #[test]
     fn an_avoided_link_is_handed_back_after_the_first_wait() {
         let mut r = LinkRetries::new(Duration::from_secs(30));
-        let t0 = Instant::now();
+        let t0 = Duration::ZERO;
         assert!(r.due(&avoided(&[L]), t0).is_empty());
         assert!(r
             .due(&avoided(&[L]), t0 + Duration::from_secs(29))
@@ -115,7 +116,7 @@ mod tests {
     #[test]
     fn each_new_avoid_doubles_the_wait_up_to_a_cap() {
         let mut r = LinkRetries::new(Duration::from_secs(10));
-        let mut now = Instant::now();
+        let mut now = Duration::ZERO;
         let mut waits = Vec::new();
         for _ in 0..7 {
             // Avoided again (the retry failed), then waited out.
@@ -134,7 +135,7 @@ mod tests {
     #[test]
     fn a_link_that_stays_in_use_starts_again_from_the_first_wait() {
         let mut r = LinkRetries::new(Duration::from_secs(10));
-        let t0 = Instant::now();
+        let t0 = Duration::ZERO;
         r.due(&avoided(&[L]), t0);
         let t1 = t0 + Duration::from_secs(10);
         assert_eq!(r.due(&avoided(&[L]), t1), vec![L]);

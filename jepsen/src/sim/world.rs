@@ -1,0 +1,565 @@
+//! The simulated world and its event loop: the stages' side (ticks,
+//! messages, WAL commits, registration and slice watches). The
+//! coordinator's side is in `leader.rs`, the operations in `ops.rs`.
+
+use super::coord::{SimCoord, Watch};
+use super::net::Net;
+use super::queue::Queue;
+use super::stage::{Input, SimStage};
+use super::SimConfig;
+use crate::experiment::live::Live;
+use crate::experiment::record::Record;
+use crate::experiment::schedule::RateSchedule;
+use factoryos_coord::client::CALL_TIMEOUT;
+use factoryos_coord::lead::Unwell;
+use factoryos_coord::state::Command;
+use factoryos_stage::core::Output;
+use factoryos_stage::setup::{stage_config, tick_for, Tuning};
+use factoryos_wire::message::Envelope;
+use factoryos_wire::model::StageDescriptor;
+use factoryos_wire::{FlowSlice, NodeId, SliceUpdate};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How long a stage waits before registering again after a failed try
+/// (as the stage process does).
+const REGISTER_RETRY: Duration = Duration::from_millis(200);
+
+/// Something due at a moment of simulated time.
+#[derive(Debug)]
+pub(super) enum Event {
+    /// Every running stage ticks; the operations due are applied.
+    Tick,
+    /// The leader's loop wakes on its timer (it also wakes on every commit).
+    LeaderTimer,
+    /// A stage (re)starts from its WAL.
+    Start {
+        stage: NodeId,
+        life: u32,
+    },
+    /// A stage tries to register.
+    Register {
+        stage: NodeId,
+        life: u32,
+    },
+    /// A message reaches `to`.
+    Deliver {
+        from: NodeId,
+        to: NodeId,
+        env: Envelope,
+    },
+    /// A stage's WAL batch is durable.
+    Committed {
+        stage: NodeId,
+        life: u32,
+    },
+    /// A command is committed: the state machine applies it.
+    Apply {
+        cmd: Command,
+        by: By,
+    },
+    /// A stage learns it is registered.
+    Registered {
+        stage: NodeId,
+        life: u32,
+    },
+    LeaderTurn,
+    ProbeDone {
+        stage: NodeId,
+        unwell: Unwell,
+        alive: bool,
+    },
+    /// A stage's watch reaches the coordinator.
+    Watch {
+        stage: NodeId,
+        watch: Watch,
+    },
+    /// A stage watches again (after a failed or lost watch).
+    Rewatch {
+        stage: NodeId,
+        life: u32,
+    },
+    /// A stage's read of its slice reaches the coordinator.
+    Read {
+        stage: NodeId,
+        life: u32,
+    },
+    /// A slice answer reaches a stage.
+    Slice {
+        stage: NodeId,
+        life: u32,
+        update: SliceUpdate,
+        read: bool,
+    },
+}
+
+/// Who proposed a command (who hears of it when it is applied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum By {
+    /// A stage's registration.
+    Registration { stage: NodeId, life: u32 },
+    /// A stage's report, which nobody waits for.
+    Stage,
+    /// The leader's loop, which waits for it.
+    Leader,
+    /// A probe's verdict.
+    Probe,
+    /// An operation; `start` is a declared stage to start once applied.
+    Operator { start: Option<NodeId> },
+}
+
+pub(super) struct World {
+    pub(super) now: Duration,
+    pub(super) cfg: SimConfig,
+    pub(super) queue: Queue<Event>,
+    pub(super) rng: SmallRng,
+    pub(super) stages: BTreeMap<NodeId, SimStage>,
+    /// The stages' ids, in order (ticked in that order).
+    pub(super) ids: Vec<NodeId>,
+    pub(super) coord: SimCoord,
+    pub(super) net: Net,
+    pub(super) live: Live,
+    pub(super) record: Record,
+    pub(super) schedule: RateSchedule,
+    pub(super) partitions: super::ops::Partitions,
+    pub(super) tuning: Tuning,
+    pub(super) turn_queued: bool,
+    /// Events handled.
+    pub(super) events: u64,
+    /// The chain's stages not registered yet, and when the last one was.
+    pub(super) unregistered: BTreeSet<NodeId>,
+    pub(super) all_registered_at: Option<Duration>,
+    /// After the run's time: stages drain, no operation is applied.
+    pub(super) draining: bool,
+}
+
+impl World {
+    pub(super) fn new(cfg: SimConfig) -> Self {
+        let chain = cfg.chain.clone();
+        let live = Live::new(&chain);
+        let host_of: BTreeMap<NodeId, NodeId> = live
+            .groups()
+            .iter()
+            .flat_map(|g| g.iter().map(move |s| (*s, g[0])))
+            .collect();
+        let tuning = Tuning::new(cfg.cycle);
+        let mut stages = BTreeMap::new();
+        for decl in &chain.stages {
+            if let Some(c) = stage_config(&chain.spec, decl, tuning) {
+                stages.insert(decl.id, SimStage::new(c, host_of[&decl.id]));
+            }
+        }
+        let mut coord = SimCoord::new(cfg.link_retry);
+        coord.apply(&Command::SetSpec {
+            spec: chain.spec.clone(),
+        });
+        let mut world = World {
+            now: Duration::ZERO,
+            queue: Queue::new(),
+            rng: SmallRng::seed_from_u64(cfg.seed),
+            ids: stages.keys().copied().collect(),
+            unregistered: stages.keys().copied().collect(),
+            stages,
+            coord,
+            net: Net::new(cfg.net),
+            record: Record::new(&chain),
+            schedule: RateSchedule::new(cfg.seed, cfg.rates, cfg.allow_outages),
+            partitions: super::ops::Partitions::new(
+                cfg.seed,
+                cfg.partition_rate,
+                cfg.partition_hold,
+            ),
+            live,
+            tuning,
+            turn_queued: false,
+            events: 0,
+            all_registered_at: None,
+            draining: false,
+            cfg,
+        };
+        for id in world.ids.clone() {
+            let at = world
+                .rng
+                .random_range(Duration::ZERO..=world.cfg.start_spread);
+            world.queue.push(at, Event::Start { stage: id, life: 0 });
+        }
+        world.queue.push(Duration::ZERO, Event::Tick);
+        world.queue.push(Duration::ZERO, Event::LeaderTimer);
+        world
+    }
+
+    /// Handles every event due by `until`.
+    pub(super) fn run_until(&mut self, until: Duration) {
+        while let Some((at, event)) = self.queue.pop_until(until) {
+            self.now = at;
+            self.events += 1;
+            self.handle(event);
+        }
+        self.now = until;
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Tick => self.tick(),
+            Event::LeaderTimer => {
+                self.queue_turn();
+                let next = self.now + Duration::from_millis(500);
+                self.queue.push(next, Event::LeaderTimer);
+            }
+            Event::Start { stage, life } => self.start(stage, life),
+            Event::Register { stage, life } => {
+                if self.life_is(stage, life) {
+                    self.register(stage);
+                }
+            }
+            Event::Deliver { from, to, env } => self.deliver(from, to, env),
+            Event::Committed { stage, life } => self.committed(stage, life),
+            Event::Apply { cmd, by } => self.apply(cmd, by),
+            Event::Registered { stage, life } => self.registered(stage, life),
+            Event::LeaderTurn => self.leader_turn(),
+            Event::ProbeDone {
+                stage,
+                unwell,
+                alive,
+            } => self.probe_done(stage, unwell, alive),
+            Event::Watch { stage, watch } => self.watch_arrives(stage, watch),
+            Event::Rewatch { stage, life } => {
+                if self.life_is(stage, life) {
+                    self.send_watch(stage);
+                }
+            }
+            Event::Read { stage, life } => self.read_arrives(stage, life),
+            Event::Slice {
+                stage,
+                life,
+                update,
+                read,
+            } => self.slice_arrives(stage, life, update, read),
+        }
+    }
+
+    /// Whether `stage` is up in life `life`.
+    pub(super) fn life_is(&self, stage: NodeId, life: u32) -> bool {
+        self.stages
+            .get(&stage)
+            .is_some_and(|s| s.life == life && s.is_up())
+    }
+
+    pub(super) fn host_of(&self, stage: NodeId) -> Option<NodeId> {
+        self.stages.get(&stage).map(|s| s.host)
+    }
+
+    /// When a call from `stage` reaches the coordinator (`None`: it cannot).
+    pub(super) fn coordinator_reached_at(&mut self, stage: NodeId) -> Option<Duration> {
+        let host = self.host_of(stage)?;
+        if self.net.is_isolated(host) {
+            return None;
+        }
+        Some(self.now + self.net.latency(&mut self.rng))
+    }
+
+    fn tick(&mut self) {
+        if !self.draining {
+            self.apply_due_ops();
+        }
+        let now = self.now;
+        for i in 0..self.ids.len() {
+            let id = self.ids[i];
+            let Some(s) = self.stages.get_mut(&id) else {
+                continue;
+            };
+            if s.committing.is_some() {
+                continue;
+            }
+            if let Some(core) = &mut s.core {
+                core.tick(now);
+                self.after_input(id);
+            }
+        }
+        self.note_first_lots();
+        let next = now + tick_for(self.cfg.cycle);
+        self.queue.push(next, Event::Tick);
+    }
+
+    fn start(&mut self, stage: NodeId, life: u32) {
+        let Some(s) = self.stages.get_mut(&stage) else {
+            return;
+        };
+        if s.life != life || s.is_up() {
+            return;
+        }
+        s.start();
+        if self.draining {
+            if let Some(core) = &mut s.core {
+                core.drain();
+            }
+        }
+        self.register(stage);
+    }
+
+    /// Sends the stage's registration (or tries again later).
+    fn register(&mut self, stage: NodeId) {
+        let Some(s) = self.stages.get(&stage) else {
+            return;
+        };
+        let Some(core) = &s.core else { return };
+        let life = s.life;
+        let desc = StageDescriptor {
+            id: stage,
+            item: s.cfg.item.clone(),
+            addr: sim_address(stage),
+            recipe_version: core.config().recipe.version,
+            capacity: s.cfg.capacity,
+        };
+        match self.coordinator_reached_at(stage) {
+            Some(at) => {
+                let cmd = Command::RegisterStage { stage: desc };
+                let by = By::Registration { stage, life };
+                self.queue
+                    .push(at + self.cfg.commit_latency, Event::Apply { cmd, by });
+            }
+            None => {
+                let at = self.now + CALL_TIMEOUT + REGISTER_RETRY;
+                self.queue.push(at, Event::Register { stage, life });
+            }
+        }
+    }
+
+    fn registered(&mut self, stage: NodeId, life: u32) {
+        if !self.life_is(stage, life) {
+            return;
+        }
+        if self.unregistered.remove(&stage) && self.unregistered.is_empty() {
+            self.all_registered_at = Some(self.now);
+        }
+        self.send_watch(stage);
+    }
+
+    /// The stage long-polls its slice (or tries again if it cannot reach
+    /// the coordinator).
+    pub(super) fn send_watch(&mut self, stage: NodeId) {
+        let Some(s) = self.stages.get(&stage) else {
+            return;
+        };
+        let watch = Watch {
+            life: s.life,
+            known: s.slice.as_ref().map_or(Default::default(), |x| x.version),
+            digest: s.slice.as_ref().map(FlowSlice::digest),
+        };
+        match self.coordinator_reached_at(stage) {
+            Some(at) => self.queue.push(at, Event::Watch { stage, watch }),
+            None => {
+                let at = self.now + CALL_TIMEOUT;
+                let life = watch.life;
+                self.queue.push(at, Event::Rewatch { stage, life });
+            }
+        }
+    }
+
+    fn slice_arrives(&mut self, stage: NodeId, life: u32, update: SliceUpdate, read: bool) {
+        if !self.life_is(stage, life) {
+            return;
+        }
+        let s = self.stages.get_mut(&stage).expect("up above");
+        if read {
+            s.fetching = false;
+        }
+        let held = s.slice.as_ref().map(|x| x.version);
+        if let Some(slice) = update.resolve(s.slice.as_ref()) {
+            if held.is_none_or(|v| slice.version > v) {
+                s.slice = Some(slice.clone());
+                if s.feed(self.now, Input::Slice(slice)) {
+                    self.after_input(stage);
+                }
+            }
+        }
+        if !read {
+            self.send_watch(stage);
+        }
+    }
+
+    fn deliver(&mut self, from: NodeId, to: NodeId, env: Envelope) {
+        let now = self.now;
+        let Some(s) = self.stages.get_mut(&to) else {
+            return;
+        };
+        if !s.is_up() {
+            return;
+        }
+        s.messages.count_received(env.body.kind());
+        if s.feed(now, Input::Message(from, env)) {
+            self.after_input(to);
+        }
+    }
+
+    /// Takes the core's output: commits its writes first (the sends wait
+    /// for the commit), or sends at once when there is nothing to write.
+    fn after_input(&mut self, stage: NodeId) {
+        let s = self.stages.get_mut(&stage).expect("a known stage");
+        let Some(core) = &mut s.core else { return };
+        let out = core.take_output();
+        if out.is_empty() {
+            return;
+        }
+        if out.wal.is_empty() {
+            return self.emit(stage, out);
+        }
+        let life = s.life;
+        s.committing = Some(out);
+        let at = self.now + self.cfg.wal_latency;
+        self.queue.push(at, Event::Committed { stage, life });
+    }
+
+    fn committed(&mut self, stage: NodeId, life: u32) {
+        if !self.life_is(stage, life) {
+            return;
+        }
+        let s = self.stages.get_mut(&stage).expect("up above");
+        let Some(mut out) = s.committing.take() else {
+            return;
+        };
+        s.wal.apply(std::mem::take(&mut out.wal));
+        self.emit(stage, out);
+        let now = self.now;
+        let s = self.stages.get_mut(&stage).expect("up above");
+        if s.feed_waiting(now) {
+            self.after_input(stage);
+        }
+    }
+
+    /// Sends what the core said (after its writes are durable): messages,
+    /// suspect reports, a read of a newer flow.
+    fn emit(&mut self, stage: NodeId, out: Output) {
+        let s = self.stages.get_mut(&stage).expect("a known stage");
+        let Some(version) = s.core.as_ref().map(|c| c.flow_version()) else {
+            return;
+        };
+        let host = s.host;
+        for (_, msg) in &out.send {
+            s.messages.count_sent(msg.kind());
+        }
+        for (to, msg) in out.send {
+            let Some(to_host) = self.host_of(to) else {
+                continue;
+            };
+            if self.net.passes(&mut self.rng, host, to_host) {
+                let at = self.now + self.net.latency(&mut self.rng);
+                let env = Envelope::new(stage, version, msg);
+                self.queue.push(
+                    at,
+                    Event::Deliver {
+                        from: stage,
+                        to,
+                        env,
+                    },
+                );
+            }
+        }
+        for suspect in out.suspects {
+            if let Some(at) = self.coordinator_reached_at(stage) {
+                let cmd = Command::ReportSuspect {
+                    reporter: stage,
+                    suspect,
+                };
+                let at = at + self.cfg.commit_latency;
+                self.queue.push(at, Event::Apply { cmd, by: By::Stage });
+            }
+        }
+        if out.flow_behind.is_some() {
+            self.fetch(stage);
+        }
+    }
+
+    /// A peer knows a newer flow: read the slice now (one read at a time).
+    fn fetch(&mut self, stage: NodeId) {
+        let Some(s) = self.stages.get_mut(&stage) else {
+            return;
+        };
+        if s.fetching {
+            return;
+        }
+        s.fetching = true;
+        let life = s.life;
+        match self.coordinator_reached_at(stage) {
+            Some(at) => self.queue.push(at, Event::Read { stage, life }),
+            None => self.stages.get_mut(&stage).expect("known").fetching = false,
+        }
+    }
+
+    /// Starts a new stage declared by an operation.
+    pub(super) fn add_stage(&mut self, decl: &factoryos_coord::spec::StageDecl) -> bool {
+        let Some(c) = stage_config(&self.record.spec, decl, self.tuning) else {
+            return false;
+        };
+        self.stages.insert(decl.id, SimStage::new(c, decl.id));
+        if let Err(i) = self.ids.binary_search(&decl.id) {
+            self.ids.insert(i, decl.id);
+        }
+        true
+    }
+
+    /// Kills a stage: its watch is forgotten with it.
+    pub(super) fn crash_stage(&mut self, stage: NodeId) {
+        if let Some(s) = self.stages.get_mut(&stage) {
+            s.crash();
+        }
+        self.coord.watches.remove(&stage);
+    }
+
+    /// Schedules a (re)start of `stage` now.
+    pub(super) fn restart_stage(&mut self, stage: NodeId) {
+        if let Some(s) = self.stages.get(&stage) {
+            let life = s.life;
+            self.queue.push(self.now, Event::Start { stage, life });
+        }
+    }
+}
+
+impl World {
+    /// The run's time is up: the network heals, every stage drains (no new
+    /// cycles or requests; trades in flight finish), no operation is applied.
+    pub(super) fn begin_drain(&mut self) {
+        self.draining = true;
+        self.net.heal_all();
+        if self.cfg.final_recovery {
+            let dead: Vec<NodeId> = self.live.dead_hosts.iter().copied().collect();
+            for host in dead {
+                let stages = self.live.group(host).to_vec();
+                self.apply_op(crate::op::Op::RecoverStages { host, stages });
+            }
+        }
+        for s in self.stages.values_mut() {
+            if let Some(core) = &mut s.core {
+                core.drain();
+            }
+        }
+    }
+
+    /// No running stage has a lot in transit or a commit under way (and,
+    /// with the final recovery, every stage is running again).
+    pub(super) fn settled(&self) -> bool {
+        self.stages.values().all(|s| match &s.core {
+            Some(core) => s.committing.is_none() && core.in_transit_len() == 0,
+            None => !self.cfg.final_recovery,
+        })
+    }
+
+    /// Final products the final type's stages made so far (every life).
+    pub(super) fn final_products_so_far(&self) -> u64 {
+        self.stages
+            .values()
+            .filter(|s| s.cfg.is_final)
+            .map(|s| s.report().counters.final_products)
+            .sum()
+    }
+}
+
+/// The address a simulated stage registers: never dialled, but one the
+/// store accepts (a real registration must name a dialable address).
+fn sim_address(stage: NodeId) -> SocketAddr {
+    let n = stage.0;
+    SocketAddr::from(([10, (n >> 16) as u8, (n >> 8) as u8, n as u8], 7000))
+}

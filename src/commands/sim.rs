@@ -1,0 +1,163 @@
+//! `factoryos sim`: the chain in deterministic simulation.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use factoryos_jepsen::experiment::schedule::Rates;
+use factoryos_jepsen::sim::{run, NetConfig, SimConfig, SimProgress};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct SimArgs {
+    #[command(flatten)]
+    pub chain: super::ChainArgs,
+    /// Stages in all, with --types: a generated chain of that many types,
+    /// stages/types of each (raw and final types included).
+    #[arg(long, requires = "types", conflicts_with_all = ["spec", "num_types", "nodes_per_type"])]
+    pub stages: Option<usize>,
+    /// Item types of a generated chain of --stages stages.
+    #[arg(long, requires = "stages")]
+    pub types: Option<usize>,
+    /// Simulated seconds to run (then the stages drain and every WAL is audited).
+    #[arg(long, default_value_t = 60)]
+    pub duration: u64,
+    /// Time between manufacture cycles, in ms.
+    #[arg(long, default_value_t = 100)]
+    pub cycle: u64,
+    /// Host crashes per minute (every stage of the host at once); the last
+    /// live stage of a type is spared unless --allow-outages.
+    #[arg(long, default_value_t = 0.0)]
+    pub failure_rate: f64,
+    /// Recoveries of crashed hosts per minute (their stages replay their WALs).
+    #[arg(long, default_value_t = 0.0)]
+    pub recover_rate: f64,
+    /// Recipe updates per minute (as `run`'s).
+    #[arg(long, default_value_t = 0.0)]
+    pub update_dep_rate: f64,
+    /// Stages added per minute (as `run`'s).
+    #[arg(long, default_value_t = 0.0)]
+    pub add_stage_rate: f64,
+    /// Let a crash take the last live stage of a type.
+    #[arg(long)]
+    pub allow_outages: bool,
+    /// Restart every crashed host at the end, before the audit (then no lot
+    /// may stay in transit).
+    #[arg(long)]
+    pub final_recovery: bool,
+    /// Least one-way network latency, in microseconds.
+    #[arg(long, default_value_t = 200)]
+    pub latency_us: u64,
+    /// Mean of the exponential extra latency, in microseconds (its tail reorders).
+    #[arg(long, default_value_t = 100)]
+    pub jitter_us: u64,
+    /// Fraction of stage-to-stage messages lost, 0 to 1.
+    #[arg(long, default_value_t = 0.0)]
+    pub loss: f64,
+    /// Partitions per minute: a random running host is cut off from every
+    /// other host and the coordinators.
+    #[arg(long, default_value_t = 0.0)]
+    pub partition_rate: f64,
+    /// How long a partition lasts, in ms.
+    #[arg(long, default_value_t = 5000)]
+    pub partition_ms: u64,
+    /// A command's time from proposal to applied (Raft's commit), in ms.
+    #[arg(long, default_value_t = 3)]
+    pub commit_ms: u64,
+    /// One stage WAL commit (with its fsync), in ms.
+    #[arg(long, default_value_t = 2)]
+    pub wal_ms: u64,
+    /// Write summary.json here (the printed summary is the same).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// The simulation's configuration, with the arguments checked.
+fn config(args: &SimArgs) -> Result<SimConfig> {
+    for (name, v) in [
+        ("--failure-rate", args.failure_rate),
+        ("--recover-rate", args.recover_rate),
+        ("--update-dep-rate", args.update_dep_rate),
+        ("--add-stage-rate", args.add_stage_rate),
+        ("--partition-rate", args.partition_rate),
+    ] {
+        if !(0.0..=600.0).contains(&v) || v.is_nan() {
+            bail!("{name} must be between 0 and 600 per minute, got {v}");
+        }
+    }
+    if !(0.0..=1.0).contains(&args.loss) || args.loss.is_nan() {
+        bail!("--loss must be between 0 and 1, got {}", args.loss);
+    }
+    let mut choice = args.chain.choice();
+    if let (Some(stages), Some(types)) = (args.stages, args.types) {
+        if types < 2 || stages < types {
+            bail!("--stages {stages} --types {types}: at least 2 types and a stage per type");
+        }
+        choice.num_types = Some(types);
+        choice.nodes_per_type = Some(stages / types);
+        choice.replicate_ends = true;
+    }
+    let chain = choice.chain()?;
+    let mut cfg = SimConfig::new(
+        chain,
+        args.chain.seed,
+        Duration::from_secs(args.duration.max(1)),
+    );
+    cfg.name = choice.name();
+    cfg.cycle = Duration::from_millis(args.cycle.max(1));
+    cfg.rates = Rates {
+        failure: args.failure_rate,
+        recover: args.recover_rate,
+        update_dep: args.update_dep_rate,
+        add_stage: args.add_stage_rate,
+    };
+    cfg.allow_outages = args.allow_outages;
+    cfg.final_recovery = args.final_recovery;
+    cfg.net = NetConfig {
+        latency: Duration::from_micros(args.latency_us),
+        jitter: Duration::from_micros(args.jitter_us),
+        loss: args.loss,
+    };
+    cfg.partition_rate = args.partition_rate;
+    cfg.partition_hold = Duration::from_millis(args.partition_ms);
+    cfg.commit_latency = Duration::from_millis(args.commit_ms);
+    cfg.wal_latency = Duration::from_millis(args.wal_ms);
+    Ok(cfg)
+}
+
+fn show(bar: &ProgressBar, p: SimProgress) {
+    bar.set_position(p.simulated.as_secs());
+    bar.set_message(format!("final {}  events {}", p.final_products, p.events));
+}
+
+pub fn main(args: SimArgs) -> Result<()> {
+    let cfg = config(&args)?;
+    eprintln!(
+        "simulating {} stages ({} types), seed {}, {} s",
+        cfg.chain.stages.len(),
+        cfg.chain.spec.types.len(),
+        cfg.seed,
+        cfg.duration.as_secs()
+    );
+    let bar = ProgressBar::new(cfg.duration.as_secs());
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} simulated s {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let report = run(cfg, |p| show(&bar, p));
+    bar.finish_and_clear();
+    println!("{}", report.render());
+    println!("{}", report.render_wall());
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        let json = serde_json::to_vec_pretty(&report)?;
+        let path = out.join("summary.json");
+        std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let s = &report.summary;
+    if s.lots_lost > 0 || s.lots_duplicated > 0 || s.lots_miscounted > 0 {
+        bail!("the lot invariant does not hold (see the audit figures above)");
+    }
+    Ok(())
+}
