@@ -5,6 +5,7 @@
 //! | [`spec`] | the supply-chain spec in TOML and its validation (every error with a position and a fix hint) |
 //! | [`solver`] | the flow solver: valid, complete, balanced, stable, deterministic |
 //! | [`render`] | flows as a terminal table and as Graphviz DOT |
+//! | [`backoff`] | retry waits for calls to the coordinators: doubling, capped, jittered |
 //! | [`bench`] | the solver benchmark behind `factoryos bench flow` |
 //! | [`state`] | the replicated state machine: cluster configuration, commands, flow fencing |
 //! | [`raft`] | openraft types, redb storage (log, vote, state machine, snapshots), network over QUIC |
@@ -24,6 +25,7 @@
 //! and `client` build themselves from a `ClusterFile`. It depends only on
 //! `factoryos-wire`.
 
+pub mod backoff;
 pub mod bench;
 pub mod client;
 pub mod cluster;

@@ -64,6 +64,10 @@ pub struct SimArgs {
     /// A command's time from proposal to applied (Raft's commit), in ms.
     #[arg(long, default_value_t = 3)]
     pub commit_ms: u64,
+    /// The leader's time to solve a flow, in ns per edge of the flow (the
+    /// simulated clock's model of the solver; its wall time is printed apart).
+    #[arg(long, default_value_t = 300)]
+    pub solve_ns_per_edge: u64,
     /// One stage WAL commit (with its fsync), in ms.
     #[arg(long, default_value_t = 2)]
     pub wal_ms: u64,
@@ -122,6 +126,7 @@ fn config(args: &SimArgs) -> Result<SimConfig> {
     cfg.partition_hold = Duration::from_millis(args.partition_ms);
     cfg.commit_latency = Duration::from_millis(args.commit_ms);
     cfg.wal_latency = Duration::from_millis(args.wal_ms);
+    cfg.solve_per_edge = Duration::from_nanos(args.solve_ns_per_edge);
     Ok(cfg)
 }
 

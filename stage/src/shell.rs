@@ -16,6 +16,7 @@ use crate::core::{Output, StageConfig, StageCore};
 use crate::metrics::{StageGauges, StageMetrics, StageReport};
 use crate::records::{OutRecord, OutState, WalOp};
 use crate::wal::{Wal, WalError};
+use factoryos_coord::backoff::Backoff;
 use factoryos_coord::client::CoordClient;
 use factoryos_coord::events::{EventLog, What};
 use factoryos_wire::message::Message;
@@ -494,6 +495,9 @@ async fn follow_flow(
     tx: mpsc::Sender<FlowSlice>,
 ) {
     let id = descriptor.id;
+    // Many stages (a whole host, or a whole chain after a coordinator
+    // outage) fail together: their retries must not come back together.
+    let mut backoff = Backoff::registration();
     loop {
         match client.register(descriptor.clone()).await {
             Ok(index) => {
@@ -501,8 +505,9 @@ async fn follow_flow(
                 break;
             }
             Err(e) => {
-                tracing::warn!(stage = %id, error = %e, "registration failed; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                let wait = backoff.next_wait(&mut rand::rng());
+                tracing::warn!(stage = %id, error = %e, wait_ms = wait.as_millis() as u64, "registration failed; retrying");
+                tokio::time::sleep(wait).await;
             }
         }
     }
@@ -510,10 +515,15 @@ async fn follow_flow(
     // The last slice received: the coordinator answers only the version
     // while our copy (named by its digest) still holds.
     let mut last: Option<FlowSlice> = None;
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     loop {
         let known = last.as_ref().map_or(FlowVersion(0), |s| s.version);
         let digest = last.as_ref().map(FlowSlice::digest);
-        match client.watch_slice(id, known, digest).await {
+        let answer = client.watch_slice(id, known, digest).await;
+        if answer.is_ok() {
+            backoff.reset();
+        }
+        match answer {
             Ok(update) if update.version() > known => {
                 let Some(slice) = update.resolve(last.as_ref()) else {
                     continue;
@@ -526,7 +536,8 @@ async fn follow_flow(
             Ok(_) => {}
             Err(e) => {
                 tracing::debug!(stage = %id, error = %e, "flow watch failed; retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                let wait = backoff.next_wait(&mut rand::rng());
+                tokio::time::sleep(wait).await;
             }
         }
         if tx.is_closed() {

@@ -24,12 +24,22 @@ pub struct Live {
 }
 
 impl Live {
-    /// Every stage of `chain` up: one process each, or hosted in groups for
-    /// large chains.
+    /// Every stage of `chain` up: one process each, or for large chains
+    /// hosted about [`HOST_GROUP`] to a process, the stages dealt to the
+    /// hosts in turn.
     pub fn new(chain: &ChainSpec) -> Self {
         let ids: Vec<NodeId> = chain.stages.iter().map(|s| s.id).collect();
         let groups: Vec<Vec<NodeId>> = if ids.len() > GROUP_ABOVE {
-            ids.chunks(HOST_GROUP).map(|c| c.to_vec()).collect()
+            // Dealt round robin, so a host holds a mix of types (as a real
+            // deployment spreads each type over machines): consecutive ids
+            // are mostly of one type, and a host of one type could never
+            // crash without an outage.
+            let hosts = ids.len().div_ceil(HOST_GROUP);
+            let mut groups = vec![Vec::new(); hosts];
+            for (i, id) in ids.iter().enumerate() {
+                groups[i % hosts].push(*id);
+            }
+            groups
         } else {
             ids.iter().map(|i| vec![*i]).collect()
         };
@@ -133,5 +143,29 @@ impl Live {
             .iter()
             .filter(|s| self.dead_hosts.contains(&self.host_of[s]))
             .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use factoryos_coord::generate::{generate, ChainShape};
+
+    #[test]
+    fn large_chains_are_hosted_in_mixed_groups_that_can_crash() {
+        let mut shape = ChainShape::new(20, 50);
+        shape.replicate_ends = true;
+        let chain = generate(&shape);
+        let live = Live::new(&chain);
+        assert_eq!(live.groups().len(), 20);
+        assert!(live.groups().iter().all(|g| g.len() == 50));
+        for g in live.groups() {
+            let types: BTreeSet<&ItemType> = g.iter().map(|s| live.item_of(*s)).collect();
+            assert!(types.len() > 1, "host {} holds one type", g[0]);
+        }
+        assert_eq!(live.crash_candidates(false).len(), 20);
+        // A small chain: one process per stage.
+        let small = generate(&ChainShape::new(5, 2));
+        assert_eq!(Live::new(&small).groups().len(), small.stages.len());
     }
 }

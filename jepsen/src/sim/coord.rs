@@ -26,6 +26,8 @@ pub(super) struct Turn {
     pub(super) probes: Vec<(NodeId, Unwell)>,
     /// Proposals of the leader's own, in order (it waits for them).
     pub(super) proposals: Vec<Command>,
+    /// Edges of the flow it solved, if it solved one (the solve's cost).
+    pub(super) solved_edges: Option<usize>,
 }
 
 /// Flow figures of the run (all deterministic but the solver's wall time).
@@ -141,6 +143,7 @@ impl SimCoord {
                     self.flows.solve_wall.push(started.elapsed());
                     self.proposing_whole = whole;
                     self.flows.edges = edges;
+                    turn.solved_edges = Some(edges);
                     self.flows.entry_bytes.push(entry_bytes as u64);
                     turn.proposals.push(cmd);
                 }

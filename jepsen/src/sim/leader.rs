@@ -49,10 +49,7 @@ impl World {
     fn answer_registration(&mut self, stage: NodeId, life: u32, applied: bool) {
         match self.coordinator_reached_at(stage) {
             Some(at) if applied => self.queue.push(at, Event::Registered { stage, life }),
-            _ => {
-                let at = self.now + factoryos_coord::client::CALL_TIMEOUT;
-                self.queue.push(at, Event::Register { stage, life });
-            }
+            _ => self.register_later(stage, life),
         }
     }
 
@@ -79,9 +76,12 @@ impl World {
                 },
             );
         }
-        // The leader proposes one after another, waiting for each.
+        // A solve takes the leader's time (modelled per edge, so that a seed
+        // still fixes everything); then it proposes one after another,
+        // waiting for each.
+        let solving = self.cfg.solve_per_edge * turn.solved_edges.unwrap_or(0) as u32;
         for (k, cmd) in turn.proposals.into_iter().enumerate() {
-            let at = self.now + self.cfg.commit_latency * (k as u32 + 1);
+            let at = self.now + solving + self.cfg.commit_latency * (k as u32 + 1);
             self.queue.push(
                 at,
                 Event::Apply {

@@ -5,6 +5,7 @@
 //! stage process does.
 
 use super::wal::SimWal;
+use factoryos_coord::backoff::Backoff;
 use factoryos_stage::core::{Output, StageConfig, StageCore};
 use factoryos_stage::metrics::{StageMetrics, StageReport};
 use factoryos_wire::message::Envelope;
@@ -36,6 +37,8 @@ pub(super) struct SimStage {
     inbox: Vec<Input>,
     /// A read of the flow is under way (one at a time).
     pub(super) fetching: bool,
+    /// Waits between registration tries (the stage process's rule).
+    pub(super) backoff: Backoff,
     /// Counters of its earlier lives.
     earlier: StageMetrics,
     pub(super) messages: MessageTotals,
@@ -53,6 +56,7 @@ impl SimStage {
             committing: None,
             inbox: Vec::new(),
             fetching: false,
+            backoff: Backoff::registration(),
             earlier: StageMetrics::default(),
             messages: MessageTotals::default(),
         }

@@ -143,13 +143,20 @@ fn mean(v: &[u64]) -> f64 {
 }
 
 /// The results of `world` after a run of `duration` that took `wall`.
-pub(super) fn summarise(world: &World, duration: Duration, wall: Duration) -> SimReport {
-    let cfg = &world.cfg;
-    let records: Vec<(NodeId, Records)> = world
+pub(super) fn summarise(mut world: World, duration: Duration, wall: Duration) -> SimReport {
+    let reports: Reports = world
         .stages
         .iter()
-        .map(|(id, s)| (*id, s.wal.records()))
+        .map(|(id, s)| (*id, s.report()))
         .collect();
+    // The WALs are moved out, not copied: at scale they are most of the memory.
+    let records: Vec<(NodeId, Records)> = world
+        .stages
+        .iter_mut()
+        .map(|(id, s)| (*id, std::mem::take(&mut s.wal).into_records()))
+        .collect();
+    let world = &world;
+    let cfg = &world.cfg;
     let refs: Vec<(NodeId, &Records)> = records.iter().map(|(id, r)| (*id, r)).collect();
     let audit = audit(&refs);
     let genealogy = Genealogy::new(records.iter().map(|(_, r)| r));
@@ -162,11 +169,6 @@ pub(super) fn summarise(world: &World, duration: Duration, wall: Duration) -> Si
         &Tuning::new(cfg.cycle),
         &world.record.events,
     );
-    let reports: Reports = world
-        .stages
-        .iter()
-        .map(|(id, s)| (*id, s.report()))
-        .collect();
     let lots = results::sum(&reports, |r| r.counters.batches_received).max(1) as f64;
     let trade = results::sum(&reports, |r| r.messages.trade_sent()) as f64;
     let heartbeats = results::sum(&reports, |r| r.messages.sent(MessageKind::Heartbeat));
@@ -234,7 +236,8 @@ pub(super) fn summarise(world: &World, duration: Duration, wall: Duration) -> Si
     };
     let net = &cfg.net;
     let setting = format!(
-        "one leader committing in {} ms, WAL commits {} ms, network {} us + {} us mean jitter, loss {}",
+        "one leader solving {} ns per edge and committing in {} ms, WAL commits {} ms, network {} us + {} us mean jitter, loss {}",
+        cfg.solve_per_edge.as_nanos(),
         cfg.commit_latency.as_millis(),
         cfg.wal_latency.as_millis(),
         net.latency.as_micros(),

@@ -31,7 +31,17 @@ impl SimWal {
         }
     }
 
-    /// Everything it holds, as a restarted stage (or the audit) reads it.
+    /// Everything it holds, given up (for the audit at the end).
+    pub(super) fn into_records(self) -> Records {
+        Records {
+            out: self.out.into_values().collect(),
+            inbound: self.inbound.into_values().collect(),
+            meta: self.meta,
+            recipe: self.recipe,
+        }
+    }
+
+    /// Everything it holds, as a restarted stage reads it.
     pub(super) fn records(&self) -> Records {
         Records {
             out: self.out.values().cloned().collect(),

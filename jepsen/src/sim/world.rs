@@ -24,10 +24,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// How long a stage waits before registering again after a failed try
-/// (as the stage process does).
-const REGISTER_RETRY: Duration = Duration::from_millis(200);
-
 /// Something due at a moment of simulated time.
 #[derive(Debug)]
 pub(super) enum Event {
@@ -117,8 +113,6 @@ pub(super) struct World {
     pub(super) queue: Queue<Event>,
     pub(super) rng: SmallRng,
     pub(super) stages: BTreeMap<NodeId, SimStage>,
-    /// The stages' ids, in order (ticked in that order).
-    pub(super) ids: Vec<NodeId>,
     pub(super) coord: SimCoord,
     pub(super) net: Net,
     pub(super) live: Live,
@@ -160,7 +154,6 @@ impl World {
             now: Duration::ZERO,
             queue: Queue::new(),
             rng: SmallRng::seed_from_u64(cfg.seed),
-            ids: stages.keys().copied().collect(),
             unregistered: stages.keys().copied().collect(),
             stages,
             coord,
@@ -180,7 +173,8 @@ impl World {
             draining: false,
             cfg,
         };
-        for id in world.ids.clone() {
+        let ids: Vec<NodeId> = world.stages.keys().copied().collect();
+        for id in ids {
             let at = world
                 .rng
                 .random_range(Duration::ZERO..=world.cfg.start_spread);
@@ -266,18 +260,23 @@ impl World {
             self.apply_due_ops();
         }
         let now = self.now;
-        for i in 0..self.ids.len() {
-            let id = self.ids[i];
-            let Some(s) = self.stages.get_mut(&id) else {
-                continue;
-            };
+        // One pass over the stages without lookups; most ticks say nothing,
+        // and those that do are handled after the pass.
+        let mut said = Vec::new();
+        for (id, s) in self.stages.iter_mut() {
             if s.committing.is_some() {
                 continue;
             }
             if let Some(core) = &mut s.core {
                 core.tick(now);
-                self.after_input(id);
+                let out = core.take_output();
+                if !out.is_empty() {
+                    said.push((*id, out));
+                }
             }
+        }
+        for (id, out) in said {
+            self.handle_output(id, out);
         }
         self.note_first_lots();
         let next = now + tick_for(self.cfg.cycle);
@@ -321,16 +320,26 @@ impl World {
                 self.queue
                     .push(at + self.cfg.commit_latency, Event::Apply { cmd, by });
             }
-            None => {
-                let at = self.now + CALL_TIMEOUT + REGISTER_RETRY;
-                self.queue.push(at, Event::Register { stage, life });
-            }
+            None => self.register_later(stage, life),
         }
+    }
+
+    /// A registration failed (its call timed out): another try after the
+    /// stage's backoff.
+    pub(super) fn register_later(&mut self, stage: NodeId, life: u32) {
+        let Some(s) = self.stages.get_mut(&stage) else {
+            return;
+        };
+        let at = self.now + CALL_TIMEOUT + s.backoff.next_wait(&mut self.rng);
+        self.queue.push(at, Event::Register { stage, life });
     }
 
     fn registered(&mut self, stage: NodeId, life: u32) {
         if !self.life_is(stage, life) {
             return;
+        }
+        if let Some(s) = self.stages.get_mut(&stage) {
+            s.backoff.reset();
         }
         if self.unregistered.remove(&stage) && self.unregistered.is_empty() {
             self.all_registered_at = Some(self.now);
@@ -401,12 +410,17 @@ impl World {
         let s = self.stages.get_mut(&stage).expect("a known stage");
         let Some(core) = &mut s.core else { return };
         let out = core.take_output();
-        if out.is_empty() {
-            return;
+        if !out.is_empty() {
+            self.handle_output(stage, out);
         }
+    }
+
+    /// Commits what `out` writes, then sends; or sends at once.
+    fn handle_output(&mut self, stage: NodeId, out: Output) {
         if out.wal.is_empty() {
             return self.emit(stage, out);
         }
+        let s = self.stages.get_mut(&stage).expect("a known stage");
         let life = s.life;
         s.committing = Some(out);
         let at = self.now + self.cfg.wal_latency;
@@ -495,9 +509,6 @@ impl World {
             return false;
         };
         self.stages.insert(decl.id, SimStage::new(c, decl.id));
-        if let Err(i) = self.ids.binary_search(&decl.id) {
-            self.ids.insert(i, decl.id);
-        }
         true
     }
 

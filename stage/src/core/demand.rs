@@ -241,18 +241,24 @@ impl StageCore {
 
     /// Keeps every input near its target by asking the flow's suppliers.
     pub(super) fn request_inputs(&mut self, now: Duration) {
-        let inputs: Vec<(ItemType, u32)> = self
+        let target =
+            |units: u32| (units * self.cfg.target_cycles.max(1) * self.cfg.capacity.max(1)) as u64;
+        // Only the inputs short of their target (on most ticks none: this
+        // runs every tick, so it allocates nothing then).
+        let short: Vec<(ItemType, u64)> = self
             .cfg
             .recipe
             .inputs
             .iter()
-            .map(|(i, u)| (i.clone(), *u))
+            .filter(|(i, u)| {
+                self.flow.suppliers_of(i).is_some() && self.wants_more(now, i, target(**u))
+            })
+            .map(|(i, u)| (i.clone(), target(*u)))
             .collect();
-        for (item, units) in inputs {
+        for (item, target) in short {
             let Some(suppliers) = self.flow.suppliers_of(&item).map(<[_]>::to_vec) else {
                 continue;
             };
-            let target = (units * self.cfg.target_cycles.max(1) * self.cfg.capacity.max(1)) as u64;
             while self.wants_more(now, &item, target) {
                 let Some(supplier) = self.pick_supplier(now, &item, &suppliers) else {
                     break;
@@ -286,6 +292,11 @@ impl StageCore {
 
     /// Whether held plus requested units of `item` fall short of `target`.
     fn wants_more(&self, now: Duration, item: &ItemType, target: u64) -> bool {
+        let held = self.demand.held_units(item) as u64;
+        if held >= target {
+            // The common case, and it needs no count of the requests.
+            return false;
+        }
         let lot = *self.demand.lot_size.get(item).unwrap_or(&1) as u64;
         let requested = self
             .demand
@@ -293,7 +304,7 @@ impl StageCore {
             .values()
             .filter(|p| &p.item == item && self.responsive(now, p.supplier))
             .count() as u64;
-        (self.demand.held_units(item) as u64) + requested * lot < target
+        held + requested * lot < target
     }
 
     /// The next supplier by the flow's shares among those available: a
