@@ -365,3 +365,51 @@ fn a_simulation_is_the_same_for_the_same_seed_and_refuses_bad_input() {
         assert!(!err.contains("panicked"), "{bad:?}: {err}");
     }
 }
+
+#[test]
+fn a_simulated_sweep_writes_its_table_csv_and_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = factoryos()
+        .args([
+            "sim",
+            "--scale",
+            "10,30",
+            "--types",
+            "5",
+            "--duration",
+            "4",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = std::fs::read_to_string(dir.path().join("scale.md")).unwrap();
+    assert_eq!(
+        table.lines().count(),
+        4,
+        "a header, a rule and two rows:\n{table}"
+    );
+    let csv = std::fs::read_to_string(dir.path().join("scale.csv")).unwrap();
+    assert!(csv.lines().nth(2).unwrap().starts_with("30,5,"), "{csv}");
+    assert!(dir.path().join("scale.png").exists());
+    // Durations must match the sizes.
+    let out = factoryos()
+        .args([
+            "sim",
+            "--scale",
+            "10,30",
+            "--types",
+            "5",
+            "--scale-durations",
+            "4",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2 sizes"));
+}

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use factoryos_jepsen::experiment::schedule::Rates;
-use factoryos_jepsen::sim::{run, NetConfig, SimConfig, SimProgress};
+use factoryos_jepsen::sim::{run, scale, NetConfig, SimConfig, SimProgress, SimReport};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,9 +16,17 @@ pub struct SimArgs {
     /// stages/types of each (raw and final types included).
     #[arg(long, requires = "types", conflicts_with_all = ["spec", "num_types", "nodes_per_type"])]
     pub stages: Option<usize>,
-    /// Item types of a generated chain of --stages stages.
-    #[arg(long, requires = "stages")]
+    /// Item types of a generated chain of --stages (or --scale) stages.
+    #[arg(long)]
     pub types: Option<usize>,
+    /// A sweep: one simulation per stage count (with --types), then a table,
+    /// a CSV and a PNG of how the figures grow (scale.md, scale.csv,
+    /// scale.png in --out).
+    #[arg(long, value_delimiter = ',', requires = "types", conflicts_with_all = ["stages", "spec"])]
+    pub scale: Vec<usize>,
+    /// Simulated seconds of each sweep run, in order (default --duration for all).
+    #[arg(long, value_delimiter = ',', requires = "scale")]
+    pub scale_durations: Vec<u64>,
     /// Simulated seconds to run (then the stages drain and every WAL is audited).
     #[arg(long, default_value_t = 60)]
     pub duration: u64,
@@ -77,7 +85,7 @@ pub struct SimArgs {
 }
 
 /// The simulation's configuration, with the arguments checked.
-fn config(args: &SimArgs) -> Result<SimConfig> {
+fn config(args: &SimArgs, stages: Option<usize>, duration: u64) -> Result<SimConfig> {
     for (name, v) in [
         ("--failure-rate", args.failure_rate),
         ("--recover-rate", args.recover_rate),
@@ -93,7 +101,10 @@ fn config(args: &SimArgs) -> Result<SimConfig> {
         bail!("--loss must be between 0 and 1, got {}", args.loss);
     }
     let mut choice = args.chain.choice();
-    if let (Some(stages), Some(types)) = (args.stages, args.types) {
+    if args.types.is_some() && stages.is_none() {
+        bail!("--types needs --stages (or --scale)");
+    }
+    if let (Some(stages), Some(types)) = (stages, args.types) {
         if types < 2 || stages < types {
             bail!("--stages {stages} --types {types}: at least 2 types and a stage per type");
         }
@@ -102,11 +113,7 @@ fn config(args: &SimArgs) -> Result<SimConfig> {
         choice.replicate_ends = true;
     }
     let chain = choice.chain()?;
-    let mut cfg = SimConfig::new(
-        chain,
-        args.chain.seed,
-        Duration::from_secs(args.duration.max(1)),
-    );
+    let mut cfg = SimConfig::new(chain, args.chain.seed, Duration::from_secs(duration.max(1)));
     cfg.name = choice.name();
     cfg.cycle = Duration::from_millis(args.cycle.max(1));
     cfg.rates = Rates {
@@ -136,7 +143,28 @@ fn show(bar: &ProgressBar, p: SimProgress) {
 }
 
 pub fn main(args: SimArgs) -> Result<()> {
-    let cfg = config(&args)?;
+    if !args.scale.is_empty() {
+        return sweep(&args);
+    }
+    let cfg = config(&args, args.stages, args.duration)?;
+    let report = simulate(cfg);
+    println!("{}", report.render());
+    println!("{}", report.render_wall());
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        let json = serde_json::to_vec_pretty(&report)?;
+        let path = out.join("summary.json");
+        std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let s = &report.summary;
+    if s.lots_lost > 0 || s.lots_duplicated > 0 || s.lots_miscounted > 0 {
+        bail!("the lot invariant does not hold (see the audit figures above)");
+    }
+    Ok(())
+}
+
+/// One simulation with a progress bar.
+fn simulate(cfg: SimConfig) -> SimReport {
     eprintln!(
         "simulating {} stages ({} types), seed {}, {} s",
         cfg.chain.stages.len(),
@@ -152,17 +180,44 @@ pub fn main(args: SimArgs) -> Result<()> {
     );
     let report = run(cfg, |p| show(&bar, p));
     bar.finish_and_clear();
-    println!("{}", report.render());
-    println!("{}", report.render_wall());
-    if let Some(out) = &args.out {
-        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-        let json = serde_json::to_vec_pretty(&report)?;
-        let path = out.join("summary.json");
-        std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+    report
+}
+
+/// `--scale`: one simulation per size, then the table, CSV and PNG.
+fn sweep(args: &SimArgs) -> Result<()> {
+    if !args.scale_durations.is_empty() && args.scale_durations.len() != args.scale.len() {
+        bail!(
+            "--scale-durations names {} durations for {} sizes",
+            args.scale_durations.len(),
+            args.scale.len()
+        );
     }
-    let s = &report.summary;
-    if s.lots_lost > 0 || s.lots_duplicated > 0 || s.lots_miscounted > 0 {
-        bail!("the lot invariant does not hold (see the audit figures above)");
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| super::default_out("sim-scale"));
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let mut rows = Vec::new();
+    for (i, stages) in args.scale.iter().enumerate() {
+        let duration = args
+            .scale_durations
+            .get(i)
+            .copied()
+            .unwrap_or(args.duration);
+        let report = simulate(config(args, Some(*stages), duration)?);
+        println!("{}\n{}\n", report.render(), report.render_wall());
+        rows.push(scale::ScaleRow::of(&report));
+    }
+    let table = scale::render_table(&rows);
+    println!("{table}");
+    std::fs::write(out.join("scale.md"), &table)?;
+    std::fs::write(out.join("scale.csv"), scale::render_csv(&rows))?;
+    match scale::plot(&out.join("scale.png"), &rows) {
+        Ok(()) => println!("files in {}: scale.md, scale.csv, scale.png", out.display()),
+        Err(e) => eprintln!("plot skipped: {e}"),
+    }
+    if rows.iter().any(|r| r.lots_lost_or_duplicated > 0) {
+        bail!("the lot invariant does not hold in a run of the sweep (see above)");
     }
     Ok(())
 }

@@ -20,6 +20,7 @@ mod leader;
 mod net;
 mod ops;
 mod queue;
+pub mod scale;
 mod stage;
 mod summary;
 mod wal;
