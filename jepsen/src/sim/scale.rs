@@ -108,8 +108,46 @@ pub fn render_csv(rows: &[ScaleRow]) -> String {
     s
 }
 
+/// A line per series, one panel; `$y` is the y range (linear or log).
+macro_rules! panel {
+    ($area:expr, $err:expr, $title:expr, $y_desc:expr, $lines:expr, $x:expr, $y:expr) => {{
+        let mut chart = ChartBuilder::on($area)
+            .caption($title, ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d($x, $y)
+            .map_err(|e| $err(e.to_string()))?;
+        chart
+            .configure_mesh()
+            .light_line_style(WHITE)
+            .x_labels(8)
+            .x_label_formatter(&|v: &f64| format!("{v:.0}"))
+            .x_desc("stages")
+            .y_desc($y_desc)
+            .draw()
+            .map_err(|e| $err(e.to_string()))?;
+        for (name, color, points) in $lines {
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                .map_err(|e| $err(e.to_string()))?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color));
+            chart
+                .draw_series(points.iter().map(|p| Circle::new(*p, 4, color.filled())))
+                .map_err(|e| $err(e.to_string()))?;
+        }
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.8))
+            .draw()
+            .map_err(|e| $err(e.to_string()))?;
+    }};
+}
+
 /// Three panels over the stage count (log scale): efficiency; messages
-/// per lot; the solver's time and the slice bytes per flow.
+/// per lot; a recomputation's solve time and slice bytes (log scale too).
 pub fn plot(path: &Path, rows: &[ScaleRow]) -> Result<(), PlotError> {
     font()?;
     if rows.is_empty() {
@@ -121,71 +159,59 @@ pub fn plot(path: &Path, rows: &[ScaleRow]) -> Result<(), PlotError> {
     let panels = root.split_evenly((1, 3));
     let lo = rows.iter().map(|r| r.stages).min().unwrap_or(1).max(1) as f64 / 2.0;
     let hi = rows.iter().map(|r| r.stages).max().unwrap_or(1) as f64 * 2.0;
-    type Series<'a> = Vec<(&'a str, RGBColor, Vec<(f64, f64)>)>;
+    let x = || (lo..hi).log_scale();
     let series = |f: &dyn Fn(&ScaleRow) -> f64| -> Vec<(f64, f64)> {
         rows.iter().map(|r| (r.stages as f64, f(r))).collect()
     };
-    let figures: [(&str, &str, Series); 3] = [
-        (
-            "efficiency vs the ideal twin",
-            "efficiency",
-            vec![("efficiency", BLUE, series(&|r| r.efficiency))],
-        ),
-        (
-            "messages per traded lot",
-            "messages / lot",
-            vec![
-                ("trade", BLUE, series(&|r| r.messages_per_lot)),
-                ("heartbeats", RED, series(&|r| r.heartbeats_per_lot)),
-            ],
-        ),
-        (
-            "a flow recomputation",
-            "solve ms (wall) / slices KB",
-            vec![
-                ("solve, ms", BLUE, series(&|r| r.solve_ms_mean.max(0.001))),
-                (
-                    "slices sent, KB",
-                    RED,
-                    series(&|r| r.slice_kb_per_flow.max(0.001)),
-                ),
-            ],
-        ),
-    ];
-    for (panel, (title, y_desc, lines)) in panels.iter().zip(figures) {
-        let top = lines
-            .iter()
-            .flat_map(|(_, _, v)| v.iter().map(|p| p.1))
-            .fold(0.0f64, f64::max);
-        let mut chart = ChartBuilder::on(panel)
-            .caption(title, ("sans-serif", 22))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d((lo..hi).log_scale(), 0.0..(top * 1.15).max(1e-3))
-            .map_err(|e| err(e.to_string()))?;
-        chart
-            .configure_mesh()
-            .x_desc("stages")
-            .y_desc(y_desc)
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
-        for (name, color, points) in lines {
-            chart
-                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-                .map_err(|e| err(e.to_string()))?
-                .label(name)
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color));
-            chart
-                .draw_series(points.iter().map(|p| Circle::new(*p, 4, color.filled())))
-                .map_err(|e| err(e.to_string()))?;
-        }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
-    }
+    let top = |v: &[&Vec<(f64, f64)>]| {
+        v.iter()
+            .flat_map(|s| s.iter().map(|p| p.1))
+            .fold(0.0f64, f64::max)
+    };
+    let eff = series(&|r| r.efficiency);
+    panel!(
+        &panels[0],
+        err,
+        "efficiency vs the ideal twin",
+        "efficiency",
+        [("efficiency", BLUE, &eff)],
+        x(),
+        0.0..1.05
+    );
+    let (trade, beats) = (
+        series(&|r| r.messages_per_lot),
+        series(&|r| r.heartbeats_per_lot),
+    );
+    panel!(
+        &panels[1],
+        err,
+        "messages per traded lot",
+        "messages / lot",
+        [("trade", BLUE, &trade), ("heartbeats", RED, &beats)],
+        x(),
+        0.0..(top(&[&trade, &beats]) * 1.15).max(1.0)
+    );
+    let (solve, slices) = (
+        series(&|r| r.solve_ms_mean.max(0.001)),
+        series(&|r| r.slice_kb_per_flow.max(0.001)),
+    );
+    let floor = solve
+        .iter()
+        .chain(&slices)
+        .map(|p| p.1)
+        .fold(f64::MAX, f64::min)
+        / 2.0;
+    panel!(
+        &panels[2],
+        err,
+        "one flow recomputation",
+        "solve, ms (wall); slices sent, KB",
+        [
+            ("solve, ms", BLUE, &solve),
+            ("slices sent, KB", RED, &slices)
+        ],
+        x(),
+        (floor..top(&[&solve, &slices]) * 2.0).log_scale()
+    );
     root.present().map_err(|e| err(e.to_string()))
 }
