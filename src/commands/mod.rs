@@ -62,6 +62,58 @@ impl ChainArgs {
     }
 }
 
+/// The original's operations at rates per minute (`run` and `sim`).
+#[derive(Args, Debug, Clone)]
+pub struct RateArgs {
+    /// Crashes (SIGKILL of a stage host process: its stages together) per
+    /// minute; the last live stage of a type is spared unless --allow-outages.
+    #[arg(long, default_value_t = 0.0)]
+    pub failure_rate: f64,
+    /// Let a crash take the last live stage of a type (its consumers stall
+    /// until it recovers).
+    #[arg(long)]
+    pub allow_outages: bool,
+    /// Recoveries (restart from the WAL) per minute.
+    #[arg(long, default_value_t = 0.0)]
+    pub recover_rate: f64,
+    /// Recipe updates per minute: a type that is not a raw material gains an
+    /// input, loses one or needs another quantity; stages adopt the new recipe
+    /// with the next flow, and the ideal twin makes the same change.
+    #[arg(long, default_value_t = 0.0)]
+    pub update_dep_rate: f64,
+    /// Stages added per minute: a new stage of a random type is declared to
+    /// the cluster and started.
+    #[arg(long, default_value_t = 0.0)]
+    pub add_stage_rate: f64,
+}
+
+impl RateArgs {
+    /// The rates, each checked to lie in 0..=600 per minute (and so any
+    /// `more` rates the command has of its own).
+    pub fn rates(
+        &self,
+        more: &[(&str, f64)],
+    ) -> anyhow::Result<factoryos_jepsen::experiment::schedule::Rates> {
+        let own = [
+            ("--failure-rate", self.failure_rate),
+            ("--recover-rate", self.recover_rate),
+            ("--update-dep-rate", self.update_dep_rate),
+            ("--add-stage-rate", self.add_stage_rate),
+        ];
+        for (name, v) in own.iter().chain(more) {
+            if !(0.0..=600.0).contains(v) || v.is_nan() {
+                anyhow::bail!("{name} must be between 0 and 600 per minute, got {v}");
+            }
+        }
+        Ok(factoryos_jepsen::experiment::schedule::Rates {
+            failure: self.failure_rate,
+            recover: self.recover_rate,
+            update_dep: self.update_dep_rate,
+            add_stage: self.add_stage_rate,
+        })
+    }
+}
+
 /// The cluster file of an operator command.
 #[derive(Args, Debug)]
 pub struct OperatorConfig {

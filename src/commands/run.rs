@@ -17,26 +17,8 @@ pub struct RunArgs {
     /// Time between manufacture cycles, in ms.
     #[arg(long, default_value_t = 100)]
     pub cycle: u64,
-    /// Stage crashes (SIGKILL of a stage's process) per minute; the last live
-    /// stage of a type is spared unless --allow-outages.
-    #[arg(long, default_value_t = 0.0)]
-    pub failure_rate: f64,
-    /// Let a crash take the last live stage of a type (its consumers stall
-    /// until it recovers).
-    #[arg(long)]
-    pub allow_outages: bool,
-    /// Recoveries (restart from the WAL) per minute.
-    #[arg(long, default_value_t = 0.0)]
-    pub recover_rate: f64,
-    /// Recipe updates per minute: a type that is not a raw material gains an
-    /// input, loses one or needs another quantity; stages adopt the new recipe
-    /// with the next flow, and the ideal twin makes the same change.
-    #[arg(long, default_value_t = 0.0)]
-    pub update_dep_rate: f64,
-    /// Stages added per minute: a new stage of a random type gets a
-    /// certificate, is declared to the cluster and started.
-    #[arg(long, default_value_t = 0.0)]
-    pub add_stage_rate: f64,
+    #[command(flatten)]
+    pub ops: super::RateArgs,
     /// Let crashes pick the coordinators' leader too.
     #[arg(long)]
     pub leader_can_fail: bool,
@@ -53,16 +35,7 @@ pub struct RunArgs {
 
 /// The run's configuration, with the arguments checked.
 fn config(args: RunArgs) -> Result<RunConfig> {
-    for (name, v) in [
-        ("--failure-rate", args.failure_rate),
-        ("--recover-rate", args.recover_rate),
-        ("--update-dep-rate", args.update_dep_rate),
-        ("--add-stage-rate", args.add_stage_rate),
-    ] {
-        if !(0.0..=600.0).contains(&v) || v.is_nan() {
-            bail!("{name} must be between 0 and 600 per minute, got {v}");
-        }
-    }
+    let rates = args.ops.rates(&[])?;
     let out = args.out.unwrap_or_else(|| super::default_out("run"));
     if out.join("cluster").exists() {
         bail!(
@@ -75,11 +48,11 @@ fn config(args: RunArgs) -> Result<RunConfig> {
         seed: args.chain.seed,
         duration: Duration::from_secs(args.duration.max(1)),
         cycle: Duration::from_millis(args.cycle.max(1)),
-        failure_rate: args.failure_rate,
-        recover_rate: args.recover_rate,
-        update_dep_rate: args.update_dep_rate,
-        add_stage_rate: args.add_stage_rate,
-        allow_outages: args.allow_outages,
+        failure_rate: rates.failure,
+        recover_rate: rates.recover,
+        update_dep_rate: rates.update_dep,
+        add_stage_rate: rates.add_stage,
+        allow_outages: args.ops.allow_outages,
         leader_can_fail: args.leader_can_fail,
         mode: args.coord_mode,
         coordinators: args.coordinators,

@@ -2,7 +2,6 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use factoryos_jepsen::experiment::schedule::Rates;
 use factoryos_jepsen::sim::{run, scale, NetConfig, SimConfig, SimProgress, SimReport};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -33,22 +32,8 @@ pub struct SimArgs {
     /// Time between manufacture cycles, in ms.
     #[arg(long, default_value_t = 100)]
     pub cycle: u64,
-    /// Host crashes per minute (every stage of the host at once); the last
-    /// live stage of a type is spared unless --allow-outages.
-    #[arg(long, default_value_t = 0.0)]
-    pub failure_rate: f64,
-    /// Recoveries of crashed hosts per minute (their stages replay their WALs).
-    #[arg(long, default_value_t = 0.0)]
-    pub recover_rate: f64,
-    /// Recipe updates per minute (as `run`'s).
-    #[arg(long, default_value_t = 0.0)]
-    pub update_dep_rate: f64,
-    /// Stages added per minute (as `run`'s).
-    #[arg(long, default_value_t = 0.0)]
-    pub add_stage_rate: f64,
-    /// Let a crash take the last live stage of a type.
-    #[arg(long)]
-    pub allow_outages: bool,
+    #[command(flatten)]
+    pub ops: super::RateArgs,
     /// Restart every crashed host at the end, before the audit (then no lot
     /// may stay in transit).
     #[arg(long)]
@@ -86,17 +71,9 @@ pub struct SimArgs {
 
 /// The simulation's configuration, with the arguments checked.
 fn config(args: &SimArgs, stages: Option<usize>, duration: u64) -> Result<SimConfig> {
-    for (name, v) in [
-        ("--failure-rate", args.failure_rate),
-        ("--recover-rate", args.recover_rate),
-        ("--update-dep-rate", args.update_dep_rate),
-        ("--add-stage-rate", args.add_stage_rate),
-        ("--partition-rate", args.partition_rate),
-    ] {
-        if !(0.0..=600.0).contains(&v) || v.is_nan() {
-            bail!("{name} must be between 0 and 600 per minute, got {v}");
-        }
-    }
+    let rates = args
+        .ops
+        .rates(&[("--partition-rate", args.partition_rate)])?;
     if !(0.0..=1.0).contains(&args.loss) || args.loss.is_nan() {
         bail!("--loss must be between 0 and 1, got {}", args.loss);
     }
@@ -116,13 +93,8 @@ fn config(args: &SimArgs, stages: Option<usize>, duration: u64) -> Result<SimCon
     let mut cfg = SimConfig::new(chain, args.chain.seed, Duration::from_secs(duration.max(1)));
     cfg.name = choice.name();
     cfg.cycle = Duration::from_millis(args.cycle.max(1));
-    cfg.rates = Rates {
-        failure: args.failure_rate,
-        recover: args.recover_rate,
-        update_dep: args.update_dep_rate,
-        add_stage: args.add_stage_rate,
-    };
-    cfg.allow_outages = args.allow_outages;
+    cfg.rates = rates;
+    cfg.allow_outages = args.ops.allow_outages;
     cfg.final_recovery = args.final_recovery;
     cfg.net = NetConfig {
         latency: Duration::from_micros(args.latency_us),
