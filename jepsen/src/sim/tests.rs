@@ -89,6 +89,40 @@ fn hundreds_of_faulty_seeds_never_lose_or_duplicate_a_lot() {
     }
 }
 
+/// A longer hunt (`PRESET=large` for the 38-stage chain): `SEEDS=5000 DURATION=10 cargo test --release -p
+/// factoryos-jepsen --lib campaign -- --ignored --nocapture`.
+#[test]
+#[ignore = "a bug hunt of many seeds; run it in release with SEEDS and DURATION"]
+fn campaign() {
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(d)
+    };
+    let (seeds, secs, first) = (env("SEEDS", 1000), env("DURATION", 10), env("FIRST", 1000));
+    let mut bad = Vec::new();
+    for seed in first..first + seeds {
+        let mut cfg = faulty(seed, secs);
+        if std::env::var("PRESET").is_ok_and(|p| p == "large") {
+            cfg.chain = Preset::Large.chain(1);
+        }
+        let s = run(cfg, |_| {}).summary;
+        if s.lots_lost + s.lots_duplicated + s.lots_miscounted + s.lots_in_transit > 0 {
+            println!(
+                "seed {seed}: lost {} duplicated {} miscounted {} in transit {}",
+                s.lots_lost, s.lots_duplicated, s.lots_miscounted, s.lots_in_transit
+            );
+            bad.push(seed);
+        }
+    }
+    println!(
+        "{} of {seeds} seeds of {secs} s broke the lot invariant: {bad:?}",
+        bad.len()
+    );
+    assert!(bad.is_empty());
+}
+
 /// Replays a seed and prints where its lots in transit are stuck.
 #[test]
 #[ignore = "a debugging aid: SEED=n cargo test -p factoryos-jepsen --lib stuck -- --ignored --nocapture"]
@@ -98,7 +132,11 @@ fn stuck() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let cfg = faulty(seed, 6);
+    let secs = std::env::var("DURATION")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6);
+    let cfg = faulty(seed, secs);
     let duration = cfg.duration;
     let mut world = world::World::new(cfg);
     world.run_until(duration);
