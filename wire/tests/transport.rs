@@ -444,19 +444,7 @@ async fn a_member_that_connects_from_an_address_we_lack_is_answered_there() {
             backoff_max: Duration::from_secs(60),
             ..test_config()
         };
-        let (transport, inbox) = Transport::bind(
-            &ca.issue(NodeId(2)).unwrap(),
-            LOCALHOST,
-            b_book.clone(),
-            patient,
-            None,
-        )
-        .unwrap();
-        let mut b = Node {
-            transport,
-            inbox,
-            identity: ca.issue(NodeId(2)).unwrap(),
-        };
+        let mut b = node_with_config(ca.issue(NodeId(2)).unwrap(), &b_book, patient);
         a_book.insert(NodeId(2), b.transport.local_addr().unwrap());
         match stale {
             None => b_book.allow(NodeId(1)),
@@ -504,19 +492,7 @@ async fn a_dial_to_an_old_address_gives_way_when_the_peer_connects_from_a_new_on
         connect_timeout: Duration::from_secs(120),
         ..test_config()
     };
-    let (transport, inbox) = Transport::bind(
-        &ca.issue(NodeId(2)).unwrap(),
-        LOCALHOST,
-        b_book.clone(),
-        patient,
-        None,
-    )
-    .unwrap();
-    let mut b = Node {
-        transport,
-        inbox,
-        identity: ca.issue(NodeId(2)).unwrap(),
-    };
+    let mut b = node_with_config(ca.issue(NodeId(2)).unwrap(), &b_book, patient);
     a_book.insert(NodeId(2), b.transport.local_addr().unwrap());
     // B has A's old address: a socket that swallows every packet.
     let old = std::net::UdpSocket::bind(LOCALHOST).unwrap();

@@ -47,9 +47,26 @@ pub fn node_with(
     book: &PeerBook,
     faults: Option<FaultController>,
 ) -> Node {
+    let node = bind(identity, addr, book, test_config(), faults);
+    book.insert(node.identity.id(), node.transport.local_addr().unwrap());
+    node
+}
+
+/// Binds a node on an ephemeral loopback port with its own transport
+/// settings; its address is recorded in no book (the test does that).
+pub fn node_with_config(identity: NodeIdentity, book: &PeerBook, config: TransportConfig) -> Node {
+    bind(identity, LOCALHOST, book, config, None)
+}
+
+fn bind(
+    identity: NodeIdentity,
+    addr: SocketAddr,
+    book: &PeerBook,
+    config: TransportConfig,
+    faults: Option<FaultController>,
+) -> Node {
     let (transport, inbox) =
-        Transport::bind(&identity, addr, book.clone(), test_config(), faults).unwrap();
-    book.insert(identity.id(), transport.local_addr().unwrap());
+        Transport::bind(&identity, addr, book.clone(), config, faults).unwrap();
     Node {
         transport,
         inbox,
