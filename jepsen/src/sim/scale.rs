@@ -52,58 +52,68 @@ impl ScaleRow {
     }
 }
 
+/// The columns: a name for the table, one for the CSV.
+const COLUMNS: [(&str, &str); 15] = [
+    ("stages", "stages"),
+    ("types", "types"),
+    ("hosts", "hosts"),
+    ("simulated s", "simulated_s"),
+    ("efficiency", "efficiency"),
+    ("trade msgs / lot", "messages_per_lot"),
+    ("heartbeats / lot", "heartbeats_per_lot"),
+    ("lots lost or duplicated", "lots_lost_or_duplicated"),
+    ("flows committed", "flows_committed"),
+    ("flows refused as stale", "flows_refused"),
+    ("largest flow entry, KB", "entry_kb_max"),
+    ("slices sent per flow, KB", "slice_kb_per_flow"),
+    ("solve, ms (wall)", "solve_ms_mean"),
+    ("wall s", "wall_s"),
+    ("x real time", "speed"),
+];
+
+impl ScaleRow {
+    /// Its values, in [`COLUMNS`] order.
+    fn cells(&self) -> [String; 15] {
+        [
+            self.stages.to_string(),
+            self.types.to_string(),
+            self.hosts.to_string(),
+            format!("{:.0}", self.simulated_s),
+            format!("{:.3}", self.efficiency),
+            format!("{:.2}", self.messages_per_lot),
+            format!("{:.2}", self.heartbeats_per_lot),
+            self.lots_lost_or_duplicated.to_string(),
+            self.flows_committed.to_string(),
+            self.flows_refused.to_string(),
+            format!("{:.1}", self.entry_kb_max),
+            format!("{:.1}", self.slice_kb_per_flow),
+            format!("{:.2}", self.solve_ms_mean),
+            format!("{:.1}", self.wall_s),
+            format!("{:.2}", self.speed),
+        ]
+    }
+}
+
 /// The sweep as a Markdown table.
 pub fn render_table(rows: &[ScaleRow]) -> String {
-    let mut s = String::from(
-        "| stages | types | hosts | simulated s | efficiency | trade msgs / lot | heartbeats / lot | lots lost or duplicated | flows committed / refused | largest flow entry, KB | slices sent per flow, KB | solve, ms (wall) | wall s | x real time |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    let names: Vec<&str> = COLUMNS.iter().map(|c| c.0).collect();
+    let mut s = format!(
+        "| {} |\n|{}\n",
+        names.join(" | "),
+        "---|".repeat(names.len())
     );
     for r in rows {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {:.0} | {:.3} | {:.2} | {:.2} | {} | {} / {} | {:.1} | {:.1} | {:.2} | {:.1} | {:.2} |",
-            r.stages,
-            r.types,
-            r.hosts,
-            r.simulated_s,
-            r.efficiency,
-            r.messages_per_lot,
-            r.heartbeats_per_lot,
-            r.lots_lost_or_duplicated,
-            r.flows_committed,
-            r.flows_refused,
-            r.entry_kb_max,
-            r.slice_kb_per_flow,
-            r.solve_ms_mean,
-            r.wall_s,
-            r.speed
-        );
+        let _ = writeln!(s, "| {} |", r.cells().join(" | "));
     }
     s
 }
 
 /// The sweep as CSV.
 pub fn render_csv(rows: &[ScaleRow]) -> String {
-    let mut s = String::from("stages,types,hosts,simulated_s,efficiency,messages_per_lot,heartbeats_per_lot,lots_lost_or_duplicated,flows_committed,flows_refused,entry_kb_max,slice_kb_per_flow,solve_ms_mean,wall_s,speed\n");
+    let names: Vec<&str> = COLUMNS.iter().map(|c| c.1).collect();
+    let mut s = names.join(",") + "\n";
     for r in rows {
-        let _ = writeln!(
-            s,
-            "{},{},{},{},{:.4},{:.3},{:.3},{},{},{},{:.1},{:.1},{:.3},{:.1},{:.3}",
-            r.stages,
-            r.types,
-            r.hosts,
-            r.simulated_s,
-            r.efficiency,
-            r.messages_per_lot,
-            r.heartbeats_per_lot,
-            r.lots_lost_or_duplicated,
-            r.flows_committed,
-            r.flows_refused,
-            r.entry_kb_max,
-            r.slice_kb_per_flow,
-            r.solve_ms_mean,
-            r.wall_s,
-            r.speed
-        );
+        let _ = writeln!(s, "{}", r.cells().join(","));
     }
     s
 }
