@@ -6,8 +6,7 @@ use common::*;
 use factoryos_wire::fault::{FaultController, FaultRule};
 use factoryos_wire::message::Message;
 use factoryos_wire::{
-    ClusterCa, FlowVersion, Inbound, MessageKind, NodeId, PeerBook, Transport, TransportConfig,
-    TransportError,
+    ClusterCa, FlowVersion, Inbound, MessageKind, NodeId, PeerBook, TransportConfig, TransportError,
 };
 use std::time::{Duration, Instant};
 
