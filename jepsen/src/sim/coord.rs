@@ -154,6 +154,18 @@ impl SimCoord {
         turn
     }
 
+    /// What the leader remembers of `stage`'s probes, and whether it waits
+    /// on its own proposals (for a test's evidence).
+    #[cfg(test)]
+    pub(super) fn probe_state(&self, stage: NodeId) -> String {
+        format!(
+            "probing {:?}, waiting on {} proposals, flow stale {}",
+            self.probing.get(&stage),
+            self.waiting,
+            self.cfg.flow_is_stale()
+        )
+    }
+
     /// A probe of `stage` ended at `now`.
     pub(super) fn probe_done(&mut self, stage: NodeId, now: Duration) {
         self.probing.insert(stage, Some(now));

@@ -160,3 +160,76 @@ fn stuck() {
         }
     }
 }
+
+/// After the final heal (and 10 s more of trading), is every stage alive
+/// in the store, and does production go on? `SEEDS=500 cargo test --release -p factoryos-jepsen --lib
+/// liveness_hunt -- --ignored --nocapture`
+#[test]
+#[ignore = "a liveness hunt of many seeds; run it in release"]
+fn liveness_hunt() {
+    use factoryos_wire::model::Liveness;
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(d)
+    };
+    let (seeds, secs, after) = (env("SEEDS", 200), env("DURATION", 10), env("AFTER", 10));
+    let first = env("FIRST", 0);
+    let mut bad = Vec::new();
+    for seed in first..first + seeds {
+        let mut cfg = faulty(seed, secs);
+        if std::env::var("PRESET").is_ok_and(|p| p == "large") {
+            cfg.chain = Preset::Large.chain(1);
+        }
+        let mut world = world::World::new(cfg);
+        world.run_until(Duration::from_secs(secs));
+        // Heal and keep running (no drain): production must go on.
+        world.final_heal(true);
+        let before = world.final_products_so_far();
+        world.run_until(Duration::from_secs(secs + after));
+        if world.final_products_so_far() <= before {
+            println!("seed {seed}: no final product in the {after} s after the final heal");
+            bad.push(seed);
+        }
+        let not_alive: Vec<_> = world
+            .coord
+            .cfg
+            .stages
+            .iter()
+            .filter(|(_, r)| r.liveness != Liveness::Alive)
+            .map(|(id, r)| (*id, r.liveness))
+            .collect();
+        if !not_alive.is_empty() {
+            let (id, _) = not_alive[0];
+            println!(
+                "seed {seed}: 10 s after the final heal, not alive: {not_alive:?}; {}; suspected by {:?}; up {}",
+                world.coord.probe_state(id),
+                world.coord.cfg.stages[&id].suspected_by,
+                world.stages[&id].is_up()
+            );
+            let flow = &world.coord.cfg.flow;
+            let watchers = factoryos_wire::slice::watchers(flow);
+            for r in world.coord.cfg.stages[&id].suspected_by.iter().chain([&id]) {
+                let st = &world.stages[r];
+                println!(
+                    "   {r}: up {} slice v{:?} (flow v{}) watcher {:?} watched {:?}; flow watcher {:?}; serves {id}->{r} {} {r}->{id} {}",
+                    st.is_up(),
+                    st.slice.as_ref().map(|x| x.version.0),
+                    flow.version.0,
+                    st.slice.as_ref().and_then(|x| x.watcher),
+                    st.slice.as_ref().map(|x| x.watched.clone()),
+                    watchers.get(r),
+                    flow.serves(id, *r),
+                    flow.serves(*r, id),
+                );
+            }
+            bad.push(seed);
+        }
+    }
+    println!(
+        "{} of {seeds} seeds left a stage not alive or made nothing after the heal",
+        bad.len()
+    );
+    assert!(bad.is_empty(), "{bad:?}");
+}

@@ -126,8 +126,10 @@ pub(super) struct World {
     /// The chain's stages not registered yet, and when the last one was.
     pub(super) unregistered: BTreeSet<NodeId>,
     pub(super) all_registered_at: Option<Duration>,
-    /// After the run's time: stages drain, no operation is applied.
+    /// After the run's time: stages drain.
     pub(super) draining: bool,
+    /// After the final heal: no operation is applied.
+    pub(super) ops_stopped: bool,
 }
 
 impl World {
@@ -171,6 +173,7 @@ impl World {
             events: 0,
             all_registered_at: None,
             draining: false,
+            ops_stopped: false,
             cfg,
         };
         let ids: Vec<NodeId> = world.stages.keys().copied().collect();
@@ -256,7 +259,7 @@ impl World {
     }
 
     fn tick(&mut self) {
-        if !self.draining {
+        if !self.ops_stopped {
             self.apply_due_ops();
         }
         let now = self.now;
@@ -533,18 +536,25 @@ impl World {
     /// The run's time is up: the network heals, every stage drains (no new
     /// cycles or requests; trades in flight finish), no operation is applied.
     pub(super) fn begin_drain(&mut self) {
+        self.final_heal(self.cfg.final_recovery);
         self.draining = true;
+        for s in self.stages.values_mut() {
+            if let Some(core) = &mut s.core {
+                core.drain();
+            }
+        }
+    }
+
+    /// No operation is applied from now on; the network heals and, with
+    /// `recover`, every crashed host starts again.
+    pub(super) fn final_heal(&mut self, recover: bool) {
+        self.ops_stopped = true;
         self.net.heal_all();
-        if self.cfg.final_recovery {
+        if recover {
             let dead: Vec<NodeId> = self.live.dead_hosts.iter().copied().collect();
             for host in dead {
                 let stages = self.live.group(host).to_vec();
                 self.apply_op(crate::op::Op::RecoverStages { host, stages });
-            }
-        }
-        for s in self.stages.values_mut() {
-            if let Some(core) = &mut s.core {
-                core.drain();
             }
         }
     }
