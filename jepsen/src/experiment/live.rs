@@ -66,6 +66,11 @@ impl Live {
         &self.groups
     }
 
+    /// The host process `stage` runs in (known by its first stage's id).
+    pub fn host_of(&self, stage: NodeId) -> Option<NodeId> {
+        self.host_of.get(&stage).copied()
+    }
+
     pub fn item_of(&self, stage: NodeId) -> &ItemType {
         &self.item_of[&stage]
     }

@@ -36,11 +36,10 @@ pub(super) struct FlowStats {
     pub(super) committed: u64,
     pub(super) whole: u64,
     pub(super) refused: u64,
-    /// Encoded size of each committed flow's log entry.
+    /// Encoded size of each flow proposal's log entry (refused ones too).
     pub(super) entry_bytes: Vec<u64>,
     /// Bytes of slice answers sent to the stages, per committed flow.
     pub(super) slice_bytes: Vec<u64>,
-    pub(super) edges: usize,
     /// Wall time of each solve (not part of the deterministic summary).
     pub(super) solve_wall: Vec<Duration>,
 }
@@ -86,7 +85,8 @@ impl SimCoord {
         self.cfg.apply(self.index, cmd)
     }
 
-    /// One of the leader's own proposals was applied with `response`.
+    /// One of the leader's own proposals was applied with `response` (only
+    /// the leader commits flows, so this is where they are counted).
     pub(super) fn own_applied(&mut self, cmd: &Command, response: &CommandResponse) {
         self.waiting = self.waiting.saturating_sub(1);
         let is_flow = matches!(
@@ -100,6 +100,9 @@ impl SimCoord {
                 } else {
                     self.changes_since_full + 1
                 };
+                self.flows.committed += 1;
+                self.flows.whole += u64::from(self.proposing_whole);
+                self.flows.slice_bytes.push(0);
             }
             CommandResponse::Rejected { .. } if is_flow => self.flows.refused += 1,
             _ => {}
@@ -142,7 +145,6 @@ impl SimCoord {
                 }) => {
                     self.flows.solve_wall.push(started.elapsed());
                     self.proposing_whole = whole;
-                    self.flows.edges = edges;
                     turn.solved_edges = Some(edges);
                     self.flows.entry_bytes.push(entry_bytes as u64);
                     turn.proposals.push(cmd);
@@ -169,20 +171,6 @@ impl SimCoord {
     /// A probe of `stage` ended at `now`.
     pub(super) fn probe_done(&mut self, stage: NodeId, now: Duration) {
         self.probing.insert(stage, Some(now));
-    }
-
-    /// A flow was committed: counts it (its entry was counted when proposed).
-    pub(super) fn flow_committed(&mut self, whole: bool) {
-        self.flows.committed += 1;
-        if whole {
-            self.flows.whole += 1;
-        }
-        self.flows.slice_bytes.push(0);
-    }
-
-    /// Whether a flow command proposed now would be whole.
-    pub(super) fn proposing_whole(&self) -> bool {
-        self.proposing_whole
     }
 
     /// `stage`'s answer for a holder of `digest`, cut from one index per

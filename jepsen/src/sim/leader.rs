@@ -29,11 +29,7 @@ impl World {
         }
         let applied = !matches!(response, CommandResponse::Rejected { .. });
         match (&response, by) {
-            (CommandResponse::FlowCommitted { .. }, _) => {
-                let whole = self.coord.proposing_whole();
-                self.coord.flow_committed(whole);
-                self.answer_watches();
-            }
+            (CommandResponse::FlowCommitted { .. }, _) => self.answer_watches(),
             (_, By::Registration { stage, life }) => self.answer_registration(stage, life, applied),
             (_, By::Operator { start: Some(stage) }) if applied => self.restart_stage(stage),
             _ => {}

@@ -116,7 +116,7 @@ impl World {
                 let stage = StageDescriptor {
                     id: decl.id,
                     item: decl.item.clone(),
-                    addr: std::net::SocketAddr::from(([10, 0, 0, 1], 7000)),
+                    addr: super::world::sim_address(decl.id),
                     recipe_version: 0,
                     capacity: decl.capacity,
                 };

@@ -37,7 +37,7 @@ pub struct SimFigures {
     pub flows_refused: u64,
     /// Edges of the last flow.
     pub flow_edges: usize,
-    /// A flow's log entry, encoded: mean and largest.
+    /// A flow proposal's log entry, encoded: mean and largest.
     pub entry_bytes_mean: f64,
     pub entry_bytes_max: u64,
     /// Slice answers sent to the stages per committed flow: mean and largest.

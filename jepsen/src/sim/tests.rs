@@ -26,6 +26,23 @@ fn faulty(seed: u64, secs: u64) -> SimConfig {
     cfg
 }
 
+/// A number from the environment (the hunts' settings), else `default`.
+fn env(key: &str, default: u64) -> u64 {
+    std::env::var(key)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// [`faulty`], on the large chain when `PRESET=large`.
+fn hunted(seed: u64, secs: u64) -> SimConfig {
+    let mut cfg = faulty(seed, secs);
+    if std::env::var("PRESET").is_ok_and(|p| p == "large") {
+        cfg.chain = Preset::Large.chain(1);
+    }
+    cfg
+}
+
 #[test]
 fn the_same_seed_gives_the_same_summary_byte_for_byte() {
     let a = run(faulty(7, 8), |_| {});
@@ -94,20 +111,10 @@ fn hundreds_of_faulty_seeds_never_lose_or_duplicate_a_lot() {
 #[test]
 #[ignore = "a bug hunt of many seeds; run it in release with SEEDS and DURATION"]
 fn campaign() {
-    let env = |k: &str, d: u64| {
-        std::env::var(k)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(d)
-    };
     let (seeds, secs, first) = (env("SEEDS", 1000), env("DURATION", 10), env("FIRST", 1000));
     let mut bad = Vec::new();
     for seed in first..first + seeds {
-        let mut cfg = faulty(seed, secs);
-        if std::env::var("PRESET").is_ok_and(|p| p == "large") {
-            cfg.chain = Preset::Large.chain(1);
-        }
-        let s = run(cfg, |_| {}).summary;
+        let s = run(hunted(seed, secs), |_| {}).summary;
         if s.lots_lost + s.lots_duplicated + s.lots_miscounted + s.lots_in_transit > 0 {
             println!(
                 "seed {seed}: lost {} duplicated {} miscounted {} in transit {}",
@@ -128,15 +135,7 @@ fn campaign() {
 #[ignore = "a debugging aid: SEED=n cargo test -p factoryos-jepsen --lib stuck -- --ignored --nocapture"]
 fn stuck() {
     use factoryos_stage::records::OutState;
-    let seed: u64 = std::env::var("SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let secs = std::env::var("DURATION")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(6);
-    let cfg = faulty(seed, secs);
+    let cfg = faulty(env("SEED", 0), env("DURATION", 6));
     let duration = cfg.duration;
     let mut world = world::World::new(cfg);
     world.run_until(duration);
@@ -168,21 +167,11 @@ fn stuck() {
 #[ignore = "a liveness hunt of many seeds; run it in release"]
 fn liveness_hunt() {
     use factoryos_wire::model::Liveness;
-    let env = |k: &str, d: u64| {
-        std::env::var(k)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(d)
-    };
     let (seeds, secs, after) = (env("SEEDS", 200), env("DURATION", 10), env("AFTER", 10));
     let first = env("FIRST", 0);
     let mut bad = Vec::new();
     for seed in first..first + seeds {
-        let mut cfg = faulty(seed, secs);
-        if std::env::var("PRESET").is_ok_and(|p| p == "large") {
-            cfg.chain = Preset::Large.chain(1);
-        }
-        let mut world = world::World::new(cfg);
+        let mut world = world::World::new(hunted(seed, secs));
         world.run_until(Duration::from_secs(secs));
         // Heal and keep running (no drain): production must go on.
         world.final_heal(true);
@@ -200,30 +189,12 @@ fn liveness_hunt() {
             .filter(|(_, r)| r.liveness != Liveness::Alive)
             .map(|(id, r)| (*id, r.liveness))
             .collect();
-        if !not_alive.is_empty() {
-            let (id, _) = not_alive[0];
+        if let Some((id, _)) = not_alive.first() {
             println!(
-                "seed {seed}: 10 s after the final heal, not alive: {not_alive:?}; {}; suspected by {:?}; up {}",
-                world.coord.probe_state(id),
-                world.coord.cfg.stages[&id].suspected_by,
-                world.stages[&id].is_up()
+                "seed {seed}: {after} s after the final heal, not alive: {not_alive:?}; {}; suspected by {:?}",
+                world.coord.probe_state(*id),
+                world.coord.cfg.stages[id].suspected_by,
             );
-            let flow = &world.coord.cfg.flow;
-            let watchers = factoryos_wire::slice::watchers(flow);
-            for r in world.coord.cfg.stages[&id].suspected_by.iter().chain([&id]) {
-                let st = &world.stages[r];
-                println!(
-                    "   {r}: up {} slice v{:?} (flow v{}) watcher {:?} watched {:?}; flow watcher {:?}; serves {id}->{r} {} {r}->{id} {}",
-                    st.is_up(),
-                    st.slice.as_ref().map(|x| x.version.0),
-                    flow.version.0,
-                    st.slice.as_ref().and_then(|x| x.watcher),
-                    st.slice.as_ref().map(|x| x.watched.clone()),
-                    watchers.get(r),
-                    flow.serves(id, *r),
-                    flow.serves(*r, id),
-                );
-            }
             bad.push(seed);
         }
     }

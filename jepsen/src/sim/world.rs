@@ -136,16 +136,14 @@ impl World {
     pub(super) fn new(cfg: SimConfig) -> Self {
         let chain = cfg.chain.clone();
         let live = Live::new(&chain);
-        let host_of: BTreeMap<NodeId, NodeId> = live
-            .groups()
-            .iter()
-            .flat_map(|g| g.iter().map(move |s| (*s, g[0])))
-            .collect();
         let tuning = Tuning::new(cfg.cycle);
         let mut stages = BTreeMap::new();
         for decl in &chain.stages {
-            if let Some(c) = stage_config(&chain.spec, decl, tuning) {
-                stages.insert(decl.id, SimStage::new(c, host_of[&decl.id]));
+            if let (Some(c), Some(host)) = (
+                stage_config(&chain.spec, decl, tuning),
+                live.host_of(decl.id),
+            ) {
+                stages.insert(decl.id, SimStage::new(c, host));
             }
         }
         let mut coord = SimCoord::new(cfg.link_retry);
@@ -580,7 +578,7 @@ impl World {
 
 /// The address a simulated stage registers: never dialled, but one the
 /// store accepts (a real registration must name a dialable address).
-fn sim_address(stage: NodeId) -> SocketAddr {
+pub(super) fn sim_address(stage: NodeId) -> SocketAddr {
     let n = stage.0;
     SocketAddr::from(([10, (n >> 16) as u8, (n >> 8) as u8, n as u8], 7000))
 }
