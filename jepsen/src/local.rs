@@ -184,11 +184,13 @@ impl LocalCluster {
     }
 
     /// Starts several stages in one host process, known by the first id
-    /// (kill or terminate that id to stop them all).
+    /// (kill or terminate that id to stop them all), issuing its host
+    /// certificate the first time.
     pub fn start_stage_group(&mut self, ids: &[NodeId], cycle_ms: u64) -> Result<(), LocalError> {
         let Some(first) = ids.first() else {
             return Ok(());
         };
+        self.ensure_host_certificate(ids)?;
         let list: Vec<String> = ids.iter().map(|i| i.0.to_string()).collect();
         self.spawn(
             *first,
@@ -202,6 +204,20 @@ impl LocalCluster {
                 self.metrics_ms.to_string(),
             ],
         )
+    }
+
+    /// Issues the host certificate of `ids` unless one is there already: a
+    /// restarted host keeps its key, so its stateless resets are recognised.
+    fn ensure_host_certificate(&self, ids: &[NodeId]) -> Result<(), LocalError> {
+        let certs = &self.file.certs;
+        if ids.len() < 2 || factoryos_wire::NodeIdentity::load_host(certs, ids).is_ok() {
+            return Ok(());
+        }
+        factoryos_wire::ClusterCa::load(certs)
+            .and_then(|ca| ca.issue_host(ids))
+            .and_then(|cert| cert.save(certs))
+            .map_err(SetupError::from)?;
+        Ok(())
     }
 
     /// How often stages started from now on write their metrics file.

@@ -20,21 +20,36 @@ pub enum CertsCommand {
         #[arg(long)]
         force: bool,
     },
-    /// Issue node certificates (node-N.pem, node-N.key) signed by the CA in DIR.
+    /// Issue node certificates (node-N.pem, node-N.key), or one host
+    /// certificate for a process running several stages (host-N.pem,
+    /// host-N.key, N its first id), signed by the CA in DIR.
     Issue {
-        /// Directory holding ca.pem and ca.key; the node files are written there.
+        /// Directory holding ca.pem and ca.key; the new files are written there.
         #[arg(long)]
         dir: PathBuf,
-        /// The node id(s): one id, a list, or ranges, e.g. `7`, `1,2,3` or `1-5,9`.
-        #[arg(long = "node", value_name = "IDS", required = true)]
+        /// The node id(s), one certificate each: one id, a list, or ranges,
+        /// e.g. `7`, `1,2,3` or `1-5,9`.
+        #[arg(
+            long = "node",
+            value_name = "IDS",
+            required_unless_present = "host",
+            conflicts_with = "host"
+        )]
         nodes: Vec<String>,
+        /// The stages of one host process, one certificate for them all:
+        /// `factoryos stage --ids` with the same ids presents it.
+        #[arg(long, value_name = "IDS")]
+        host: Option<String>,
     },
 }
 
 pub fn main(cmd: CertsCommand) -> Result<()> {
     match cmd {
         CertsCommand::Init { dir, name, force } => init(&dir, &name, force),
-        CertsCommand::Issue { dir, nodes } => issue(&dir, &nodes),
+        CertsCommand::Issue { dir, nodes, host } => match host {
+            Some(list) => issue_host(&dir, &list),
+            None => issue(&dir, &nodes),
+        },
     }
 }
 
@@ -45,14 +60,32 @@ fn init(dir: &Path, name: &str, force: bool) -> Result<()> {
     Ok(())
 }
 
-fn issue(dir: &Path, nodes: &[String]) -> Result<()> {
-    let ca = ClusterCa::load(dir).with_context(|| {
+fn load_ca(dir: &Path) -> Result<ClusterCa> {
+    ClusterCa::load(dir).with_context(|| {
         format!(
             "no usable CA in {} (run `factoryos certs init --dir {}` first)",
             dir.display(),
             dir.display()
         )
-    })?;
+    })
+}
+
+fn issue_host(dir: &Path, list: &str) -> Result<()> {
+    let ca = load_ca(dir)?;
+    let ids = parse_id_list(list).map_err(anyhow::Error::msg)?;
+    let host = ca.issue_host(&ids)?;
+    host.save(dir)?;
+    let (name, _) = NodeIdentity::host_file_names(host.ids()).context("no ids given")?;
+    println!(
+        "issued a host certificate for {} stage(s) in {} ({name})",
+        host.ids().len(),
+        dir.display()
+    );
+    Ok(())
+}
+
+fn issue(dir: &Path, nodes: &[String]) -> Result<()> {
+    let ca = load_ca(dir)?;
     let mut ids: Vec<NodeId> = Vec::new();
     for list in nodes {
         ids.extend(parse_id_list(list).map_err(anyhow::Error::msg)?);

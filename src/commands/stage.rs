@@ -19,8 +19,9 @@ pub struct StageArgs {
     /// The stage's id.
     #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
     id: Option<u64>,
-    /// Several stages hosted in this process, each with its own endpoint,
-    /// WAL and identity: `11,12` or `11-16`.
+    /// Several stages hosted in this process, sharing one QUIC endpoint and
+    /// the host certificate issued for exactly these ids (`factoryos certs
+    /// issue --host IDS`); each keeps its own WAL: `11,12` or `11-16`.
     #[arg(long, value_name = "IDS")]
     ids: Option<String>,
     /// Time between manufacture cycles, in ms.
@@ -79,29 +80,26 @@ impl StageArgs {
 
 pub fn stage(args: StageArgs) -> Result<()> {
     let cluster = ClusterFile::load(&args.config)?;
+    let ids = args.ids()?;
     let mut all = Vec::new();
-    for id in args.ids()? {
+    for &id in &ids {
         let mut opts = factoryos_stage::setup::options(&cluster, id, args.tuning())?;
         opts.metrics_every = Duration::from_millis(args.metrics_ms);
         std::fs::create_dir_all(cluster.node_dir(id))
             .with_context(|| format!("creating the data directory of {id}"))?;
         all.push(opts);
     }
+    let host = factoryos_stage::setup::host_options(&cluster, &ids)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let mut handles = Vec::new();
-        for opts in all {
-            let id = opts.identity.id();
-            let handle = factoryos_stage::shell::start(opts)
-                .await
-                .with_context(|| format!("stage {id} could not start"))?;
-            eprintln!("stage {id} listening on {}", handle.addr());
-            handles.push(handle);
-        }
+        let host = factoryos_stage::host::start(host, all)
+            .await
+            .context("the stages could not start")?;
+        let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+        eprintln!("stage {} listening on {}", list.join(","), host.addr());
         shutdown_signal().await;
-        for h in handles {
-            let id = h.id();
-            if let Err(e) = h.stop().await {
+        for (id, outcome) in host.stop().await {
+            if let Err(e) = outcome {
                 eprintln!("stage {id} stopped with an error: {e}");
             }
         }

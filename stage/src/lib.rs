@@ -7,6 +7,7 @@
 //! | [`records`] | what the WAL holds: lot records, sequence, flow version; [`records::WalOp`] |
 //! | [`audit`] | the lot invariant checked across all stages' records |
 //! | [`metrics`] | the original's per-stage counters, and the typed metrics file ([`metrics::StageReport`]) |
+//! | [`host`] | a host process: one endpoint and identity for all its stages, started and stopped together |
 //! | [`shell`] | the async runtime: WAL commit then send, per-peer FIFO outboxes, registration, flow watching |
 //! | [`setup`] | stage options from `cluster.toml` and the spec; where a stage's files are ([`setup::StageFiles`]) |
 //! | [`wal`] | the redb WAL: one transaction per batch of transitions (group commit) |
@@ -19,6 +20,7 @@
 pub mod address;
 pub mod audit;
 pub mod core;
+pub mod host;
 pub mod metrics;
 pub mod records;
 pub mod setup;

@@ -2,6 +2,7 @@
 //! a stage keeps its files.
 
 use crate::core::StageConfig;
+use crate::host::HostOptions;
 use crate::shell::StageOptions;
 use factoryos_coord::cluster::{ClusterFile, SetupError};
 use factoryos_coord::spec::StageDecl;
@@ -49,6 +50,15 @@ pub enum StageSetupError {
     UnknownType(NodeId, ItemType),
     #[error("certificates: {0}")]
     Certs(#[from] factoryos_wire::CertError),
+    #[error("no stage ids given")]
+    NoStages,
+    #[error("stages {first} and {other} of one host process declare different addresses ({a} and {b}); a host listens on one")]
+    HostAddresses {
+        first: NodeId,
+        other: NodeId,
+        a: SocketAddr,
+        b: SocketAddr,
+    },
 }
 
 /// Tunables of a stage's trading and failure detection.
@@ -116,33 +126,65 @@ pub fn options(
 ) -> Result<StageOptions, StageSetupError> {
     let cycle = tuning.cycle;
     let chain = cluster.chain()?.ok_or(StageSetupError::NoSpec)?;
-    let decl = chain
-        .stages
-        .iter()
-        .find(|s| s.id == id)
-        .ok_or(StageSetupError::UnknownStage(id))?;
+    let decl = declared(&chain.stages, id)?;
     let core = stage_config(&chain.spec, decl, tuning)
         .ok_or_else(|| StageSetupError::UnknownType(id, decl.item.clone()))?;
+    let files = StageFiles::of(cluster, id);
+    Ok(StageOptions {
+        core,
+        wal_path: files.wal,
+        metrics_path: Some(files.metrics),
+        events_path: Some(files.events),
+        metrics_every: Duration::from_secs(1),
+        coordinators: cluster.coordinators.clone(),
+        tick: tick_for(cycle),
+        capacity: decl.capacity,
+    })
+}
+
+fn declared(stages: &[StageDecl], id: NodeId) -> Result<&StageDecl, StageSetupError> {
+    stages
+        .iter()
+        .find(|s| s.id == id)
+        .ok_or(StageSetupError::UnknownStage(id))
+}
+
+/// Options of the host process running stages `ids` of `cluster`: their
+/// certificate (`node-N` for one stage, `host-N` for several), the address
+/// they declare (all the same one, or none), and the first stage's fault
+/// file.
+pub fn host_options(cluster: &ClusterFile, ids: &[NodeId]) -> Result<HostOptions, StageSetupError> {
+    let first = *ids.iter().min().ok_or(StageSetupError::NoStages)?;
+    let chain = cluster.chain()?.ok_or(StageSetupError::NoSpec)?;
+    let mut listen: Option<(NodeId, SocketAddr)> = None;
+    for id in ids {
+        let Some(addr) = declared(&chain.stages, *id)?.addr else {
+            continue;
+        };
+        match listen {
+            Some((other, a)) if a != addr => {
+                return Err(StageSetupError::HostAddresses {
+                    first: other,
+                    other: *id,
+                    a,
+                    b: addr,
+                })
+            }
+            _ => listen = Some((*id, addr)),
+        }
+    }
     // Without a declared address, listen where the coordinators are reachable
     // (loopback for a local cluster) on any free port.
     let default_ip = match cluster.coordinators.values().next() {
         Some(a) if a.ip().is_loopback() => a.ip(),
         _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     };
-    let files = StageFiles::of(cluster, id);
-    Ok(StageOptions {
-        core,
-        identity: NodeIdentity::load(&cluster.certs, id)?,
-        listen: decl.addr.unwrap_or(SocketAddr::new(default_ip, 0)),
-        wal_path: files.wal,
-        metrics_path: Some(files.metrics),
-        events_path: Some(files.events),
-        faults_path: Some(files.faults),
-        metrics_every: Duration::from_secs(1),
+    Ok(HostOptions {
+        identity: NodeIdentity::load_host(&cluster.certs, ids)?,
+        listen: listen.map_or(SocketAddr::new(default_ip, 0), |(_, a)| a),
         coordinators: cluster.coordinators.clone(),
-        tick: tick_for(cycle),
-        capacity: decl.capacity,
         transport: TransportConfig::default(),
-        faults: Some(factoryos_wire::FaultController::new(id.0)),
+        faults: Some(factoryos_wire::FaultController::new(first.0)),
+        faults_path: Some(StageFiles::of(cluster, first).faults),
     })
 }

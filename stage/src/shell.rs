@@ -10,7 +10,8 @@
 //! Sends go through one FIFO queue per peer, drained by its own task, so a
 //! dead peer (whose dial takes the connect timeout) never stalls the loop.
 //! A WAL error stops the stage: it must never act on a transition it could
-//! not make durable.
+//! not make durable. The stage runs on an endpoint its host process shares
+//! with its other stages (see [`crate::host`]).
 
 use crate::core::{Output, StageConfig, StageCore};
 use crate::metrics::{StageGauges, StageMetrics, StageReport};
@@ -21,10 +22,7 @@ use factoryos_coord::client::CoordClient;
 use factoryos_coord::events::{EventLog, What};
 use factoryos_wire::message::Message;
 use factoryos_wire::model::StageDescriptor;
-use factoryos_wire::{
-    FaultController, FlowSlice, FlowVersion, Inbound, NodeId, NodeIdentity, PeerBook, SliceUpdate,
-    Transport, TransportConfig,
-};
+use factoryos_wire::{Endpoint, FlowSlice, FlowVersion, Inbound, NodeId, SliceUpdate, Transport};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,28 +31,21 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-/// Everything one stage needs to run.
+/// Everything one stage needs to run beside its host's endpoint.
 #[derive(Debug, Clone)]
 pub struct StageOptions {
     pub core: StageConfig,
-    pub identity: NodeIdentity,
-    /// Where its QUIC endpoint listens (port 0: any free port).
-    pub listen: SocketAddr,
     pub wal_path: PathBuf,
     /// Where metrics are written (JSON, replaced atomically every `metrics_every`).
     pub metrics_path: Option<PathBuf>,
     pub metrics_every: Duration,
     /// Where the stage records the flows it adopts (none: not recorded).
     pub events_path: Option<PathBuf>,
-    /// A fault file the stage follows with `faults` (see `factoryos_wire::fault_file`).
-    pub faults_path: Option<PathBuf>,
     pub coordinators: BTreeMap<NodeId, SocketAddr>,
     /// How often the core's clock advances.
     pub tick: Duration,
     /// Relative capacity announced at registration.
     pub capacity: u32,
-    pub transport: TransportConfig,
-    pub faults: Option<FaultController>,
 }
 
 /// Why a stage stopped.
@@ -106,10 +97,14 @@ impl StageHandle {
     }
 }
 
-/// Opens the WAL, binds the endpoint, registers with the coordinators and
-/// starts the stage's loop.
-pub async fn start(opts: StageOptions) -> Result<StageHandle, StageError> {
-    let id = opts.identity.id();
+/// Opens the WAL, joins the host's `endpoint` (which registers at `addr`),
+/// registers with the coordinators and starts the stage's loop.
+pub async fn start(
+    endpoint: &Endpoint,
+    addr: SocketAddr,
+    opts: StageOptions,
+) -> Result<StageHandle, StageError> {
+    let id = opts.core.id;
     let (wal, records) = Wal::open(&opts.wal_path)?;
     let mut core = StageCore::new(opts.core.clone(), records);
     tracing::info!(
@@ -119,7 +114,7 @@ pub async fn start(opts: StageOptions) -> Result<StageHandle, StageError> {
         inbound = core.metrics().wal_recovered_inbound,
         "WAL replayed"
     );
-    let (transport, inbox, addr) = bind(&opts)?;
+    let (transport, inbox) = endpoint.attach(id)?;
     let client = CoordClient::new(
         transport.clone(),
         opts.coordinators.keys().copied().collect(),
@@ -138,7 +133,6 @@ pub async fn start(opts: StageOptions) -> Result<StageHandle, StageError> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
     );
-    follow_faults(&opts, stop_rx.clone());
     let runner = Runner {
         flow_tx: None,
         fetching: Arc::default(),
@@ -164,50 +158,6 @@ pub async fn start(opts: StageOptions) -> Result<StageHandle, StageError> {
         task,
         metrics: metrics_rx,
     })
-}
-
-/// The stage's endpoint, its inbox, and the address it registers.
-fn bind(
-    opts: &StageOptions,
-) -> Result<(Transport, mpsc::Receiver<Inbound>, SocketAddr), StageError> {
-    let book = PeerBook::new();
-    book.allow(NodeId::OPERATOR);
-    for (c, addr) in &opts.coordinators {
-        book.insert(*c, *addr);
-    }
-    let (transport, inbox) = Transport::bind(
-        &opts.identity,
-        opts.listen,
-        book,
-        opts.transport.clone(),
-        opts.faults.clone(),
-    )?;
-    let bound = transport
-        .local_addr()
-        .map_err(|source| factoryos_wire::TransportError::Bind {
-            addr: opts.listen,
-            source,
-        })?;
-    let addr = crate::address::advertised(opts.identity.id(), bound, &opts.coordinators)?;
-    Ok((transport, inbox, addr))
-}
-
-/// Follows the stage's fault file until the stage ends.
-fn follow_faults(opts: &StageOptions, stop: watch::Receiver<bool>) {
-    let (Some(path), Some(faults)) = (&opts.faults_path, &opts.faults) else {
-        return;
-    };
-    let follow = factoryos_wire::fault_file::follow(
-        path.clone(),
-        faults.clone(),
-        Duration::from_millis(200),
-    );
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = follow => {}
-            _ = stop_when_dropped(stop) => {}
-        }
-    });
 }
 
 struct Runner {
@@ -465,11 +415,6 @@ fn record_made(events: &EventLog, ops: &[WalOp]) {
             });
         }
     }
-}
-
-/// Resolves once the stage's stop channel is gone (the stage ended).
-async fn stop_when_dropped(mut stop: watch::Receiver<bool>) {
-    while stop.changed().await.is_ok() {}
 }
 
 /// The longest a stopping stage waits for its trades in flight to finish.

@@ -11,8 +11,8 @@
 //! | [`message`] | the [`Envelope`] (sender + flow version + body) and every message of the system |
 //! | [`frame`] | framing: length prefix, format version byte, postcard body, typed [`DecodeError`]s |
 //! | [`peers`] | the [`PeerBook`]: cluster members and their addresses, shared with the TLS verifier |
-//! | [`tls`] | the cluster CA, node certificates (node id in the SAN) and mutual-TLS configs |
-//! | [`transport`] | the QUIC [`Transport`]: ordered one-way streams, request/response, reconnects |
+//! | [`tls`] | the cluster CA, node and host certificates (node ids in the SANs) and mutual-TLS configs |
+//! | [`transport`] | the QUIC [`Endpoint`] of a process and each hosted id's [`Transport`]: one connection per process pair, ordered one-way streams per id pair, request/response, reconnects |
 //! | [`fault`] | a UDP socket wrapper that drops, delays, duplicates and reorders datagrams |
 //! | [`fault_file`] | fault rules set from outside a running process, through a file it follows |
 //! | [`metrics`] | per-message-type `<Message>_sent` / `<Message>_received` counters |
@@ -44,4 +44,4 @@ pub use metrics::{MessageCounters, MessageTotals};
 pub use peers::PeerBook;
 pub use slice::{FlowSlice, SliceIndex, SliceUpdate};
 pub use tls::{CertError, ClusterCa, NodeIdentity};
-pub use transport::{Inbound, Responder, Transport, TransportConfig, TransportError};
+pub use transport::{Endpoint, Inbound, Responder, Transport, TransportConfig, TransportError};

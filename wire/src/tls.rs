@@ -4,11 +4,17 @@
 //! * `factoryos certs issue --node N` makes a node certificate (`node-N.pem`,
 //!   `node-N.key`) whose only subject alternative name is the DNS name
 //!   `nN.factoryos.node`: a node's id *is* its certificate's name.
+//! * `factoryos certs issue --host 11-16` makes a **host certificate**
+//!   (`host-11.pem`, `host-11.key`, named by its first id) with one such name
+//!   per stage the host process speaks for: one endpoint, one key, many ids.
+//!   A node certificate is the host certificate of one id.
 //! * A server accepts a client only if its certificate chains to the cluster CA
-//!   **and** the id in it is in the [`PeerBook`]; the refusal happens inside the
-//!   handshake.
+//!   **and** an id in it is in the [`PeerBook`]; the refusal happens inside the
+//!   handshake. Which of its ids a host may speak as on a stream is checked by
+//!   the transport (see `docs/protocol.md`).
 //! * A client dialling node N asks for server name `nN.factoryos.node`, so a
-//!   process answering at N's address with any other id is refused too.
+//!   process answering at N's address without N in its certificate is refused
+//!   too.
 //!
 //! Only TLS 1.3 and the `ring` provider are used.
 
@@ -23,7 +29,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// ALPN protocol id of factoryOS over QUIC.
-pub const ALPN: &[u8] = b"factoryos/1";
+/// Version 2: every stream starts with a route header (sender and recipient
+/// ids), so that one endpoint can serve many stages.
+pub const ALPN: &[u8] = b"factoryos/2";
 
 /// The DNS suffix of node names in certificates.
 pub const NAME_SUFFIX: &str = ".factoryos.node";
@@ -49,6 +57,14 @@ pub enum CertError {
     Generate(#[from] rcgen::Error),
     #[error("the certificate names no factoryOS node (expected a DNS name nN{NAME_SUFFIX})")]
     NoNodeId,
+    #[error("a certificate needs at least one node id")]
+    NoIds,
+    #[error("{path} speaks for {found}, but this process hosts {wanted}; issue the host's certificate with `factoryos certs issue --dir DIR --host {wanted}`")]
+    HostMismatch {
+        path: PathBuf,
+        found: String,
+        wanted: String,
+    },
     #[error("TLS configuration failed: {0}")]
     Tls(#[from] rustls::Error),
 }
@@ -58,18 +74,28 @@ pub fn node_name(id: NodeId) -> String {
     format!("n{}{}", id.0, NAME_SUFFIX)
 }
 
-/// Reads the node id out of a DER certificate's subject alternative names.
+/// Reads the first node id out of a DER certificate's subject alternative
+/// names (a node certificate's only one; a host certificate's first stage).
 pub fn node_id_of(cert: &CertificateDer<'_>) -> Result<NodeId, CertError> {
+    node_ids_of(cert)?
+        .first()
+        .copied()
+        .ok_or(CertError::NoNodeId)
+}
+
+/// Every node id a DER certificate speaks for, sorted; an error if none.
+pub fn node_ids_of(cert: &CertificateDer<'_>) -> Result<Vec<NodeId>, CertError> {
     use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
     let (_, parsed) = X509Certificate::from_der(cert.as_ref()).map_err(|_| CertError::NoNodeId)?;
     let san = parsed
         .subject_alternative_name()
         .map_err(|_| CertError::NoNodeId)?
         .ok_or(CertError::NoNodeId)?;
-    san.value
+    let mut ids: Vec<NodeId> = san
+        .value
         .general_names
         .iter()
-        .find_map(|name| match name {
+        .filter_map(|name| match name {
             GeneralName::DNSName(dns) => dns
                 .strip_suffix(NAME_SUFFIX)
                 .and_then(|n| n.strip_prefix('n'))
@@ -77,7 +103,32 @@ pub fn node_id_of(cert: &CertificateDer<'_>) -> Result<NodeId, CertError> {
                 .map(NodeId),
             _ => None,
         })
-        .ok_or(CertError::NoNodeId)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    if ids.is_empty() {
+        return Err(CertError::NoNodeId);
+    }
+    Ok(ids)
+}
+
+/// `11-16` or `11,13`: how a list of ids is written in messages and flags.
+fn id_list(ids: &[NodeId]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < ids.len() {
+        let mut j = i;
+        while j + 1 < ids.len() && ids[j + 1].0 == ids[j].0 + 1 {
+            j += 1;
+        }
+        parts.push(if j > i {
+            format!("{}-{}", ids[i].0, ids[j].0)
+        } else {
+            ids[i].0.to_string()
+        });
+        i = j + 1;
+    }
+    parts.join(",")
 }
 
 /// The cluster certificate authority: signs every node certificate.
@@ -157,12 +208,28 @@ impl ClusterCa {
 
     /// Issues a certificate and key for node `id`.
     pub fn issue(&self, id: NodeId) -> Result<NodeIdentity, CertError> {
+        self.issue_host(&[id])
+    }
+
+    /// Issues one certificate and key for a host process speaking for every
+    /// id of `ids` (one subject alternative name each).
+    pub fn issue_host(&self, ids: &[NodeId]) -> Result<NodeIdentity, CertError> {
+        let mut ids = ids.to_vec();
+        ids.sort();
+        ids.dedup();
+        let first = *ids.first().ok_or(CertError::NoIds)?;
         let issuer = rcgen::Issuer::from_ca_cert_pem(&self.cert_pem, &self.key)?;
-        let mut params = rcgen::CertificateParams::new(vec![node_name(id)])?;
+        let mut params =
+            rcgen::CertificateParams::new(ids.iter().map(|id| node_name(*id)).collect::<Vec<_>>())?;
         params.distinguished_name = rcgen::DistinguishedName::new();
+        let name = if ids.len() == 1 {
+            format!("factoryOS node {first}")
+        } else {
+            format!("factoryOS host {}", id_list(&ids))
+        };
         params
             .distinguished_name
-            .push(rcgen::DnType::CommonName, format!("factoryOS node {id}"));
+            .push(rcgen::DnType::CommonName, name);
         params.use_authority_key_identifier_extension = true;
         params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![
@@ -172,7 +239,8 @@ impl ClusterCa {
         let key = rcgen::KeyPair::generate()?;
         let cert = params.signed_by(&key, &issuer)?;
         Ok(NodeIdentity {
-            id,
+            id: first,
+            ids,
             cert: cert.der().clone(),
             key_der: key.serialize_der(),
             ca: self.cert_der(),
@@ -180,10 +248,14 @@ impl ClusterCa {
     }
 }
 
-/// A node's credentials: its certificate (carrying its id), key and the CA.
+/// A node's or host's credentials: its certificate (carrying its ids), key
+/// and the CA.
 #[derive(Clone)]
 pub struct NodeIdentity {
+    /// The id it claims by default (the first of `ids`).
     id: NodeId,
+    /// Every id the certificate speaks for, sorted.
+    ids: Vec<NodeId>,
     cert: CertificateDer<'static>,
     key_der: Vec<u8>,
     ca: CertificateDer<'static>,
@@ -192,7 +264,7 @@ pub struct NodeIdentity {
 impl std::fmt::Debug for NodeIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NodeIdentity")
-            .field("id", &self.id)
+            .field("ids", &self.ids)
             .finish_non_exhaustive()
     }
 }
@@ -202,15 +274,35 @@ impl NodeIdentity {
         self.id
     }
 
+    /// Every id the certificate speaks for, sorted (one for a node).
+    pub fn ids(&self) -> &[NodeId] {
+        &self.ids
+    }
+
     /// File names of node `id`'s certificate and key inside a certs directory.
     pub fn file_names(id: NodeId) -> (String, String) {
         (format!("node-{}.pem", id.0), format!("node-{}.key", id.0))
     }
 
-    /// Writes `node-N.pem` and `node-N.key` (mode 0600) into `dir`.
+    /// File names of the certificate and key of the host whose first id is
+    /// `first` (a host of one id uses its node files).
+    pub fn host_file_names(ids: &[NodeId]) -> Option<(String, String)> {
+        let first = ids.iter().min()?;
+        Some(if ids.len() == 1 {
+            Self::file_names(*first)
+        } else {
+            (
+                format!("host-{}.pem", first.0),
+                format!("host-{}.key", first.0),
+            )
+        })
+    }
+
+    /// Writes `node-N.pem` and `node-N.key` (or, for several ids,
+    /// `host-N.pem` and `host-N.key`; the key with mode 0600) into `dir`.
     pub fn save(&self, dir: &Path) -> Result<(), CertError> {
         create_dir(dir)?;
-        let (cert_name, key_name) = Self::file_names(self.id);
+        let (cert_name, key_name) = Self::host_file_names(&self.ids).ok_or(CertError::NoIds)?;
         let key_pem = pem_encode("PRIVATE KEY", &self.key_der);
         write(&dir.join(key_name), &key_pem, true)?;
         write(
@@ -240,6 +332,41 @@ impl NodeIdentity {
         }
         Ok(NodeIdentity {
             id,
+            ids: vec![id],
+            cert,
+            key_der,
+            ca,
+        })
+    }
+
+    /// Loads the credentials of a host process running the stages `ids`: a
+    /// node certificate for one id, the host certificate (`host-N.pem`, N
+    /// the first id) for several, which must speak for exactly `ids`.
+    pub fn load_host(dir: &Path, ids: &[NodeId]) -> Result<Self, CertError> {
+        let mut wanted = ids.to_vec();
+        wanted.sort();
+        wanted.dedup();
+        match wanted.as_slice() {
+            [] => return Err(CertError::NoIds),
+            [one] => return Self::load(dir, *one),
+            _ => {}
+        }
+        let (cert_name, key_name) = Self::host_file_names(&wanted).ok_or(CertError::NoIds)?;
+        let cert_path = dir.join(cert_name);
+        let ca = pem_file_to_der(&dir.join("ca.pem"), "CA certificate")?;
+        let cert = pem_file_to_der(&cert_path, "certificate")?;
+        let key_der = pem_file_to_der(&dir.join(key_name), "private key")?.to_vec();
+        let found = node_ids_of(&cert)?;
+        if found != wanted {
+            return Err(CertError::HostMismatch {
+                path: cert_path,
+                found: id_list(&found),
+                wanted: id_list(&wanted),
+            });
+        }
+        Ok(NodeIdentity {
+            id: wanted[0],
+            ids: wanted,
             cert,
             key_der,
             ca,
@@ -332,9 +459,9 @@ impl ClientCertVerifier for MemberVerifier {
         let verified = self
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
-        let id = node_id_of(end_entity).map_err(|e| rustls::Error::General(e.to_string()))?;
-        if !self.peers.contains(id) {
-            tracing::warn!(peer = %id, "refusing a node that is not in the cluster configuration");
+        let ids = node_ids_of(end_entity).map_err(|e| rustls::Error::General(e.to_string()))?;
+        if !ids.iter().any(|id| self.peers.contains(*id)) {
+            tracing::warn!(peer = %id_list(&ids), "refusing a node that is not in the cluster configuration");
             return Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::ApplicationVerificationFailure,
             ));
@@ -462,6 +589,39 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn host_certificates_speak_for_every_stage_and_load_only_as_issued() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ClusterCa::generate("test").unwrap();
+        ca.save(dir.path(), false).unwrap();
+        let ids = [NodeId(13), NodeId(11), NodeId(12), NodeId(20)];
+        let host = ca.issue_host(&ids).unwrap();
+        assert_eq!(host.id(), NodeId(11));
+        assert_eq!(
+            node_ids_of(&host.cert).unwrap(),
+            vec![NodeId(11), NodeId(12), NodeId(13), NodeId(20)]
+        );
+        host.save(dir.path()).unwrap();
+        assert!(dir.path().join("host-11.pem").exists());
+        let loaded = NodeIdentity::load_host(dir.path(), &ids).unwrap();
+        assert_eq!(loaded.ids(), host.ids());
+        // Another set of stages under the same first id is refused, with the
+        // command that makes the right certificate.
+        let err = NodeIdentity::load_host(dir.path(), &[NodeId(11), NodeId(12)]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("speaks for 11-13,20"), "{text}");
+        assert!(text.contains("--host 11-12"), "{text}");
+        // One id is a node certificate.
+        ca.issue(NodeId(5)).unwrap().save(dir.path()).unwrap();
+        assert_eq!(
+            NodeIdentity::load_host(dir.path(), &[NodeId(5)])
+                .unwrap()
+                .ids(),
+            &[NodeId(5)]
+        );
+        assert!(matches!(ca.issue_host(&[]), Err(CertError::NoIds)));
     }
 
     #[test]

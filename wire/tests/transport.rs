@@ -314,7 +314,12 @@ async fn a_malformed_frame_closes_only_its_stream_and_is_counted() {
         .unwrap()
         .await
         .unwrap();
+    let route = factoryos_wire::transport::route::Route {
+        from: NodeId(1),
+        to: NodeId(2),
+    };
     let mut bad = conn.open_uni().await.unwrap();
+    bad.write_all(&route.encode()).await.unwrap();
     bad.write_all(&[0, 0, 0, 3, 99, 1, 2]).await.unwrap(); // format version 99
     bad.finish().unwrap();
     let counters = b.transport.counters().clone();
@@ -323,6 +328,7 @@ async fn a_malformed_frame_closes_only_its_stream_and_is_counted() {
     // The connection still carries good streams.
     let codec = factoryos_wire::FrameCodec::default();
     let mut good = conn.open_uni().await.unwrap();
+    good.write_all(&route.encode()).await.unwrap();
     let env = factoryos_wire::Envelope::new(NodeId(1), FlowVersion(0), hb(5));
     good.write_all(&codec.encode(&env).unwrap()).await.unwrap();
     good.finish().unwrap();

@@ -87,7 +87,8 @@ impl Nemesis {
     }
 
     fn delay(self, topo: &Topology) -> Fault {
-        // Every stage has its own endpoint (and fault file), hosted or not.
+        // A host process follows its first stage's fault file; every
+        // stage's is written, so the rule reaches hosts of any size.
         let everyone: Vec<NodeId> = topo
             .coordinators
             .iter()

@@ -1,24 +1,37 @@
-//! The QUIC transport: one [`quinn::Endpoint`] per node, mutual TLS with the
+//! The QUIC transport: one [`quinn::Endpoint`] per process ([`Endpoint`]),
+//! shared by the stages it hosts (a [`Transport`] each), mutual TLS with the
 //! cluster CA (see [`crate::tls`]).
 //!
+//! * **One connection per pair of processes**, dialled by the sender: the
+//!   stages of a host share their connections to each other host, so 1,000
+//!   stages on 20 hosts hold at most 20 × 19 connections, not 1,000 × links.
+//! * Every stream opens with a route header ([`route`]): the sending id and
+//!   the receiving one. The sender must be in the peer's certificate (a host
+//!   certificate lists every stage the process speaks for) and a member; the
+//!   recipient must be hosted here.
+//!
 //! * **One-way messages** ([`Transport::send`]) to a peer travel on one
-//!   long-lived unidirectional stream per direction, so they arrive in the
-//!   order they were sent (the snapshot algorithm relies on it). Delivery is
+//!   long-lived unidirectional stream per (sender, recipient) pair, so they
+//!   arrive in the order they were sent (the snapshot algorithm relies on
+//!   it), and a slow recipient holds back only its own stream. Delivery is
 //!   at most once: messages in flight when a connection dies are lost, and the
 //!   protocol above retransmits.
 //! * **Requests** ([`Transport::request`]) open a bidirectional stream each:
 //!   one request frame, one response frame.
-//! * Each node dials its own outbound connection to a peer and accepts the
-//!   peer's connection for inbound traffic.
+//! * Each process dials its own outbound connection to a peer process and
+//!   accepts the peer's connection for inbound traffic.
 //! * A peer that cannot be reached makes calls fail fast with
 //!   [`TransportError::Unreachable`]: after a failed dial the next dial waits
 //!   out an exponential backoff, and calls during it fail immediately.
-//! * Every received envelope's `sender` must be the id in the peer's
-//!   certificate; a stream that lies is closed and counted.
+//! * Every received envelope's `sender` must be its stream's sender; a
+//!   stream that lies is closed and counted.
 
 mod inbound;
+pub mod route;
 
 pub use inbound::{Inbound, Responder};
+use inbound::{Mailbox, Mailboxes};
+use route::Route;
 
 use crate::fault::{FaultController, FaultySocket};
 use crate::frame::{DecodeError, EncodeError, FrameCodec, DEFAULT_MAX_FRAME};
@@ -51,9 +64,13 @@ pub struct TransportConfig {
     pub backoff_max: Duration,
     /// Maximum frame size accepted and sent.
     pub max_frame: usize,
-    /// Capacity of the inbound queue; when full, peers are slowed down by
-    /// QUIC flow control rather than messages being dropped.
+    /// Capacity of each hosted stage's inbound queue; when full, peers are
+    /// slowed down by QUIC flow control rather than messages being dropped.
     pub inbound_capacity: usize,
+    /// Most streams a peer process may hold open to us at once: one per
+    /// (its stage, our stage) pair that trades, so a host of many stages
+    /// needs many more than quinn's default of 100.
+    pub max_streams: u32,
 }
 
 impl Default for TransportConfig {
@@ -67,6 +84,7 @@ impl Default for TransportConfig {
             backoff_max: Duration::from_secs(2),
             max_frame: DEFAULT_MAX_FRAME,
             inbound_capacity: 4096,
+            max_streams: 10_000,
         }
     }
 }
@@ -94,6 +112,8 @@ pub enum TransportError {
     Impersonation { peer: NodeId, claimed: NodeId },
     #[error("node {peer} closed the request stream without answering")]
     NoResponse { peer: NodeId },
+    #[error("{id} is not one of this endpoint's identities")]
+    NotMine { id: NodeId },
     #[error(transparent)]
     Encode(#[from] EncodeError),
     #[error("bad response frame: {0}")]
@@ -110,58 +130,86 @@ pub enum TransportError {
     Closed,
 }
 
-/// A node's QUIC endpoint. Cheap to clone; the endpoint closes when the last
-/// clone is dropped or [`Transport::shutdown`] is called.
+/// A process's QUIC endpoint, shared by every stage it hosts. Cheap to
+/// clone; it closes when the last clone (and every [`Transport`] on it) is
+/// dropped, or on [`Endpoint::shutdown`].
 #[derive(Clone, Debug)]
-pub struct Transport {
-    inner: Arc<Inner>,
+pub struct Endpoint {
+    shared: Arc<Shared>,
 }
 
 #[derive(Debug)]
-struct Inner {
-    id: NodeId,
+struct Shared {
+    /// Every id the identity speaks for.
+    ids: Vec<NodeId>,
     endpoint: quinn::Endpoint,
     peers: PeerBook,
     codec: FrameCodec,
     config: TransportConfig,
-    counters: Arc<MessageCounters>,
-    links: Mutex<HashMap<NodeId, Arc<tokio::sync::Mutex<Link>>>>,
+    mailboxes: Arc<Mailboxes>,
+    /// Outbound connections, one per peer process (by its address).
+    conns: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<Conn>>>>,
+    /// Ordered one-way streams, one per (our stage, their stage).
+    streams: Mutex<HashMap<Route, Arc<tokio::sync::Mutex<Stream>>>>,
 }
 
-impl Drop for Inner {
+impl Drop for Shared {
     fn drop(&mut self) {
         self.endpoint.close(0u32.into(), b"shutdown");
     }
 }
 
-/// The outbound side of one peer: its connection and ordered stream.
+/// The outbound connection to one peer process, and its dial backoff.
 #[derive(Debug, Default)]
-struct Link {
+struct Conn {
     conn: Option<quinn::Connection>,
-    stream: Option<quinn::SendStream>,
+    /// The ids the peer's certificate speaks for.
+    ids: Option<Arc<[NodeId]>>,
     failures: u32,
     retry_at: Option<Instant>,
-    /// Where the last dial went: a backoff holds only for that address.
-    dialled: Option<SocketAddr>,
 }
 
-impl Transport {
-    /// Binds `addr` and starts accepting peers listed in `peers`. Inbound
-    /// messages and requests arrive on the returned receiver. With `faults`,
-    /// the UDP socket is wrapped in a [`FaultySocket`].
+/// The ordered stream of one (sender, recipient) pair, and the connection
+/// it was opened on.
+#[derive(Debug, Default)]
+struct Stream {
+    stream: Option<quinn::SendStream>,
+    on: Option<usize>,
+    /// The peer process said it does not host the recipient: sends fail at
+    /// once until then (the recipient may be started again later).
+    not_hosted_until: Option<Instant>,
+}
+
+/// One stage's (or coordinator's, or tool's) side of an [`Endpoint`]: it
+/// sends in its own name and receives what is addressed to it. Cheap to
+/// clone.
+#[derive(Clone, Debug)]
+pub struct Transport {
+    shared: Arc<Shared>,
+    id: NodeId,
+    counters: Arc<MessageCounters>,
+    /// Made by [`Transport::bind`]: the endpoint is its alone, and its
+    /// shutdown closes it.
+    sole: bool,
+}
+
+impl Endpoint {
+    /// Binds `addr` for `identity` (a node's or a host's) and starts
+    /// accepting peers listed in `peers`. With `faults`, the UDP socket is
+    /// wrapped in a [`FaultySocket`]. Stages join with [`Endpoint::attach`].
     pub fn bind(
         identity: &NodeIdentity,
         addr: SocketAddr,
         peers: PeerBook,
         config: TransportConfig,
         faults: Option<FaultController>,
-    ) -> Result<(Transport, mpsc::Receiver<Inbound>), TransportError> {
+    ) -> Result<Endpoint, TransportError> {
         let std_socket = std::net::UdpSocket::bind(addr)
             .map_err(|source| TransportError::Bind { addr, source })?;
         Self::bind_socket(identity, std_socket, peers, config, faults)
     }
 
-    /// Like [`Transport::bind`], on a socket the caller bound already (so it
+    /// Like [`Endpoint::bind`], on a socket the caller bound already (so it
     /// can learn the port before starting anything).
     pub fn bind_socket(
         identity: &NodeIdentity,
@@ -169,7 +217,7 @@ impl Transport {
         peers: PeerBook,
         config: TransportConfig,
         faults: Option<FaultController>,
-    ) -> Result<(Transport, mpsc::Receiver<Inbound>), TransportError> {
+    ) -> Result<Endpoint, TransportError> {
         let runtime: Arc<dyn quinn::Runtime> = Arc::new(quinn::TokioRuntime);
         let addr = std_socket
             .local_addr()
@@ -183,38 +231,9 @@ impl Transport {
         if let Some(faults) = faults {
             socket = Arc::new(FaultySocket::new(socket, faults));
         }
-
-        let mut transport_config = quinn::TransportConfig::default();
-        transport_config.keep_alive_interval(Some(config.keep_alive));
-        transport_config.max_idle_timeout(Some(
-            quinn::IdleTimeout::try_from(config.idle_timeout)
-                .map_err(|e| CertError::Tls(rustls::Error::General(e.to_string())))?,
-        ));
-        let transport_config = Arc::new(transport_config);
-
-        let server_tls = QuicServerConfig::try_from(identity.server_config(peers.clone())?)
-            .map_err(|e| CertError::Tls(rustls::Error::General(e.to_string())))?;
-        let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(server_tls));
-        server_config.transport_config(transport_config.clone());
-
-        let client_tls = QuicClientConfig::try_from(identity.client_config()?)
-            .map_err(|e| CertError::Tls(rustls::Error::General(e.to_string())))?;
-        let mut client_config = quinn::ClientConfig::new(Arc::new(client_tls));
-        client_config.transport_config(transport_config);
-
-        // Stateless-reset key and connection-id hash key derived from the node's
-        // key: a restarted incarnation recognises the connection ids of its
-        // predecessor and resets their connections, so peers notice at once
-        // instead of after the idle timeout.
-        let secret = identity.reset_secret();
-        let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
-        let cid_key = u64::from_le_bytes(secret[..8].try_into().expect("32-byte secret"));
-        let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(reset_key));
-        endpoint_config.cid_generator(move || {
-            Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
-        });
+        let (server_config, client_config) = quic_configs(identity, &peers, &config)?;
         let mut endpoint = quinn::Endpoint::new_with_abstract_socket(
-            endpoint_config,
+            endpoint_config(identity),
             Some(server_config),
             socket,
             runtime,
@@ -223,48 +242,177 @@ impl Transport {
         endpoint.set_default_client_config(client_config);
 
         let codec = FrameCodec::new(config.max_frame);
-        let counters = Arc::new(MessageCounters::default());
-        let (tx, rx) = mpsc::channel(config.inbound_capacity.max(1));
+        let mailboxes = Arc::new(Mailboxes::default());
         tokio::spawn(inbound::accept_loop(
-            identity.id(),
             endpoint.clone(),
             peers.clone(),
             codec,
-            counters.clone(),
-            tx,
+            mailboxes.clone(),
         ));
-        let inner = Inner {
-            id: identity.id(),
+        let shared = Shared {
+            ids: identity.ids().to_vec(),
             endpoint,
             peers,
             codec,
             config,
-            counters,
-            links: Mutex::new(HashMap::new()),
+            mailboxes,
+            conns: Mutex::new(HashMap::new()),
+            streams: Mutex::new(HashMap::new()),
         };
-        Ok((
-            Transport {
-                inner: Arc::new(inner),
-            },
-            rx,
-        ))
+        Ok(Endpoint {
+            shared: Arc::new(shared),
+        })
     }
 
-    pub fn id(&self) -> NodeId {
-        self.inner.id
+    /// Joins stage `id` (one of the identity's ids): its transport, and the
+    /// queue where what peers address to it arrives. Attaching an id again
+    /// replaces its queue.
+    pub fn attach(
+        &self,
+        id: NodeId,
+    ) -> Result<(Transport, mpsc::Receiver<Inbound>), TransportError> {
+        if !self.shared.ids.contains(&id) {
+            return Err(TransportError::NotMine { id });
+        }
+        Ok(self.attach_as(id, false))
+    }
+
+    fn attach_as(&self, id: NodeId, sole: bool) -> (Transport, mpsc::Receiver<Inbound>) {
+        let (tx, rx) = mpsc::channel(self.shared.config.inbound_capacity.max(1));
+        let counters = Arc::new(MessageCounters::default());
+        self.shared.mailboxes.insert(
+            id,
+            Mailbox {
+                tx,
+                counters: counters.clone(),
+            },
+        );
+        let transport = Transport {
+            shared: self.shared.clone(),
+            id,
+            counters,
+            sole,
+        };
+        (transport, rx)
     }
 
     /// The address the endpoint is bound to (useful after binding port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.inner.endpoint.local_addr()
+        self.shared.endpoint.local_addr()
     }
 
     pub fn peers(&self) -> &PeerBook {
-        &self.inner.peers
+        &self.shared.peers
     }
 
+    /// Connections open on the endpoint, dialled and accepted.
+    pub fn open_connections(&self) -> usize {
+        self.shared.endpoint.open_connections()
+    }
+
+    /// Every id the endpoint's certificate speaks for.
+    pub fn ids(&self) -> &[NodeId] {
+        &self.shared.ids
+    }
+
+    /// Closes every connection and the endpoint, waiting briefly for peers to
+    /// be told.
+    pub async fn shutdown(&self) {
+        shutdown(&self.shared.endpoint).await;
+    }
+}
+
+async fn shutdown(endpoint: &quinn::Endpoint) {
+    endpoint.close(0u32.into(), b"shutdown");
+    let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+}
+
+/// The QUIC server and client configs of `identity`.
+fn quic_configs(
+    identity: &NodeIdentity,
+    peers: &PeerBook,
+    config: &TransportConfig,
+) -> Result<(quinn::ServerConfig, quinn::ClientConfig), TransportError> {
+    let tls_error =
+        |e: &dyn std::fmt::Display| CertError::Tls(rustls::Error::General(e.to_string()));
+    let mut transport_config = quinn::TransportConfig::default();
+    transport_config.keep_alive_interval(Some(config.keep_alive));
+    transport_config.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(config.idle_timeout).map_err(|e| tls_error(&e))?,
+    ));
+    transport_config.max_concurrent_uni_streams(config.max_streams.into());
+    transport_config.max_concurrent_bidi_streams(config.max_streams.into());
+    let transport_config = Arc::new(transport_config);
+
+    let server_tls = QuicServerConfig::try_from(identity.server_config(peers.clone())?)
+        .map_err(|e| tls_error(&e))?;
+    let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(server_tls));
+    server_config.transport_config(transport_config.clone());
+
+    let client_tls =
+        QuicClientConfig::try_from(identity.client_config()?).map_err(|e| tls_error(&e))?;
+    let mut client_config = quinn::ClientConfig::new(Arc::new(client_tls));
+    client_config.transport_config(transport_config);
+    Ok((server_config, client_config))
+}
+
+/// Stateless-reset key and connection-id hash key derived from the
+/// identity's key: a restarted incarnation recognises the connection ids of
+/// its predecessor and resets their connections, so peers notice at once
+/// instead of after the idle timeout.
+fn endpoint_config(identity: &NodeIdentity) -> quinn::EndpointConfig {
+    let secret = identity.reset_secret();
+    let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
+    let cid_key = u64::from_le_bytes(secret[..8].try_into().expect("32-byte secret"));
+    let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(reset_key));
+    endpoint_config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    endpoint_config
+}
+
+impl Transport {
+    /// Binds an endpoint of its own for `identity` (a coordinator, a tool, a
+    /// stage alone in its process) and joins it as `identity.id()`.
+    pub fn bind(
+        identity: &NodeIdentity,
+        addr: SocketAddr,
+        peers: PeerBook,
+        config: TransportConfig,
+        faults: Option<FaultController>,
+    ) -> Result<(Transport, mpsc::Receiver<Inbound>), TransportError> {
+        let endpoint = Endpoint::bind(identity, addr, peers, config, faults)?;
+        Ok(endpoint.attach_as(identity.id(), true))
+    }
+
+    /// Like [`Transport::bind`], on a socket the caller bound already.
+    pub fn bind_socket(
+        identity: &NodeIdentity,
+        std_socket: std::net::UdpSocket,
+        peers: PeerBook,
+        config: TransportConfig,
+        faults: Option<FaultController>,
+    ) -> Result<(Transport, mpsc::Receiver<Inbound>), TransportError> {
+        let endpoint = Endpoint::bind_socket(identity, std_socket, peers, config, faults)?;
+        Ok(endpoint.attach_as(identity.id(), true))
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The address the endpoint is bound to (useful after binding port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.shared.endpoint.local_addr()
+    }
+
+    pub fn peers(&self) -> &PeerBook {
+        &self.shared.peers
+    }
+
+    /// This id's counters (the endpoint's other stages count their own).
     pub fn counters(&self) -> &Arc<MessageCounters> {
-        &self.inner.counters
+        &self.counters
     }
 
     /// Sends a one-way message to `to` on the ordered stream of this pair.
@@ -275,27 +423,37 @@ impl Transport {
         flow_version: FlowVersion,
         body: Message,
     ) -> Result<(), TransportError> {
-        let env = Envelope::new(self.inner.id, flow_version, body);
-        let frame = self.inner.codec.encode(&env)?;
+        let env = Envelope::new(self.id, flow_version, body);
+        let frame = self.shared.codec.encode(&env)?;
         let result = self.send_frame(to, &frame).await;
         match &result {
-            Ok(()) => self.inner.counters.record_sent(env.kind()),
-            Err(_) => self.inner.counters.record_send_failure(),
+            Ok(()) => self.counters.record_sent(env.kind()),
+            Err(_) => self.counters.record_send_failure(),
         }
         result
     }
 
     async fn send_frame(&self, to: NodeId, frame: &[u8]) -> Result<(), TransportError> {
-        let link = self.link(to);
-        let mut link = link.lock().await;
+        let route = Route { from: self.id, to };
+        let slot = self.shared.stream(route);
+        let mut slot = slot.lock().await;
+        if slot.not_hosted_until.is_some_and(|t| Instant::now() < t) {
+            return Err(not_hosted(to));
+        }
         // A connection that died since the last send is replaced once.
         for attempt in 0..2 {
-            let conn = self.connection(to, &mut link).await?;
-            if link.stream.is_none() {
-                match conn.open_uni().await {
-                    Ok(s) => link.stream = Some(s),
+            let conn = self.shared.connection(to).await?;
+            if slot.on != Some(conn.stable_id()) {
+                slot.stream = None;
+            }
+            if slot.stream.is_none() {
+                match open_uni(&conn, route).await {
+                    Ok(s) => {
+                        slot.stream = Some(s);
+                        slot.on = Some(conn.stable_id());
+                    }
                     Err(e) => {
-                        link.conn = None;
+                        self.shared.forget(&conn);
                         if attempt == 0 {
                             continue;
                         }
@@ -303,13 +461,20 @@ impl Transport {
                     }
                 }
             }
-            let stream = link.stream.as_mut().expect("opened above");
+            let stream = slot.stream.as_mut().expect("opened above");
             match stream.write_all(frame).await {
                 Ok(()) => return Ok(()),
                 Err(e) => {
-                    link.stream = None;
-                    link.conn = None;
+                    slot.stream = None;
+                    if is_not_hosted(&e) {
+                        slot.not_hosted_until =
+                            Some(Instant::now() + self.shared.config.backoff_max);
+                        return Err(not_hosted(to));
+                    }
                     let err = after_failure(to, &conn, lost(to, e));
+                    if conn.close_reason().is_some() {
+                        self.shared.forget(&conn);
+                    }
                     if attempt == 1 || matches!(err, TransportError::Refused { .. }) {
                         return Err(err);
                     }
@@ -326,28 +491,30 @@ impl Transport {
         flow_version: FlowVersion,
         body: Message,
     ) -> Result<Envelope, TransportError> {
-        let env = Envelope::new(self.inner.id, flow_version, body);
+        let env = Envelope::new(self.id, flow_version, body);
         let result = self.request_inner(to, &env).await;
         if result.is_err() {
-            self.inner.counters.record_send_failure();
+            self.counters.record_send_failure();
         }
         result
     }
 
     async fn request_inner(&self, to: NodeId, env: &Envelope) -> Result<Envelope, TransportError> {
-        let frame = self.inner.codec.encode(env)?;
-        let conn = {
-            let link = self.link(to);
-            let mut link = link.lock().await;
-            self.connection(to, &mut link).await?
-        };
-        let timeout = self.inner.config.request_timeout;
+        let frame = self.shared.codec.encode(env)?;
+        let conn = self.shared.connection(to).await?;
+        let timeout = self.shared.config.request_timeout;
+        let route = Route { from: self.id, to };
         let exchange = async {
             let (mut send, mut recv) = conn.open_bi().await.map_err(|e| lost(to, e))?;
-            send.write_all(&frame).await.map_err(|e| lost(to, e))?;
-            self.inner.counters.record_sent(env.kind());
+            send.write_all(&route.encode())
+                .await
+                .map_err(|e| write_error(to, e))?;
+            send.write_all(&frame)
+                .await
+                .map_err(|e| write_error(to, e))?;
+            self.counters.record_sent(env.kind());
             let _ = send.finish();
-            self.inner
+            self.shared
                 .codec
                 .read(&mut recv)
                 .await?
@@ -358,113 +525,126 @@ impl Transport {
             .map_err(|_| TransportError::Timeout { peer: to, timeout })?
             .map_err(|e| after_failure(to, &conn, e))?;
         if response.sender != to {
-            self.inner.counters.record_impersonation();
+            self.counters.record_impersonation();
             return Err(TransportError::Impersonation {
                 peer: to,
                 claimed: response.sender,
             });
         }
-        self.inner.counters.record_received(response.kind());
+        self.counters.record_received(response.kind());
         Ok(response)
     }
 
-    /// Closes every connection and the endpoint, waiting briefly for peers to
-    /// be told.
+    /// Leaves the endpoint: nothing more arrives for this id. A transport
+    /// made by [`Transport::bind`] also closes its endpoint, waiting briefly
+    /// for peers to be told; on a shared endpoint the host closes it.
     pub async fn shutdown(&self) {
-        self.inner.endpoint.close(0u32.into(), b"shutdown");
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.inner.endpoint.wait_idle()).await;
+        self.shared.mailboxes.remove(self.id);
+        if self.sole {
+            shutdown(&self.shared.endpoint).await;
+        }
+    }
+}
+
+/// Opens the ordered stream of `route` and writes its header.
+async fn open_uni(
+    conn: &quinn::Connection,
+    route: Route,
+) -> Result<quinn::SendStream, TransportError> {
+    let mut stream = conn.open_uni().await.map_err(|e| lost(route.to, e))?;
+    stream
+        .write_all(&route.encode())
+        .await
+        .map_err(|e| write_error(route.to, e))?;
+    Ok(stream)
+}
+
+impl Shared {
+    fn stream(&self, route: Route) -> Arc<tokio::sync::Mutex<Stream>> {
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        streams.entry(route).or_default().clone()
     }
 
-    /// Forgets the connection to `to` (e.g. after a peer was removed).
-    pub async fn disconnect(&self, to: NodeId) {
-        let link = self.link(to);
-        let mut link = link.lock().await;
-        if let Some(conn) = link.conn.take() {
-            conn.close(0u32.into(), b"disconnect");
-        }
-        *link = Link::default();
+    fn conn_slot(&self, addr: SocketAddr) -> Arc<tokio::sync::Mutex<Conn>> {
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.entry(addr).or_default().clone()
     }
 
-    fn link(&self, to: NodeId) -> Arc<tokio::sync::Mutex<Link>> {
-        let mut links = self.inner.links.lock().unwrap_or_else(|e| e.into_inner());
-        links.entry(to).or_default().clone()
+    /// Drops `conn` from the pool (if it is still the pooled one), so that
+    /// the next call dials anew.
+    fn forget(&self, conn: &quinn::Connection) {
+        let slot = self.conn_slot(conn.remote_address());
+        // A slot that is locked is being dialled or checked: it finds a dead
+        // connection itself.
+        let Ok(mut slot) = slot.try_lock() else {
+            return;
+        };
+        if slot.conn.as_ref().map(quinn::Connection::stable_id) == Some(conn.stable_id()) {
+            slot.conn = None;
+            slot.ids = None;
+        }
     }
 
-    /// The live outbound connection to `to`, dialling if needed (subject to backoff).
-    async fn connection(
-        &self,
-        to: NodeId,
-        link: &mut Link,
-    ) -> Result<quinn::Connection, TransportError> {
-        if let Some(conn) = &link.conn {
-            // A peer that moved (restarted on another port) is dialled anew
-            // rather than written to at its old address until the idle timeout.
-            let moved = self
-                .inner
-                .peers
-                .addr(to)
-                .is_some_and(|addr| addr != conn.remote_address());
-            if conn.close_reason().is_none() && !moved {
-                return Ok(conn.clone());
+    /// The live connection to the process hosting `to`, dialling if needed
+    /// (subject to the backoff of its address).
+    async fn connection(&self, to: NodeId) -> Result<quinn::Connection, TransportError> {
+        let mut addr = self.peers.addr(to).ok_or(TransportError::UnknownPeer(to))?;
+        // A peer that moves while it is dialled is followed once; one that
+        // moves again is followed on the next call.
+        for follow in [true, false] {
+            let slot = self.conn_slot(addr);
+            let mut slot = slot.lock().await;
+            if let (Some(conn), Some(ids)) = (&slot.conn, &slot.ids) {
+                // Another process at that address (the host restarted with
+                // other stages) is dialled anew, as is a dead connection.
+                if conn.close_reason().is_none() && ids.contains(&to) {
+                    return Ok(conn.clone());
+                }
+                slot.conn = None;
+                slot.ids = None;
             }
-            if moved {
-                conn.close(0u32.into(), b"peer moved");
-                link.retry_at = None;
-                link.failures = 0;
+            if let Some(at) = slot.retry_at {
+                let now = Instant::now();
+                if now < at {
+                    return Err(TransportError::Unreachable {
+                        peer: to,
+                        reason: format!(
+                            "last dial failed; next attempt in {:?}",
+                            at.saturating_duration_since(now)
+                        ),
+                    });
+                }
             }
-            link.conn = None;
-            link.stream = None;
-        }
-        let addr = self
-            .inner
-            .peers
-            .addr(to)
-            .ok_or(TransportError::UnknownPeer(to))?;
-        if link.dialled != Some(addr) {
-            // A new address (the peer restarted on another port and told us,
-            // or connected to us from it): the backoff earned at the old one
-            // does not apply.
-            link.retry_at = None;
-            link.failures = 0;
-        }
-        if let Some(at) = link.retry_at {
-            let now = Instant::now();
-            if now < at {
-                return Err(TransportError::Unreachable {
-                    peer: to,
-                    reason: format!(
-                        "last dial failed; next attempt in {:?}",
-                        at.saturating_duration_since(now)
-                    ),
-                });
-            }
-        }
-        link.dialled = Some(addr);
-        let mut result = self.dial(to, addr).await;
-        if let Err(TransportError::Moved { to: new, .. }) = result {
-            // The peer connected to us from elsewhere while we dialled the
-            // old address: dial it there (once; a peer that moves again is
-            // followed on the next call).
-            link.dialled = Some(new);
-            result = self.dial(to, new).await;
-        }
-        match &result {
-            Ok(conn) => {
-                link.conn = Some(conn.clone());
-                link.failures = 0;
-                link.retry_at = None;
-            }
-            Err(_) => {
-                let cfg = &self.inner.config;
-                let backoff = cfg
-                    .backoff_min
-                    .saturating_mul(1u32 << link.failures.min(16))
-                    .min(cfg.backoff_max);
-                link.failures = link.failures.saturating_add(1);
-                link.retry_at = Some(Instant::now() + backoff);
+            let result = self.dial(to, addr).await;
+            match result {
+                Ok(conn) => {
+                    slot.ids = inbound::peer_ids(&conn);
+                    slot.conn = Some(conn.clone());
+                    slot.failures = 0;
+                    slot.retry_at = None;
+                    return Ok(conn);
+                }
+                Err(TransportError::Moved { to: new, .. }) if follow => {
+                    // The peer connected to us from elsewhere while we
+                    // dialled the old address: dial it there.
+                    addr = new;
+                }
+                Err(e) => {
+                    let cfg = &self.config;
+                    let backoff = cfg
+                        .backoff_min
+                        .saturating_mul(1u32 << slot.failures.min(16))
+                        .min(cfg.backoff_max);
+                    slot.failures = slot.failures.saturating_add(1);
+                    slot.retry_at = Some(Instant::now() + backoff);
+                    return Err(e);
+                }
             }
         }
-        result
+        Err(TransportError::Unreachable {
+            peer: to,
+            reason: "it moved twice while being dialled".into(),
+        })
     }
 
     async fn dial(
@@ -473,7 +653,6 @@ impl Transport {
         addr: SocketAddr,
     ) -> Result<quinn::Connection, TransportError> {
         let connecting = self
-            .inner
             .endpoint
             .connect(addr, &tls::node_name(to))
             .map_err(|e| match e {
@@ -483,11 +662,11 @@ impl Transport {
                     reason: other.to_string(),
                 },
             })?;
-        let timeout = self.inner.config.connect_timeout;
+        let timeout = self.config.connect_timeout;
         let handshake = tokio::time::timeout(timeout, connecting);
         let outcome = tokio::select! {
             outcome = handshake => outcome,
-            new = moved_from(&self.inner.peers, to, addr) => {
+            new = moved_from(&self.peers, to, addr) => {
                 return Err(TransportError::Moved { peer: to, from: addr, to: new });
             }
         };
@@ -513,6 +692,29 @@ impl Transport {
                 },
             }),
         }
+    }
+}
+
+/// Whether a write failed because the peer process does not host its
+/// recipient (any more): it stopped the stream.
+fn is_not_hosted(e: &quinn::WriteError) -> bool {
+    matches!(e, quinn::WriteError::Stopped(code) if code.into_inner() == u64::from(inbound::NOT_HOSTED))
+}
+
+fn not_hosted(peer: NodeId) -> TransportError {
+    TransportError::Unreachable {
+        peer,
+        reason: "its host process does not run it".into(),
+    }
+}
+
+/// A write that failed: the peer process does not host the recipient, or
+/// the connection is gone.
+fn write_error(peer: NodeId, e: quinn::WriteError) -> TransportError {
+    if is_not_hosted(&e) {
+        not_hosted(peer)
+    } else {
+        lost(peer, e)
     }
 }
 

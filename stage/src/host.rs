@@ -1,0 +1,133 @@
+//! A host process: one QUIC endpoint, one identity (a host certificate
+//! listing its stages) and one fault file for every stage it runs. Killing
+//! the process kills its stages together, as a machine crash would.
+
+use crate::shell::{self, StageError, StageHandle, StageOptions};
+use factoryos_wire::{Endpoint, FaultController, NodeId, NodeIdentity, PeerBook, TransportConfig};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Everything a host process shares among its stages.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// A node certificate for one stage, a host certificate for several.
+    pub identity: NodeIdentity,
+    /// Where the endpoint listens (port 0: any free port).
+    pub listen: SocketAddr,
+    pub coordinators: BTreeMap<NodeId, SocketAddr>,
+    pub transport: TransportConfig,
+    pub faults: Option<FaultController>,
+    /// A fault file the endpoint follows with `faults` (see
+    /// `factoryos_wire::fault_file`): the host's first stage's.
+    pub faults_path: Option<PathBuf>,
+}
+
+/// A running host process's stages and endpoint.
+#[derive(Debug)]
+pub struct HostHandle {
+    endpoint: Endpoint,
+    addr: SocketAddr,
+    stages: Vec<StageHandle>,
+    stop_faults: watch::Sender<bool>,
+}
+
+/// Binds the host's endpoint, then starts each stage on it (every stage
+/// must be one the identity speaks for). A stage that cannot start stops
+/// the ones already started.
+pub async fn start(host: HostOptions, stages: Vec<StageOptions>) -> Result<HostHandle, StageError> {
+    let book = PeerBook::new();
+    book.allow(NodeId::OPERATOR);
+    for (c, addr) in &host.coordinators {
+        book.insert(*c, *addr);
+    }
+    let endpoint = Endpoint::bind(
+        &host.identity,
+        host.listen,
+        book,
+        host.transport.clone(),
+        host.faults.clone(),
+    )?;
+    let bound = endpoint
+        .local_addr()
+        .map_err(|source| factoryos_wire::TransportError::Bind {
+            addr: host.listen,
+            source,
+        })?;
+    let addr = crate::address::advertised(host.identity.id(), bound, &host.coordinators)?;
+    let (stop_faults, stopped) = watch::channel(false);
+    follow_faults(&host, stopped);
+    let mut handle = HostHandle {
+        endpoint,
+        addr,
+        stages: Vec::with_capacity(stages.len()),
+        stop_faults,
+    };
+    for opts in stages {
+        match shell::start(&handle.endpoint, addr, opts).await {
+            Ok(stage) => handle.stages.push(stage),
+            Err(e) => {
+                handle.stop().await;
+                return Err(e);
+            }
+        }
+    }
+    Ok(handle)
+}
+
+impl HostHandle {
+    /// The address every stage of the host registers.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn stages(&self) -> &[StageHandle] {
+        &self.stages
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Stops every stage at once (each drains its trades, see
+    /// [`StageHandle::stop`]), then closes the endpoint. Each stage's
+    /// outcome, by id.
+    pub async fn stop(self) -> Vec<(NodeId, Result<(), StageError>)> {
+        let stopping: Vec<_> = self
+            .stages
+            .into_iter()
+            .map(|stage| {
+                let id = stage.id();
+                (id, tokio::spawn(stage.stop()))
+            })
+            .collect();
+        let mut outcomes = Vec::with_capacity(stopping.len());
+        for (id, task) in stopping {
+            let outcome = task.await.map_err(|e| StageError::Join(e.to_string()));
+            outcomes.push((id, outcome.and_then(|r| r)));
+        }
+        self.endpoint.shutdown().await;
+        let _ = self.stop_faults.send(true);
+        outcomes
+    }
+}
+
+/// Follows the host's fault file until the host stops.
+fn follow_faults(host: &HostOptions, mut stopped: watch::Receiver<bool>) {
+    let (Some(path), Some(faults)) = (&host.faults_path, &host.faults) else {
+        return;
+    };
+    let follow = factoryos_wire::fault_file::follow(
+        path.clone(),
+        faults.clone(),
+        Duration::from_millis(200),
+    );
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = follow => {}
+            _ = stopped.wait_for(|s| *s) => {}
+        }
+    });
+}
