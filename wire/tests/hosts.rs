@@ -24,17 +24,15 @@ struct Host {
 /// A host process for `ids` on one endpoint, recorded in `book`.
 fn host(ca: &ClusterCa, ids: &[u64], book: &PeerBook) -> Host {
     let ids: Vec<NodeId> = ids.iter().map(|i| NodeId(*i)).collect();
-    let identity = ca.issue_host(&ids).unwrap();
-    let endpoint = Endpoint::bind(&identity, LOCALHOST, book.clone(), test_config(), None).unwrap();
-    let addr = endpoint.local_addr().unwrap();
-    let stages = ids
-        .iter()
-        .map(|id| {
-            book.insert(*id, addr);
-            endpoint.attach(*id).unwrap()
-        })
-        .collect();
-    Host { endpoint, stages }
+    host_with(&ca.issue_host(&ids).unwrap(), book)
+}
+
+/// Opens a raw stream on `conn` under `route` and writes one envelope.
+async fn write_raw(conn: &quinn::Connection, route: Route, env: &factoryos_wire::Envelope) {
+    let codec = factoryos_wire::FrameCodec::default();
+    let mut stream = conn.open_uni().await.unwrap();
+    stream.write_all(&route.encode()).await.unwrap();
+    stream.write_all(&codec.encode(env).unwrap()).await.unwrap();
 }
 
 #[tokio::test]
@@ -134,18 +132,12 @@ async fn a_host_may_speak_only_for_the_stages_its_certificate_lists() {
         .unwrap()
         .await
         .unwrap();
-    let codec = factoryos_wire::FrameCodec::default();
     let lie = Route {
         from: NodeId(3),
         to: NodeId(11),
     };
-    let mut stream = conn.open_uni().await.unwrap();
-    stream.write_all(&lie.encode()).await.unwrap();
     let env = factoryos_wire::Envelope::new(NodeId(3), FlowVersion(0), hb(1));
-    stream
-        .write_all(&codec.encode(&env).unwrap())
-        .await
-        .unwrap();
+    write_raw(&conn, lie, &env).await;
     let counters = b.stages[0].0.counters().clone();
     eventually("the stream in another name is refused", || {
         counters.impersonations_refused() == 1
@@ -156,13 +148,8 @@ async fn a_host_may_speak_only_for_the_stages_its_certificate_lists() {
         from: NodeId(1),
         to: NodeId(11),
     };
-    let mut stream = conn.open_uni().await.unwrap();
-    stream.write_all(&honest.encode()).await.unwrap();
     let env = factoryos_wire::Envelope::new(NodeId(2), FlowVersion(0), hb(2));
-    stream
-        .write_all(&codec.encode(&env).unwrap())
-        .await
-        .unwrap();
+    write_raw(&conn, honest, &env).await;
     eventually("the envelope in a sibling's name is refused", || {
         counters.impersonations_refused() == 2
     })
