@@ -46,6 +46,12 @@ pub struct ChainArgs {
     /// Give the raw and final types as many stages as the others.
     #[arg(long)]
     pub replicate_ends: bool,
+    /// Host processes to run the stages in, the stages dealt to them in
+    /// turn; each shares one QUIC endpoint and one WAL (group commit) among
+    /// its stages, and a crash takes the whole host. Default: one process
+    /// per stage, or 50 stages to a process above 100 stages.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub hosts: Option<u64>,
 }
 
 impl ChainArgs {

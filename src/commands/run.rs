@@ -45,6 +45,7 @@ fn config(args: RunArgs) -> Result<RunConfig> {
     }
     Ok(RunConfig {
         chain: args.chain.choice(),
+        hosts: args.chain.hosts.map(|h| h as usize),
         seed: args.chain.seed,
         duration: Duration::from_secs(args.duration.max(1)),
         cycle: Duration::from_millis(args.cycle.max(1)),

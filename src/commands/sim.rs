@@ -92,6 +92,7 @@ fn config(args: &SimArgs, stages: Option<usize>, duration: u64) -> Result<SimCon
     let chain = choice.chain()?;
     let mut cfg = SimConfig::new(chain, args.chain.seed, Duration::from_secs(duration.max(1)));
     cfg.name = choice.name();
+    cfg.hosts = args.chain.hosts.map(|h| h as usize);
     cfg.cycle = Duration::from_millis(args.cycle.max(1));
     cfg.rates = rates;
     cfg.allow_outages = args.ops.allow_outages;

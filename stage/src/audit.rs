@@ -10,7 +10,7 @@
 use crate::records::{OutState, Records};
 use factoryos_coord::cluster::ClusterFile;
 use factoryos_wire::{LotId, NodeId};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// What the audit found; [`AuditReport::is_clean`] is the verdict.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -137,23 +137,47 @@ pub fn audit(stages: &[(NodeId, &Records)]) -> AuditReport {
     report
 }
 
-/// Reads the WALs of the given stages of `cluster` (see
-/// [`crate::setup::StageFiles`]); a stage without a WAL (never started) is
-/// left out. The stages must be stopped (redb holds a lock on an open file).
+/// Reads the records of the given stages of `cluster` from the WALs in its
+/// data directory (`<data>/*/wal.redb`, one per host process, see
+/// [`crate::setup::StageFiles::host_wal`]); a stage in no WAL (never
+/// started) is left out, one in two is an error. The stages must be
+/// stopped (redb holds a lock on an open file).
 pub fn read_wals(
     cluster: &ClusterFile,
     stages: &[NodeId],
 ) -> Result<Vec<(NodeId, Records)>, crate::wal::WalError> {
-    let mut all = Vec::new();
-    for id in stages {
-        let path = crate::setup::StageFiles::of(cluster, *id).wal;
-        if !path.exists() {
-            continue;
+    let wanted: std::collections::BTreeSet<NodeId> = stages.iter().copied().collect();
+    let mut found: BTreeMap<NodeId, (std::path::PathBuf, Records)> = BTreeMap::new();
+    for path in wal_files(cluster) {
+        for (id, records) in crate::wal::Wal::read_all(&path)? {
+            if !wanted.contains(&id) {
+                continue;
+            }
+            if let Some((other, _)) = found.get(&id) {
+                return Err(crate::wal::WalError::TwoHomes {
+                    stage: id,
+                    a: other.clone(),
+                    b: path,
+                });
+            }
+            found.insert(id, (path.clone(), records));
         }
-        let (_, records) = crate::wal::Wal::open(&path)?;
-        all.push((*id, records));
     }
-    Ok(all)
+    Ok(found.into_iter().map(|(id, (_, r))| (id, r)).collect())
+}
+
+/// The host WALs of `cluster`, in path order.
+fn wal_files(cluster: &ClusterFile) -> Vec<std::path::PathBuf> {
+    let Ok(dirs) = std::fs::read_dir(&cluster.data) else {
+        return Vec::new();
+    };
+    let mut files: Vec<_> = dirs
+        .filter_map(Result::ok)
+        .map(|d| d.path().join(crate::setup::WAL_FILE))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files
 }
 
 /// Audits the WALs of the given stages of `cluster` (see [`read_wals`]).

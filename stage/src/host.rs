@@ -1,8 +1,10 @@
 //! A host process: one QUIC endpoint, one identity (a host certificate
-//! listing its stages) and one fault file for every stage it runs. Killing
-//! the process kills its stages together, as a machine crash would.
+//! listing its stages), one WAL with group commit and one fault file for
+//! every stage it runs. Killing the process kills its stages together, as
+//! a machine crash would.
 
 use crate::shell::{self, StageError, StageHandle, StageOptions};
+use crate::wal::GroupWal;
 use factoryos_wire::{Endpoint, FaultController, NodeId, NodeIdentity, PeerBook, TransportConfig};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -23,6 +25,9 @@ pub struct HostOptions {
     /// A fault file the endpoint follows with `faults` (see
     /// `factoryos_wire::fault_file`): the host's first stage's.
     pub faults_path: Option<PathBuf>,
+    /// The host's WAL: every stage's records, one group commit per round
+    /// (see [`crate::wal`]).
+    pub wal_path: PathBuf,
 }
 
 /// A running host process's stages and endpoint.
@@ -31,13 +36,17 @@ pub struct HostHandle {
     endpoint: Endpoint,
     addr: SocketAddr,
     stages: Vec<StageHandle>,
+    wal: GroupWal,
     stop_faults: watch::Sender<bool>,
 }
 
-/// Binds the host's endpoint, then starts each stage on it (every stage
-/// must be one the identity speaks for). A stage that cannot start stops
-/// the ones already started.
+/// Opens the host's WAL and binds its endpoint, then starts each stage on
+/// them (every stage must be one the identity speaks for, and the WAL must
+/// hold no other stage). A stage that cannot start stops the ones already
+/// started.
 pub async fn start(host: HostOptions, stages: Vec<StageOptions>) -> Result<HostHandle, StageError> {
+    let ids: Vec<NodeId> = stages.iter().map(|s| s.core.id).collect();
+    let (wal, mut records) = GroupWal::open(&host.wal_path, &ids).await?;
     let book = PeerBook::new();
     book.allow(NodeId::OPERATOR);
     for (c, addr) in &host.coordinators {
@@ -63,10 +72,19 @@ pub async fn start(host: HostOptions, stages: Vec<StageOptions>) -> Result<HostH
         endpoint,
         addr,
         stages: Vec::with_capacity(stages.len()),
+        wal,
         stop_faults,
     };
     for opts in stages {
-        match shell::start(&handle.endpoint, addr, opts).await {
+        let id = opts.core.id;
+        let started = match handle.wal.stage(id) {
+            Ok(wal) => {
+                let recovered = records.remove(&id).unwrap_or_default();
+                shell::start(&handle.endpoint, addr, wal, recovered, opts).await
+            }
+            Err(e) => Err(e.into()),
+        };
+        match started {
             Ok(stage) => handle.stages.push(stage),
             Err(e) => {
                 handle.stop().await;
@@ -91,9 +109,14 @@ impl HostHandle {
         &self.endpoint
     }
 
+    /// Durable WAL transactions so far (each one round of any of its stages).
+    pub fn wal_commits(&self) -> u64 {
+        self.wal.commits()
+    }
+
     /// Stops every stage at once (each drains its trades, see
-    /// [`StageHandle::stop`]), then closes the endpoint. Each stage's
-    /// outcome, by id.
+    /// [`StageHandle::stop`]), then closes the endpoint and the WAL. Each
+    /// stage's outcome, by id.
     pub async fn stop(self) -> Vec<(NodeId, Result<(), StageError>)> {
         let stopping: Vec<_> = self
             .stages
@@ -109,6 +132,7 @@ impl HostHandle {
             outcomes.push((id, outcome.and_then(|r| r)));
         }
         self.endpoint.shutdown().await;
+        self.wal.close().await;
         let _ = self.stop_faults.send(true);
         outcomes
     }

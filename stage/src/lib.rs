@@ -10,7 +10,7 @@
 //! | [`host`] | a host process: one endpoint and identity for all its stages, started and stopped together |
 //! | [`shell`] | the async runtime: WAL commit then send, per-peer FIFO outboxes, registration, flow watching |
 //! | [`setup`] | stage options from `cluster.toml` and the spec; where a stage's files are ([`setup::StageFiles`]) |
-//! | [`wal`] | the redb WAL: one transaction per batch of transitions (group commit) |
+//! | [`wal`] | the redb WAL of a host process: each stage's records apart, one group commit per round for all its stages |
 //!
 //! Still to come (see `docs/architecture.md` and the project's issues):
 //! Chandy-Lamport snapshots.

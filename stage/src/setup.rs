@@ -12,11 +12,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The files of one stage, in its node directory (`<data>/nN/`).
+/// The file name of a host's WAL, in its first stage's node directory.
+pub const WAL_FILE: &str = "wal.redb";
+
+/// The files of one stage, in its node directory (`<data>/nN/`). Its lot
+/// records are in its host's WAL ([`StageFiles::host_wal`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StageFiles {
-    /// The redb write-ahead log.
-    pub wal: PathBuf,
     /// The metrics a running stage rewrites (a [`crate::metrics::StageReport`]).
     pub metrics: PathBuf,
     /// Its event log (flows adopted; see `factoryos_coord::events`).
@@ -29,11 +31,17 @@ impl StageFiles {
     pub fn of(cluster: &ClusterFile, id: NodeId) -> Self {
         let dir = cluster.node_dir(id);
         StageFiles {
-            wal: dir.join("wal.redb"),
             metrics: dir.join("metrics.json"),
             events: dir.join(factoryos_coord::events::FILE_NAME),
             faults: dir.join(factoryos_wire::fault_file::FILE_NAME),
         }
+    }
+
+    /// The WAL of the host process running stages `ids`: `wal.redb` in the
+    /// node directory of its lowest id (`None` for no ids).
+    pub fn host_wal(cluster: &ClusterFile, ids: &[NodeId]) -> Option<PathBuf> {
+        let first = ids.iter().min()?;
+        Some(cluster.node_dir(*first).join(WAL_FILE))
     }
 }
 
@@ -52,6 +60,8 @@ pub enum StageSetupError {
     Certs(#[from] factoryos_wire::CertError),
     #[error("no stage ids given")]
     NoStages,
+    #[error(transparent)]
+    Wal(#[from] crate::wal::WalError),
     #[error("stages {first} and {other} of one host process declare different addresses ({a} and {b}); a host listens on one")]
     HostAddresses {
         first: NodeId,
@@ -132,7 +142,6 @@ pub fn options(
     let files = StageFiles::of(cluster, id);
     Ok(StageOptions {
         core,
-        wal_path: files.wal,
         metrics_path: Some(files.metrics),
         events_path: Some(files.events),
         metrics_every: Duration::from_secs(1),
@@ -151,10 +160,23 @@ fn declared(stages: &[StageDecl], id: NodeId) -> Result<&StageDecl, StageSetupEr
 
 /// Options of the host process running stages `ids` of `cluster`: their
 /// certificate (`node-N` for one stage, `host-N` for several), the address
-/// they declare (all the same one, or none), and the first stage's fault
-/// file.
+/// they declare (all the same one, or none), the first stage's fault file,
+/// and the host's WAL ([`StageFiles::host_wal`]; refused if another of the
+/// stages has a WAL of its own from a run with another grouping).
 pub fn host_options(cluster: &ClusterFile, ids: &[NodeId]) -> Result<HostOptions, StageSetupError> {
     let first = *ids.iter().min().ok_or(StageSetupError::NoStages)?;
+    let wal_path = StageFiles::host_wal(cluster, ids).ok_or(StageSetupError::NoStages)?;
+    for id in ids.iter().filter(|id| **id != first) {
+        let own = cluster.node_dir(*id).join(WAL_FILE);
+        if own.exists() {
+            return Err(crate::wal::WalError::TwoHomes {
+                stage: *id,
+                a: own,
+                b: wal_path,
+            }
+            .into());
+        }
+    }
     let chain = cluster.chain()?.ok_or(StageSetupError::NoSpec)?;
     let mut listen: Option<(NodeId, SocketAddr)> = None;
     for id in ids {
@@ -186,5 +208,6 @@ pub fn host_options(cluster: &ClusterFile, ids: &[NodeId]) -> Result<HostOptions
         transport: TransportConfig::default(),
         faults: Some(factoryos_wire::FaultController::new(first.0)),
         faults_path: Some(StageFiles::of(cluster, first).faults),
+        wal_path,
     })
 }

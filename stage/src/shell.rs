@@ -6,7 +6,8 @@
 //! ```
 //!
 //! Messages that are ready together are fed to the core before one
-//! `take_output`, so their writes share one transaction (group commit).
+//! `take_output`, so their writes share one batch; the host's stages'
+//! batches share one transaction (see [`crate::wal::group`]).
 //! Sends go through one FIFO queue per peer, drained by its own task, so a
 //! dead peer (whose dial takes the connect timeout) never stalls the loop.
 //! A WAL error stops the stage: it must never act on a transition it could
@@ -15,8 +16,8 @@
 
 use crate::core::{Output, StageConfig, StageCore};
 use crate::metrics::{StageGauges, StageMetrics, StageReport};
-use crate::records::{OutRecord, OutState, WalOp};
-use crate::wal::{Wal, WalError};
+use crate::records::{OutRecord, OutState, Records, WalOp};
+use crate::wal::{StageWal, WalError};
 use factoryos_coord::backoff::Backoff;
 use factoryos_coord::client::CoordClient;
 use factoryos_coord::events::{EventLog, What};
@@ -35,7 +36,6 @@ use tokio::task::JoinHandle;
 #[derive(Debug, Clone)]
 pub struct StageOptions {
     pub core: StageConfig,
-    pub wal_path: PathBuf,
     /// Where metrics are written (JSON, replaced atomically every `metrics_every`).
     pub metrics_path: Option<PathBuf>,
     pub metrics_every: Duration,
@@ -97,15 +97,17 @@ impl StageHandle {
     }
 }
 
-/// Opens the WAL, joins the host's `endpoint` (which registers at `addr`),
-/// registers with the coordinators and starts the stage's loop.
+/// Recovers the stage from its `records`, joins the host's `endpoint`
+/// (which registers at `addr`) and WAL, registers with the coordinators
+/// and starts the stage's loop.
 pub async fn start(
     endpoint: &Endpoint,
     addr: SocketAddr,
+    wal: StageWal,
+    records: Records,
     opts: StageOptions,
 ) -> Result<StageHandle, StageError> {
     let id = opts.core.id;
-    let (wal, records) = Wal::open(&opts.wal_path)?;
     let mut core = StageCore::new(opts.core.clone(), records);
     tracing::info!(
         stage = %id,
@@ -141,7 +143,7 @@ pub async fn start(
             None => EventLog::none(id),
         },
         core,
-        wal: Arc::new(wal),
+        wal,
         transport,
         client,
         outboxes: HashMap::new(),
@@ -167,7 +169,7 @@ struct Runner {
     /// Whether such a read is under way.
     fetching: Arc<std::sync::atomic::AtomicBool>,
     core: StageCore,
-    wal: Arc<Wal>,
+    wal: StageWal,
     transport: Transport,
     client: CoordClient,
     outboxes: HashMap<NodeId, mpsc::UnboundedSender<(FlowVersion, Message)>>,
@@ -268,11 +270,7 @@ impl Runner {
             return Ok(());
         }
         if !out.wal.is_empty() {
-            let wal = self.wal.clone();
-            let ops = out.wal;
-            let ops = tokio::task::spawn_blocking(move || wal.commit(&ops).map(|()| ops))
-                .await
-                .map_err(|e| StageError::Join(e.to_string()))??;
+            let ops = self.wal.commit(out.wal).await?;
             record_made(&self.events, &ops);
         }
         let version = self.core.flow_version();

@@ -25,23 +25,41 @@ pub struct Live {
 
 impl Live {
     /// Every stage of `chain` up: one process each, or for large chains
-    /// hosted about [`HOST_GROUP`] to a process, the stages dealt to the
-    /// hosts in turn.
+    /// hosted about [`HOST_GROUP`] to a process (see [`Live::hosted`]).
     pub fn new(chain: &ChainSpec) -> Self {
+        let hosts =
+            (chain.stages.len() > GROUP_ABOVE).then(|| chain.stages.len().div_ceil(HOST_GROUP));
+        Live::dealt(chain, hosts)
+    }
+
+    /// Every stage of `chain` up in `hosts` host processes (at least one,
+    /// at most one per stage), the stages dealt to them in turn; `None`:
+    /// the default of [`Live::new`].
+    pub fn hosted(chain: &ChainSpec, hosts: Option<usize>) -> Self {
+        match hosts {
+            Some(_) => Live::dealt(chain, hosts),
+            None => Live::new(chain),
+        }
+    }
+
+    /// `hosts` processes, or one per stage.
+    fn dealt(chain: &ChainSpec, hosts: Option<usize>) -> Self {
         let ids: Vec<NodeId> = chain.stages.iter().map(|s| s.id).collect();
-        let groups: Vec<Vec<NodeId>> = if ids.len() > GROUP_ABOVE {
+        let groups: Vec<Vec<NodeId>> = match hosts {
             // Dealt round robin, so a host holds a mix of types (as a real
             // deployment spreads each type over machines): consecutive ids
             // are mostly of one type, and a host of one type could never
             // crash without an outage.
-            let hosts = ids.len().div_ceil(HOST_GROUP);
-            let mut groups = vec![Vec::new(); hosts];
-            for (i, id) in ids.iter().enumerate() {
-                groups[i % hosts].push(*id);
+            Some(hosts) => {
+                let hosts = hosts.clamp(1, ids.len().max(1));
+                let mut groups = vec![Vec::new(); hosts];
+                for (i, id) in ids.iter().enumerate() {
+                    groups[i % hosts].push(*id);
+                }
+                groups.retain(|g| !g.is_empty());
+                groups
             }
-            groups
-        } else {
-            ids.iter().map(|i| vec![*i]).collect()
+            None => ids.iter().map(|i| vec![*i]).collect(),
         };
         Live {
             host_of: groups
@@ -172,5 +190,31 @@ mod tests {
         // A small chain: one process per stage.
         let small = generate(&ChainShape::new(5, 2));
         assert_eq!(Live::new(&small).groups().len(), small.stages.len());
+    }
+
+    #[test]
+    fn a_chosen_number_of_hosts_holds_every_stage_once() {
+        let chain = generate(&ChainShape::new(20, 5));
+        let live = Live::hosted(&chain, Some(4));
+        assert_eq!(live.groups().len(), 4);
+        let mut all: Vec<NodeId> = live.groups().iter().flatten().copied().collect();
+        all.sort();
+        assert_eq!(all, live.ids);
+        let sizes: Vec<usize> = live.groups().iter().map(Vec::len).collect();
+        assert!(
+            sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1,
+            "{sizes:?}"
+        );
+        for s in &live.ids {
+            assert!(live.group(live.host_of(*s).unwrap()).contains(s));
+        }
+        // More hosts than stages: one each; none: one process per stage too.
+        let small = generate(&ChainShape::new(5, 2));
+        let n = small.stages.len();
+        assert_eq!(Live::hosted(&small, Some(1000)).groups().len(), n);
+        assert_eq!(Live::hosted(&small, None).groups().len(), n);
+        let large = generate(&ChainShape::new(40, 5));
+        assert_eq!(Live::hosted(&large, None).groups().len(), 4);
+        assert_eq!(Live::hosted(&small, Some(0)).groups().len(), 1);
     }
 }

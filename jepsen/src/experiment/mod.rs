@@ -100,6 +100,8 @@ impl std::str::FromStr for Preset {
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     pub chain: ChainChoice,
+    /// Host processes for the stages (see [`live::Live::hosted`]).
+    pub hosts: Option<usize>,
     /// The fault schedule's seed (the generated chain's too).
     pub seed: u64,
     pub duration: Duration,

@@ -48,7 +48,7 @@ impl Rig {
         let mut cluster = LocalCluster::create(&config.out.join("cluster"), &config.binary, &init)?;
         cluster.set_metrics_interval(500);
         cluster.start_all()?;
-        let live = Live::new(chain);
+        let live = Live::hosted(chain, config.hosts);
         let stages_started = Instant::now();
         let cycle_ms = config.cycle.as_millis().max(1) as u64;
         for g in live.groups() {

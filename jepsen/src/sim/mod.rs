@@ -41,6 +41,8 @@ use world::World;
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     pub chain: ChainSpec,
+    /// Host processes for the stages (see `Live::hosted`).
+    pub hosts: Option<usize>,
     /// What the chain is called in the summary (a preset, `spec`, `generated`).
     pub name: String,
     pub seed: u64,
@@ -80,6 +82,7 @@ impl SimConfig {
     pub fn new(chain: ChainSpec, seed: u64, duration: Duration) -> Self {
         SimConfig {
             chain,
+            hosts: None,
             name: "generated".into(),
             seed,
             duration,

@@ -135,7 +135,7 @@ pub(super) struct World {
 impl World {
     pub(super) fn new(cfg: SimConfig) -> Self {
         let chain = cfg.chain.clone();
-        let live = Live::new(&chain);
+        let live = Live::hosted(&chain, cfg.hosts);
         let tuning = Tuning::new(cfg.cycle);
         let mut stages = BTreeMap::new();
         for decl in &chain.stages {

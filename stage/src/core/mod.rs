@@ -396,4 +396,6 @@ impl StageCore {
 }
 
 #[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
 mod tests;

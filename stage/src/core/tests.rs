@@ -6,71 +6,15 @@ use super::*;
 use crate::audit::{audit, AuditReport};
 use crate::records::Records;
 use crate::records::{OutRecord, OutState};
-use factoryos_wire::model::FlowEdge;
 use factoryos_wire::model::Lot;
 use factoryos_wire::{LotId, RequestId};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 
+use super::fixtures::*;
+
 const STEP: Duration = Duration::from_millis(10);
-
-fn recipe(inputs: &[(&str, u32)], yield_units: u32) -> Recipe {
-    Recipe {
-        inputs: inputs
-            .iter()
-            .map(|(i, u)| (ItemType::from(*i), *u))
-            .collect(),
-        yield_units,
-        version: 1,
-    }
-}
-
-fn wood(id: u64) -> StageConfig {
-    StageConfig::new(NodeId(id), "wood".into(), recipe(&[], 3), false)
-}
-
-fn frame(id: u64) -> StageConfig {
-    StageConfig::new(NodeId(id), "frame".into(), recipe(&[("wood", 3)], 5), false)
-}
-
-fn window(id: u64) -> StageConfig {
-    StageConfig::new(
-        NodeId(id),
-        "window".into(),
-        recipe(&[("frame", 2)], 1),
-        true,
-    )
-}
-
-fn edge(item: &str, s: u64, c: u64, share: u32) -> FlowEdge {
-    FlowEdge {
-        item: item.into(),
-        supplier: NodeId(s),
-        consumer: NodeId(c),
-        share,
-    }
-}
-
-/// The window chain with two stages per type, every consumer linked to both suppliers.
-fn window_flow(version: u64) -> Flow {
-    let mut edges = Vec::new();
-    for c in [13, 14] {
-        for s in [11, 12] {
-            edges.push(edge("wood", s, c, 500));
-        }
-    }
-    for c in [15, 16] {
-        for s in [13, 14] {
-            edges.push(edge("frame", s, c, 500));
-        }
-    }
-    Flow {
-        version: FlowVersion(version),
-        edges,
-        recipes: BTreeMap::new(),
-    }
-}
 
 fn env(from: u64, version: u64, body: Message) -> Envelope {
     Envelope::new(NodeId(from), FlowVersion(version), body)
