@@ -264,6 +264,12 @@ impl CoordClient {
         self.commit(ClientRequest::Register { stage }).await
     }
 
+    /// Registers (or re-registers) all the stages of a host process in one
+    /// Raft entry; returns the log index.
+    pub async fn register_host(&self, stages: Vec<StageDescriptor>) -> Result<u64, ClientError> {
+        self.commit(ClientRequest::RegisterHost { stages }).await
+    }
+
     /// Reports that `suspect` missed its heartbeat deadline.
     pub async fn report_suspect(&self, suspect: NodeId) -> Result<u64, ClientError> {
         self.commit(ClientRequest::ReportSuspect { suspect }).await

@@ -295,7 +295,7 @@ impl ConfigStore for FileLockStore {
             self.inner.log.record(What::FlowCommitted { version });
             record_flow(&self.inner, version);
         }
-        if let Some(what) = cmd.event(stored.index, &response) {
+        for what in cmd.event(stored.index, &response) {
             self.inner.log.record(what);
         }
         if !matches!(response, CommandResponse::Rejected { .. }) {

@@ -87,6 +87,11 @@ pub enum Command {
         supplier: NodeId,
         consumer: NodeId,
     },
+    /// A host process announces all its stages in one entry: every one is
+    /// registered as by `RegisterStage`, or (if any is refused) none is.
+    RegisterStages {
+        stages: Vec<StageDescriptor>,
+    },
 }
 
 /// What applying a command did.
@@ -152,23 +157,25 @@ pub fn update_recipe(spec: &Spec, item: &ItemType, recipe: &Recipe) -> Result<Sp
 
 impl Command {
     /// What a node's event log records when this command was applied at
-    /// log `index` with `response`: a stage marked dead or registered
-    /// (nothing when refused).
-    pub fn event(&self, index: u64, response: &CommandResponse) -> Option<crate::events::What> {
+    /// log `index` with `response`: a stage marked dead, or each stage
+    /// registered (nothing when refused).
+    pub fn event(&self, index: u64, response: &CommandResponse) -> Vec<crate::events::What> {
         use crate::events::What;
         if matches!(response, CommandResponse::Rejected { .. }) {
-            return None;
+            return Vec::new();
         }
+        let registered = |stage: &StageDescriptor| What::Registered {
+            stage: stage.id,
+            index,
+        };
         match self {
-            Command::MarkDead { stage } => Some(What::MarkedDead {
+            Command::MarkDead { stage } => vec![What::MarkedDead {
                 stage: *stage,
                 index,
-            }),
-            Command::RegisterStage { stage } => Some(What::Registered {
-                stage: stage.id,
-                index,
-            }),
-            _ => None,
+            }],
+            Command::RegisterStage { stage } => vec![registered(stage)],
+            Command::RegisterStages { stages } => stages.iter().map(registered).collect(),
+            _ => Vec::new(),
         }
     }
 }
@@ -188,6 +195,7 @@ impl ClusterConfig {
                 Ok(())
             }
             Command::RegisterStage { stage } => self.register(index, stage, false),
+            Command::RegisterStages { stages } => self.register_all(index, stages),
             Command::AddStage { stage } => self.register(index, stage, true),
             Command::ReportSuspect { reporter, suspect } => self.suspect(*reporter, *suspect),
             Command::MarkDead { stage } => self.mark_dead(index, *stage),
@@ -255,6 +263,36 @@ impl ClusterConfig {
         stage: &StageDescriptor,
         declare: bool,
     ) -> Result<(), String> {
+        let record = self.registration(stage, declare)?;
+        self.insert_registered(index, record);
+        Ok(())
+    }
+
+    /// `RegisterStages`: all of them, or none if any is refused (every
+    /// refusal is named).
+    fn register_all(&mut self, index: u64, stages: &[StageDescriptor]) -> Result<(), String> {
+        if stages.is_empty() {
+            return Err("a host registered no stage".into());
+        }
+        let mut records = Vec::with_capacity(stages.len());
+        let mut refused = Vec::new();
+        for stage in stages {
+            match self.registration(stage, false) {
+                Ok(r) => records.push(r),
+                Err(reason) => refused.push(reason),
+            }
+        }
+        if !refused.is_empty() {
+            return Err(refused.join("; "));
+        }
+        for record in records {
+            self.insert_registered(index, record);
+        }
+        Ok(())
+    }
+
+    /// The record a registration would make, or why it is refused.
+    fn registration(&self, stage: &StageDescriptor, declare: bool) -> Result<StageRecord, String> {
         if declare && self.stages.contains_key(&stage.id) {
             return Err(format!("stage {} is already known", stage.id));
         }
@@ -293,16 +331,20 @@ impl ClusterConfig {
             desc,
             suspected_by: BTreeSet::new(),
         };
+        Ok(record)
+    }
+
+    fn insert_registered(&mut self, index: u64, record: StageRecord) {
+        let id = record.desc.id;
         // Re-registering an alive stage at the same address changes no input of the flow.
         let same = self
             .stages
-            .get(&stage.id)
+            .get(&id)
             .is_some_and(|b| b.desc == record.desc && b.liveness == Liveness::Alive);
-        self.stages.insert(stage.id, record);
-        if self.forget_links(stage.id) || !same {
+        self.stages.insert(id, record);
+        if self.forget_links(id) || !same {
             self.config_version = index;
         }
-        Ok(())
     }
 
     fn record_mut(&mut self, stage: NodeId) -> Result<&mut StageRecord, String> {

@@ -91,12 +91,20 @@ impl Rig {
 
     /// A client (and its transport) speaking as node `id`.
     fn client(&self, id: NodeId) -> (CoordClient, Transport, tokio::sync::mpsc::Receiver<Inbound>) {
+        self.client_as(&self.ca.issue(id).unwrap())
+    }
+
+    /// A client speaking with `identity` (a node's or a host's certificate).
+    fn client_as(
+        &self,
+        identity: &factoryos_wire::NodeIdentity,
+    ) -> (CoordClient, Transport, tokio::sync::mpsc::Receiver<Inbound>) {
         let book = PeerBook::new();
         for (m, a) in &self.members {
             book.insert(*m, *a);
         }
         let (t, inbox) = Transport::bind(
-            &self.ca.issue(id).unwrap(),
+            identity,
             "127.0.0.1:0".parse().unwrap(),
             book,
             TransportConfig::default(),
@@ -588,6 +596,58 @@ async fn stages_watch_their_own_slice_of_the_flow() {
             .then_some(())
     })
     .await;
+    for c in coords {
+        c.shutdown().await;
+    }
+}
+
+/// A host registers all its stages in one request, and only the stages its
+/// certificate names: not a sibling's, and a stage's own certificate
+/// registers only itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_registers_exactly_the_stages_its_certificate_names() {
+    let mut rig = Rig::new(3, false);
+    let mut coords = Vec::new();
+    for id in 1..=3 {
+        coords.push(rig.start(NodeId(id)).await);
+    }
+    leader_of(&coords).await;
+    let nowhere: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let host = rig.ca.issue_host(&[NodeId(11), NodeId(13)]).unwrap();
+    let (client, _t, _inbox) = rig.client_as(&host);
+    let forbidden = |r: Result<u64, factoryos_coord::client::ClientError>| match r {
+        Err(factoryos_coord::client::ClientError::Refused(e)) => {
+            assert_eq!(e.kind, factoryos_wire::ErrorKind::Forbidden, "{e:?}");
+            e.reason
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let reason = forbidden(
+        client
+            .register_host(vec![
+                stage(11, "wood", nowhere),
+                stage(13, "window-frame", nowhere),
+                stage(15, "window", nowhere),
+            ])
+            .await,
+    );
+    assert!(reason.contains("15"), "{reason}");
+    let (single, _t1, _i1) = rig.client(NodeId(12));
+    forbidden(
+        single
+            .register_host(vec![stage(12, "wood", nowhere), stage(11, "wood", nowhere)])
+            .await,
+    );
+    client
+        .register_host(vec![
+            stage(11, "wood", nowhere),
+            stage(13, "window-frame", nowhere),
+        ])
+        .await
+        .unwrap();
+    let status = client.status().await.unwrap();
+    let ids: Vec<NodeId> = status.stages.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, vec![NodeId(11), NodeId(13)], "{status:?}");
     for c in coords {
         c.shutdown().await;
     }

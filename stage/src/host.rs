@@ -1,10 +1,13 @@
 //! A host process: one QUIC endpoint, one identity (a host certificate
-//! listing its stages), one WAL with group commit and one fault file for
-//! every stage it runs. Killing the process kills its stages together, as
-//! a machine crash would.
+//! listing its stages), one WAL with group commit, one registration request
+//! and one fault file for every stage it runs. Killing the process kills
+//! its stages together, as a machine crash would.
 
 use crate::shell::{self, StageError, StageHandle, StageOptions};
 use crate::wal::GroupWal;
+use factoryos_coord::backoff::Backoff;
+use factoryos_coord::client::CoordClient;
+use factoryos_wire::model::StageDescriptor;
 use factoryos_wire::{Endpoint, FaultController, NodeId, NodeIdentity, PeerBook, TransportConfig};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -37,7 +40,8 @@ pub struct HostHandle {
     addr: SocketAddr,
     stages: Vec<StageHandle>,
     wal: GroupWal,
-    stop_faults: watch::Sender<bool>,
+    /// Set when the host stops: ends its fault follower and registration.
+    stopping: watch::Sender<bool>,
 }
 
 /// Opens the host's WAL and binds its endpoint, then starts each stage on
@@ -66,21 +70,23 @@ pub async fn start(host: HostOptions, stages: Vec<StageOptions>) -> Result<HostH
             source,
         })?;
     let addr = crate::address::advertised(host.identity.id(), bound, &host.coordinators)?;
-    let (stop_faults, stopped) = watch::channel(false);
-    follow_faults(&host, stopped);
+    let (stopping, stopped) = watch::channel(false);
+    follow_faults(&host, stopped.clone());
+    let (registered_tx, registered) = watch::channel(false);
     let mut handle = HostHandle {
         endpoint,
         addr,
         stages: Vec::with_capacity(stages.len()),
         wal,
-        stop_faults,
+        stopping,
     };
     for opts in stages {
         let id = opts.core.id;
         let started = match handle.wal.stage(id) {
             Ok(wal) => {
                 let recovered = records.remove(&id).unwrap_or_default();
-                shell::start(&handle.endpoint, addr, wal, recovered, opts).await
+                let registered = registered.clone();
+                shell::start(&handle.endpoint, addr, wal, recovered, registered, opts).await
             }
             Err(e) => Err(e.into()),
         };
@@ -92,7 +98,51 @@ pub async fn start(host: HostOptions, stages: Vec<StageOptions>) -> Result<HostH
             }
         }
     }
+    if let Some(first) = handle.stages.first() {
+        let descriptors = handle
+            .stages
+            .iter()
+            .map(|s| s.descriptor().clone())
+            .collect();
+        let client = first.client().clone();
+        tokio::spawn(register(client, descriptors, registered_tx, stopped));
+    }
     Ok(handle)
+}
+
+/// Registers every stage of the host in one request, retrying (with
+/// jitter: many hosts fail together after a coordinator outage, and their
+/// retries must not come back together) until a coordinator takes it or
+/// the host stops; then lets the stages follow the flow.
+async fn register(
+    client: CoordClient,
+    stages: Vec<StageDescriptor>,
+    registered: watch::Sender<bool>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let ids: Vec<NodeId> = stages.iter().map(|s| s.id).collect();
+    let mut backoff = Backoff::registration();
+    loop {
+        let attempt = tokio::select! {
+            r = client.register_host(stages.clone()) => r,
+            _ = stopped.wait_for(|s| *s) => return,
+        };
+        match attempt {
+            Ok(index) => {
+                tracing::info!(stages = ?ids, index, "registered");
+                let _ = registered.send(true);
+                return;
+            }
+            Err(e) => {
+                let wait = backoff.next_wait(&mut rand::rng());
+                tracing::warn!(stages = ?ids, error = %e, wait_ms = wait.as_millis() as u64, "registration failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stopped.wait_for(|s| *s) => return,
+                }
+            }
+        }
+    }
 }
 
 impl HostHandle {
@@ -133,7 +183,7 @@ impl HostHandle {
         }
         self.endpoint.shutdown().await;
         self.wal.close().await;
-        let _ = self.stop_faults.send(true);
+        let _ = self.stopping.send(true);
         outcomes
     }
 }

@@ -66,6 +66,8 @@ pub enum StageError {
 pub struct StageHandle {
     id: NodeId,
     addr: SocketAddr,
+    descriptor: StageDescriptor,
+    client: CoordClient,
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<(), StageError>>,
     metrics: watch::Receiver<StageMetrics>,
@@ -78,6 +80,16 @@ impl StageHandle {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// What the stage registers.
+    pub fn descriptor(&self) -> &StageDescriptor {
+        &self.descriptor
+    }
+
+    /// The stage's client of the coordinators (requests go out as this stage).
+    pub fn client(&self) -> &CoordClient {
+        &self.client
     }
 
     /// The core's counters, refreshed every tick.
@@ -98,13 +110,15 @@ impl StageHandle {
 }
 
 /// Recovers the stage from its `records`, joins the host's `endpoint`
-/// (which registers at `addr`) and WAL, registers with the coordinators
-/// and starts the stage's loop.
+/// (which registers at `addr`) and WAL, and starts the stage's loop; it
+/// follows the flow once `registered` (its host registers all its stages
+/// in one request, see [`crate::host`]).
 pub async fn start(
     endpoint: &Endpoint,
     addr: SocketAddr,
     wal: StageWal,
     records: Records,
+    registered: watch::Receiver<bool>,
     opts: StageOptions,
 ) -> Result<StageHandle, StageError> {
     let id = opts.core.id;
@@ -135,6 +149,7 @@ pub async fn start(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
     );
+    let handle_client = client.clone();
     let runner = Runner {
         flow_tx: None,
         fetching: Arc::default(),
@@ -152,10 +167,12 @@ pub async fn start(
         metrics_every: opts.metrics_every,
         started: Instant::now(),
     };
-    let task = tokio::spawn(runner.run(descriptor, inbox, stop_rx, opts.tick));
+    let task = tokio::spawn(runner.run(registered, inbox, stop_rx, opts.tick));
     Ok(StageHandle {
         id,
         addr,
+        descriptor,
+        client: handle_client,
         stop: stop_tx,
         task,
         metrics: metrics_rx,
@@ -186,15 +203,16 @@ impl Runner {
 
     async fn run(
         mut self,
-        descriptor: StageDescriptor,
+        registered: watch::Receiver<bool>,
         mut inbox: mpsc::Receiver<Inbound>,
         mut stop: watch::Receiver<bool>,
         tick: Duration,
     ) -> Result<(), StageError> {
-        // Register (retrying until a coordinator takes it), then follow the flow.
+        // Once the host has registered its stages, follow the flow.
         let (flow_tx, mut flow_rx) = mpsc::channel::<FlowSlice>(4);
         self.flow_tx = Some(flow_tx.clone());
-        tokio::spawn(follow_flow(self.client.clone(), descriptor, flow_tx));
+        let me = self.core.config().id;
+        tokio::spawn(follow_flow(self.client.clone(), me, registered, flow_tx));
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut last_metrics_file = Instant::now();
@@ -430,29 +448,17 @@ const DRAIN_QUIET: Duration = Duration::from_millis(300);
 /// between two looks, and the stages it left behind never got a flow again.)
 const MEMBERS_EVERY: Duration = Duration::from_secs(1);
 
-/// Registers the stage, then long-polls the flow forever, forwarding every
-/// newer version.
+/// Waits until the stage is registered, then long-polls the flow forever,
+/// forwarding every newer version, until the stage is gone.
 async fn follow_flow(
     client: CoordClient,
-    descriptor: StageDescriptor,
+    id: NodeId,
+    mut registered: watch::Receiver<bool>,
     tx: mpsc::Sender<FlowSlice>,
 ) {
-    let id = descriptor.id;
-    // Many stages (a whole host, or a whole chain after a coordinator
-    // outage) fail together: their retries must not come back together.
-    let mut backoff = Backoff::registration();
-    loop {
-        match client.register(descriptor.clone()).await {
-            Ok(index) => {
-                tracing::info!(stage = %id, index, "registered");
-                break;
-            }
-            Err(e) => {
-                let wait = backoff.next_wait(&mut rand::rng());
-                tracing::warn!(stage = %id, error = %e, wait_ms = wait.as_millis() as u64, "registration failed; retrying");
-                tokio::time::sleep(wait).await;
-            }
-        }
+    tokio::select! {
+        r = registered.wait_for(|r| *r) => if r.is_err() { return },
+        _ = tx.closed() => return,
     }
     tokio::spawn(follow_members(client.clone(), tx.clone()));
     // The last slice received: the coordinator answers only the version

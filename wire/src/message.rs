@@ -154,6 +154,9 @@ pub enum ClientRequest {
     },
     /// Operator only: remove a coordinator from the Raft group; its id is never reused.
     RemoveCoordinator { id: NodeId },
+    /// A host process announces all its stages at once (one Raft entry):
+    /// every id must be one the sender's certificate speaks for.
+    RegisterHost { stages: Vec<StageDescriptor> },
 }
 
 /// Answers of the coordination cluster.

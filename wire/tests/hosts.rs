@@ -81,8 +81,19 @@ async fn many_stages_on_two_hosts_share_one_connection_each_way_and_keep_their_o
     // Requests in both directions, answered by the stage asked.
     let (b11, mut inbox11) = b.stages.remove(0);
     let answer = tokio::spawn(async move {
-        if let Inbound::Request { from, env, reply } = next(&mut inbox11).await {
+        if let Inbound::Request {
+            from,
+            peer,
+            env,
+            reply,
+        } = next(&mut inbox11).await
+        {
             assert_eq!(from, NodeId(3));
+            // The request says which ids its sender's host may speak for.
+            assert!(
+                peer.contains(&NodeId(1)) && peer.contains(&NodeId(3)),
+                "{peer:?}"
+            );
             reply.respond(FlowVersion(7), env.body);
         }
         (b11, inbox11)

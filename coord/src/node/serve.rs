@@ -17,7 +17,13 @@ pub(super) async fn serve_inbound<S: ConfigStore>(
     mut inbox: mpsc::Receiver<Inbound>,
 ) {
     while let Some(item) = inbox.recv().await {
-        let Inbound::Request { from, env, reply } = item else {
+        let Inbound::Request {
+            from,
+            peer,
+            env,
+            reply,
+        } = item
+        else {
             // Coordinators receive no one-way traffic; ignore it.
             continue;
         };
@@ -29,7 +35,7 @@ pub(super) async fn serve_inbound<S: ConfigStore>(
                     reply.respond(FlowVersion(0), Message::RaftResponse { result });
                 }
                 Message::ClientRequest(req) => {
-                    let resp = handle_client(&shared, from, req).await;
+                    let resp = handle_client(&shared, Sender { id: from, peer }, req).await;
                     let version = shared.store.config().borrow().flow.version;
                     reply.respond(version, Message::ClientResponse(resp));
                 }
@@ -65,11 +71,26 @@ fn operator_only(req: &ClientRequest) -> Option<&'static str> {
     }
 }
 
+/// Who asks: the id on the request, and every id its certificate names.
+struct Sender {
+    id: NodeId,
+    peer: std::sync::Arc<[NodeId]>,
+}
+
+impl Sender {
+    /// Whether it may register `stage`: its own id, a stage of its host
+    /// (its certificate names it), or any for the operator.
+    fn speaks_for(&self, stage: NodeId) -> bool {
+        self.id == NodeId::OPERATOR || self.id == stage || self.peer.contains(&stage)
+    }
+}
+
 async fn handle_client<S: ConfigStore>(
     shared: &Shared<S>,
-    from: NodeId,
+    sender: Sender,
     req: ClientRequest,
 ) -> ClientResponse {
+    let from = sender.id;
     if let Some(what) = operator_only(&req).filter(|_| from != NodeId::OPERATOR) {
         return ClientResponse::Error(ServiceError::forbidden(format!(
             "only the operator may {what}"
@@ -77,13 +98,27 @@ async fn handle_client<S: ConfigStore>(
     }
     match req {
         ClientRequest::Register { stage } => {
-            if stage.id != from && from != NodeId::OPERATOR {
+            if !sender.speaks_for(stage.id) {
                 return ClientResponse::Error(ServiceError::forbidden(format!(
                     "node {from} cannot register stage {}",
                     stage.id
                 )));
             }
             write(shared, Command::RegisterStage { stage }).await
+        }
+        ClientRequest::RegisterHost { stages } => {
+            let foreign: Vec<String> = stages
+                .iter()
+                .filter(|s| !sender.speaks_for(s.id))
+                .map(|s| s.id.to_string())
+                .collect();
+            if !foreign.is_empty() {
+                return ClientResponse::Error(ServiceError::forbidden(format!(
+                    "node {from}'s certificate does not name stages {}",
+                    foreign.join(", ")
+                )));
+            }
+            write(shared, Command::RegisterStages { stages }).await
         }
         ClientRequest::ReportSuspect { suspect } => {
             let reporter = from;

@@ -52,6 +52,38 @@ fn registrations_bump_the_config_version_only_when_something_changes() {
 }
 
 #[test]
+fn a_host_registers_all_its_stages_in_one_entry_or_none_of_them() {
+    let mut c = ClusterConfig::default();
+    c.apply(1, &Command::SetSpec { spec: spec() });
+    let host = Command::RegisterStages {
+        stages: vec![stage(1, "wood"), stage(2, "wood")],
+    };
+    assert!(!rejected(&c.apply(2, &host)));
+    assert_eq!(c.config_version, 2);
+    assert!(c.stages.contains_key(&NodeId(1)) && c.stages.contains_key(&NodeId(2)));
+    let events = host.event(2, &CommandResponse::Applied { index: 2 });
+    assert_eq!(events.len(), 2, "one registration event per stage");
+    // One refused stage (an unknown type) refuses the host, and says which.
+    let bad = Command::RegisterStages {
+        stages: vec![stage(3, "wood"), stage(4, "door")],
+    };
+    let r = c.apply(3, &bad);
+    assert!(
+        matches!(&r, CommandResponse::Rejected { reason } if reason.contains("stage n4")),
+        "{r:?}"
+    );
+    assert!(
+        !c.stages.contains_key(&NodeId(3)),
+        "none of a refused host is registered"
+    );
+    assert!(bad.event(3, &r).is_empty());
+    assert!(rejected(
+        &c.apply(4, &Command::RegisterStages { stages: vec![] })
+    ));
+    assert_eq!(c.config_version, 2);
+}
+
+#[test]
 fn a_stale_commit_flow_is_refused_and_a_current_one_installs_the_flow() {
     let mut c = ClusterConfig::default();
     c.apply(1, &Command::SetSpec { spec: spec() });

@@ -34,6 +34,8 @@ pub enum Inbound {
     /// without an answer, which the peer sees as `NoResponse`).
     Request {
         from: NodeId,
+        /// Every id the sender's certificate speaks for (its host's stages).
+        peer: Arc<[NodeId]>,
         env: Envelope,
         reply: Responder,
     },
@@ -309,6 +311,7 @@ async fn serve_request(
     };
     let request = Inbound::Request {
         from: route.from,
+        peer,
         env,
         reply,
     };
