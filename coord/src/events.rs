@@ -63,6 +63,15 @@ pub enum What {
     /// A coordinator committed a flow it proposed (file-lock mode, where a
     /// participant may see only the newest of several quick commits).
     FlowCommitted { version: u64 },
+    /// The leader committed a flow it computed: whole or as a change, its
+    /// edges, the bytes of its log entry, and the time to solve it.
+    FlowProposed {
+        version: u64,
+        whole: bool,
+        edges: usize,
+        entry_bytes: usize,
+        solve_us: u64,
+    },
     /// A stage installed a flow and acts on it from now on.
     FlowAdopted { version: u64 },
     /// The group marked `stage` dead (the command's log index).

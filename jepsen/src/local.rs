@@ -250,6 +250,11 @@ impl LocalCluster {
         StageFiles::of(&self.file, id).metrics
     }
 
+    /// The OS process id of node `id`'s process, while it runs.
+    pub fn pid(&self, id: NodeId) -> Option<u32> {
+        self.procs.get(&id).map(Child::id)
+    }
+
     /// Asks process `id` to stop (SIGTERM) and waits for it.
     pub fn terminate(&mut self, id: NodeId) -> Result<(), LocalError> {
         let mut child = self.procs.remove(&id).ok_or(LocalError::Unknown(id))?;

@@ -92,7 +92,8 @@ impl StageHandle {
         &self.client
     }
 
-    /// The core's counters, refreshed every tick.
+    /// The core's counters, refreshed every `metrics_every` (with the
+    /// metrics file: a host of many stages must not pay for them every tick).
     pub fn metrics(&self) -> watch::Receiver<StageMetrics> {
         self.metrics.clone()
     }
@@ -249,9 +250,9 @@ impl Runner {
                 _ = ticker.tick() => {
                     let now = self.now();
                     self.core.tick(now);
-                    self.metrics.send_replace(self.core.metrics().clone());
                     if last_metrics_file.elapsed() >= self.metrics_every {
                         last_metrics_file = Instant::now();
+                        self.metrics.send_replace(self.core.metrics().clone());
                         self.write_metrics();
                     }
                 }

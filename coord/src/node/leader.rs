@@ -8,6 +8,7 @@
 
 use super::Shared;
 use crate::config_store::ConfigStore;
+use crate::events::What;
 use crate::lead::retries::LinkRetries;
 use crate::lead::{self, Unwell, FULL_EVERY, REVIVE_EVERY};
 use crate::state::{ClusterConfig, Command, CommandResponse};
@@ -192,6 +193,13 @@ async fn commit_flow<S: ConfigStore>(
     match shared.store.propose(proposal.cmd).await {
         Ok(CommandResponse::FlowCommitted { version }) => {
             *changes_since_full = if whole { 0 } else { *changes_since_full + 1 };
+            shared.log.record(What::FlowProposed {
+                version: version.0,
+                whole,
+                edges: proposal.edges,
+                entry_bytes: proposal.entry_bytes,
+                solve_us: solved.as_micros() as u64,
+            });
             tracing::info!(
                 %version,
                 based_on = cfg.config_version,

@@ -164,6 +164,8 @@ struct Shared<S> {
     link_retry: Duration,
     slices: slices::SliceCache,
     bootstrap_spec: Option<Spec>,
+    /// The node's event log (the flows it proposed as leader).
+    log: EventLog,
 }
 
 impl Coordinator {
@@ -221,7 +223,7 @@ impl Coordinator {
             CoordMode::Raft => {
                 let (store, elections) = start_raft(&opts, &transport, &log).await?;
                 let config = store.config();
-                let mut tasks = spawn_tasks(&opts, &transport, store.clone(), inbox);
+                let mut tasks = spawn_tasks(&opts, &transport, store.clone(), inbox, &log);
                 tasks.push(elections);
                 (Backend::Raft(store), config, tasks)
             }
@@ -231,7 +233,7 @@ impl Coordinator {
                     FileLockStore::open(&opts.shared, id, members, FILE_LOCK_POLL, log.clone())
                         .map_err(CoordError::FileLock)?;
                 let config = store.config();
-                let tasks = spawn_tasks(&opts, &transport, store.clone(), inbox);
+                let tasks = spawn_tasks(&opts, &transport, store.clone(), inbox, &log);
                 (Backend::FileLock(store), config, tasks)
             }
         };
@@ -365,6 +367,7 @@ fn spawn_tasks<S: ConfigStore>(
     transport: &Transport,
     store: S,
     inbox: mpsc::Receiver<Inbound>,
+    log: &EventLog,
 ) -> Vec<JoinHandle<()>> {
     let shared = Shared {
         store,
@@ -374,6 +377,7 @@ fn spawn_tasks<S: ConfigStore>(
         link_retry: opts.link_retry,
         slices: slices::SliceCache::default(),
         bootstrap_spec: opts.spec.clone(),
+        log: log.clone(),
     };
     vec![
         tokio::spawn(serve::serve_inbound(shared.clone(), inbox)),

@@ -98,6 +98,7 @@ fn monotonic(node: NodeId, events: &[&NodeEvent], evidence: &mut Vec<String>) {
             What::Started => (applied, flow) = (0, 0),
             What::FlowAdopted { .. }
             | What::FlowCommitted { .. }
+            | What::FlowProposed { .. }
             | What::MarkedDead { .. }
             | What::Registered { .. }
             | What::Suspected { .. }

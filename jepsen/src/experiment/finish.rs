@@ -2,6 +2,7 @@
 //! each crash through the lots' genealogy, run the ideal twin over the same
 //! wall time and chain changes, and write the summary, files and plots.
 
+use super::coordinators::{self, CoordFigures};
 use super::observe::{successful_ratio, Observer};
 use super::record::unix_ms;
 use super::record::Record;
@@ -11,7 +12,6 @@ use super::rig::Rig;
 use super::shares::{self, FlowLog, SupplierShare};
 use super::{ideal, plots, RunConfig, RunError, RunReport};
 use crate::op::OpKind;
-use factoryos_coord::events;
 use factoryos_coord::spec::ChainSpec;
 use factoryos_stage::audit::{audit, read_wals, AuditReport};
 use factoryos_stage::records::Records;
@@ -32,7 +32,9 @@ struct Measured {
     final_products: u64,
     reroutes: Vec<Reroute>,
     twin: ideal::TwinRun,
-    leader_elections: usize,
+    coords: CoordFigures,
+    /// CPU seconds of the coordinators' processes, all of them, until the stop.
+    coordinator_cpu_s: Option<f64>,
     shares: Vec<SupplierShare>,
 }
 
@@ -77,6 +79,12 @@ async fn measure(
     let elapsed = rig.clock.elapsed();
     let wall = rig.stages_started.elapsed();
     let stop_unix_ms = unix_ms();
+    let coordinator_cpu_s = rig
+        .cluster
+        .coordinators()
+        .into_iter()
+        .map(|id| rig.cluster.pid(id).and_then(coordinators::cpu_seconds))
+        .sum::<Option<f64>>();
     rig.stop().await?;
     let reports = rig.reports();
     let records = read_wals(rig.cluster.file(), &rig.live.ids)?;
@@ -90,7 +98,7 @@ async fn measure(
             .flat_map(|(id, r)| r.inbound.iter().map(move |i| (*id, i))),
     );
     let reroutes = reroutes(&genealogy, record, rig.clock_unix_ms);
-    let leader_elections = leader_elections(rig)?;
+    let coords = coordinators::read(rig)?;
     let cycles = (wall.as_secs_f64() / config.cycle.as_secs_f64()) as u64;
     let twin = ideal::simulate(
         &chain.spec,
@@ -106,32 +114,10 @@ async fn measure(
         final_products: genealogy.finals_made_by(stop_unix_ms),
         reroutes,
         twin,
-        leader_elections,
+        coords,
+        coordinator_cpu_s,
         shares,
     })
-}
-
-/// Terms (file-lock epochs) in which some coordinator led, from the
-/// coordinators' own event logs: 1 for a run whose leader never changed.
-fn leader_elections(rig: &Rig) -> Result<usize, RunError> {
-    let mut terms = BTreeSet::new();
-    for id in rig.cluster.coordinators() {
-        let path = rig.cluster.file().node_dir(id).join(events::FILE_NAME);
-        if !path.exists() {
-            continue;
-        }
-        for e in events::read(&path)? {
-            if let events::What::Role {
-                term,
-                leading: true,
-                ..
-            } = e.what
-            {
-                terms.insert(term);
-            }
-        }
-    }
-    Ok(terms.len())
 }
 
 /// Each crash: detection, and the first final product through the survivors
@@ -187,7 +173,11 @@ fn summarise(
         lots_duplicated: m.audit.duplicated.len(),
         lots_miscounted: m.audit.miscounted.len(),
         lots_in_transit: m.audit.in_transit.len(),
-        leader_elections: m.leader_elections,
+        leader_elections: m.coords.leader_elections,
+        hosts: rig.live.groups().len(),
+        startup_s: Some(rig.clock.duration_since(rig.stages_started).as_secs_f64()),
+        coordinator_cpu_s: m.coordinator_cpu_s,
+        flows: Some(m.coords.flows.clone()),
         faults_injected: record.faults.len(),
         faults: record.faults.clone(),
         recoveries: record.recoveries.iter().map(|(r, _)| r.clone()).collect(),

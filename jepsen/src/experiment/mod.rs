@@ -15,6 +15,7 @@
 //! | [`finish`] | after the stop: audit, genealogy, the ideal twin, summary, files and plots |
 //! | [`ideal`], [`reroute`], [`results`], [`plots`] | the twin, reroute figures, the table and summary, the PNGs |
 
+pub mod coordinators;
 pub mod finish;
 pub mod ideal;
 pub mod live;

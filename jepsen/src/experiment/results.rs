@@ -1,6 +1,7 @@
 //! The results of a run: the original's metric table, a summary, and the
 //! files written to `--out`.
 
+use super::coordinators::FlowFigures;
 use super::shares::{self, SupplierShare};
 use crate::op::OpKind;
 use factoryos_coord::config::CoordMode;
@@ -188,6 +189,15 @@ pub struct Summary {
     /// Terms (file-lock epochs) in which a coordinator led, the first at
     /// start-up included: 1 when the leader never changed.
     pub leader_elections: usize,
+    /// Host processes the stages ran in.
+    pub hosts: usize,
+    /// From starting the stages to every stage registered and a flow
+    /// committed (the run's clock starts then).
+    pub startup_s: Option<f64>,
+    /// CPU seconds of all the coordinators' processes over their life.
+    pub coordinator_cpu_s: Option<f64>,
+    /// The flows the leaders committed.
+    pub flows: Option<FlowFigures>,
     pub faults_injected: usize,
     pub faults: Vec<Fault>,
     pub recoveries: Vec<Recovery>,
@@ -269,10 +279,44 @@ impl Summary {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "{} chain (seed {}): {} types, {} stages, {} coordinators ({}), {:.0} s of {} ms cycles",
-            self.preset, self.seed, self.types, self.stages, self.coordinators, self.coord_mode, self.duration_s, self.cycle_ms
+            "{} chain (seed {}): {} types, {} stages in {} host processes, {} coordinators ({}), {:.0} s of {} ms cycles",
+            self.preset, self.seed, self.types, self.stages, self.hosts, self.coordinators, self.coord_mode, self.duration_s, self.cycle_ms
         );
-        s + &self.render_figures()
+        s + &self.render_figures() + &self.render_coordinators()
+    }
+
+    /// Start-up, the coordinators' CPU and the flows they committed (a
+    /// real run's; a simulation prints its own).
+    fn render_coordinators(&self) -> String {
+        let mut s = String::new();
+        if let Some(t) = self.startup_s {
+            let _ = write!(
+                s,
+                "\nstart-up              every stage registered and a flow committed {t:.1} s after the stages started"
+            );
+        }
+        if let Some(cpu) = self.coordinator_cpu_s {
+            let _ = write!(
+                s,
+                "\ncoordinators' CPU     {cpu:.1} s in all ({:.2} of a core over the run)",
+                cpu / (self.duration_s + self.startup_s.unwrap_or(0.0)).max(1e-9)
+            );
+        }
+        if let Some(f) = &self.flows {
+            let _ = write!(
+                s,
+                "\nflows committed       {} ({} whole, {} as changes; {} edges at the end): log entry {:.0} B mean / {} B max, solved in {:.1} ms mean / {:.1} ms max",
+                f.committed,
+                f.whole,
+                f.committed - f.whole,
+                f.edges,
+                f.entry_bytes_mean,
+                f.entry_bytes_max,
+                f.solve_ms_mean,
+                f.solve_ms_max
+            );
+        }
+        s
     }
 
     /// The summary without its first line (the chain and the cluster): what
