@@ -73,6 +73,62 @@ fn certs_errors_are_one_clear_line_and_a_failing_status() {
 }
 
 #[test]
+fn a_host_certificate_serves_exactly_its_stages_and_stage_says_how_to_get_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("cluster");
+    let out = factoryos()
+        .args(["cluster", "init", "--dir"])
+        .arg(&d)
+        .args(["--spec", &example("window.toml")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = d.join("cluster.toml");
+    // Two stages in one process need the host certificate for exactly them.
+    let out = factoryos()
+        .args(["stage", "--config"])
+        .arg(&config)
+        .args(["--ids", "11,13"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("certs issue --dir DIR --host 11,13"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // --host and --node do not mix.
+    let certs = d.join("certs");
+    let out = factoryos()
+        .args(["certs", "issue", "--dir"])
+        .arg(&certs)
+        .args(["--host", "11,13", "--node", "12"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = factoryos()
+        .args(["certs", "issue", "--dir"])
+        .arg(&certs)
+        .args(["--host", "11,13"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ids = [factoryos_wire::NodeId(11), factoryos_wire::NodeId(13)];
+    let host = factoryos_wire::NodeIdentity::load_host(&certs, &ids).unwrap();
+    assert_eq!(host.ids(), &ids);
+    // The certificate is for that set only: a third stage is refused.
+    let three = [ids[0], ids[1], factoryos_wire::NodeId(15)];
+    let err = factoryos_wire::NodeIdentity::load_host(&certs, &three).unwrap_err();
+    assert!(err.to_string().contains("--host 11,13,15"), "{err}");
+}
+
+#[test]
 fn bench_wire_reports_throughput_and_latency() {
     let out = factoryos()
         .args([

@@ -98,17 +98,35 @@ pub async fn start(host: HostOptions, stages: Vec<StageOptions>) -> Result<HostH
             }
         }
     }
-    if let Some(first) = handle.stages.first() {
+    if !handle.stages.is_empty() {
         let descriptors = handle
             .stages
             .iter()
             .map(|s| s.descriptor().clone())
             .collect();
-        let client = first.client().clone();
-        tokio::spawn(register(client, descriptors, registered_tx, stopped));
+        let clients: Vec<CoordClient> = handle.stages.iter().map(|s| s.client().clone()).collect();
+        tokio::spawn(async move {
+            let registered = register(
+                clients[0].clone(),
+                descriptors,
+                registered_tx,
+                stopped.clone(),
+            );
+            if registered.await {
+                follow_members(&clients, stopped).await;
+            }
+        });
     }
     Ok(handle)
 }
+
+/// How often a host asks the group for its coordinators (for all its
+/// stages at once), whatever their flow watches are doing. Members are replaced one at a time, each change
+/// committed before the next; a host that looks every second always knows
+/// some member that is still in the group. (Looking every 10 s, and only
+/// between long polls, the harness's membership nemesis replaced all three
+/// between two looks, and the stages it left behind never got a flow again.)
+const MEMBERS_EVERY: Duration = Duration::from_secs(1);
 
 /// Registers every stage of the host in one request, retrying (with
 /// jitter: many hosts fail together after a coordinator outage, and their
@@ -119,26 +137,26 @@ async fn register(
     stages: Vec<StageDescriptor>,
     registered: watch::Sender<bool>,
     mut stopped: watch::Receiver<bool>,
-) {
+) -> bool {
     let ids: Vec<NodeId> = stages.iter().map(|s| s.id).collect();
     let mut backoff = Backoff::registration();
     loop {
         let attempt = tokio::select! {
             r = client.register_host(stages.clone()) => r,
-            _ = stopped.wait_for(|s| *s) => return,
+            _ = stopped.wait_for(|s| *s) => return false,
         };
         match attempt {
             Ok(index) => {
                 tracing::info!(stages = ?ids, index, "registered");
                 let _ = registered.send(true);
-                return;
+                return true;
             }
             Err(e) => {
                 let wait = backoff.next_wait(&mut rand::rng());
                 tracing::warn!(stages = ?ids, error = %e, wait_ms = wait.as_millis() as u64, "registration failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
-                    _ = stopped.wait_for(|s| *s) => return,
+                    _ = stopped.wait_for(|s| *s) => return false,
                 }
             }
         }
@@ -204,4 +222,29 @@ fn follow_faults(host: &HostOptions, mut stopped: watch::Receiver<bool>) {
             _ = stopped.wait_for(|s| *s) => {}
         }
     });
+}
+
+/// Follows coordinator membership changes every [`MEMBERS_EVERY`], beside
+/// the flow watches (a long poll may sit on a member being removed), until
+/// the host stops: one status read for the host, learned by every stage's
+/// client. (One read per stage was a thousand status reads a second, each
+/// listing every stage, at 1,000 stages.)
+async fn follow_members(clients: &[CoordClient], mut stopped: watch::Receiver<bool>) {
+    let Some(first) = clients.first() else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(MEMBERS_EVERY) => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        match first.status().await {
+            Ok(status) => {
+                for client in clients {
+                    client.learn(&status);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "could not refresh the coordinators"),
+        }
+    }
 }

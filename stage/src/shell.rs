@@ -441,14 +441,6 @@ pub const DRAIN_MAX: Duration = Duration::from_secs(2);
 /// or a supplier a lot), then stops.
 const DRAIN_QUIET: Duration = Duration::from_millis(300);
 
-/// How often a stage asks the group for its coordinators, whatever its flow
-/// watch is doing. Members are replaced one at a time, each change
-/// committed before the next; a stage that looks every second always knows
-/// some member that is still in the group. (Looking every 10 s, and only
-/// between long polls, the harness's membership nemesis replaced all three
-/// between two looks, and the stages it left behind never got a flow again.)
-const MEMBERS_EVERY: Duration = Duration::from_secs(1);
-
 /// Waits until the stage is registered, then long-polls the flow forever,
 /// forwarding every newer version, until the stage is gone.
 async fn follow_flow(
@@ -461,7 +453,6 @@ async fn follow_flow(
         r = registered.wait_for(|r| *r) => if r.is_err() { return },
         _ = tx.closed() => return,
     }
-    tokio::spawn(follow_members(client.clone(), tx.clone()));
     // The last slice received: the coordinator answers only the version
     // while our copy (named by its digest) still holds.
     let mut last: Option<FlowSlice> = None;
@@ -492,18 +483,6 @@ async fn follow_flow(
         }
         if tx.is_closed() {
             return;
-        }
-    }
-}
-
-/// Follows coordinator membership changes every [`MEMBERS_EVERY`], beside
-/// the flow watch (a long poll may sit on a member being removed), until
-/// the stage is gone.
-async fn follow_members(client: CoordClient, tx: mpsc::Sender<FlowSlice>) {
-    while !tx.is_closed() {
-        tokio::time::sleep(MEMBERS_EVERY).await;
-        if let Err(e) = client.refresh_members().await {
-            tracing::debug!(error = %e, "could not refresh the coordinators");
         }
     }
 }

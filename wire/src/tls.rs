@@ -65,6 +65,8 @@ pub enum CertError {
         found: String,
         wanted: String,
     },
+    #[error("no host certificate {path} for stages {wanted}; issue it with `factoryos certs issue --dir DIR --host {wanted}`", path = .path.display())]
+    NoHostCertificate { path: PathBuf, wanted: String },
     #[error("TLS configuration failed: {0}")]
     Tls(#[from] rustls::Error),
 }
@@ -353,6 +355,12 @@ impl NodeIdentity {
         }
         let (cert_name, key_name) = Self::host_file_names(&wanted).ok_or(CertError::NoIds)?;
         let cert_path = dir.join(cert_name);
+        if !cert_path.exists() {
+            return Err(CertError::NoHostCertificate {
+                path: cert_path,
+                wanted: id_list(&wanted),
+            });
+        }
         let ca = pem_file_to_der(&dir.join("ca.pem"), "CA certificate")?;
         let cert = pem_file_to_der(&cert_path, "certificate")?;
         let key_der = pem_file_to_der(&dir.join(key_name), "private key")?.to_vec();

@@ -68,7 +68,7 @@ impl Memory {
 
 async fn lead_once<S: ConfigStore>(
     shared: &Shared<S>,
-    cfg: &ClusterConfig,
+    cfg: &Arc<ClusterConfig>,
     probing: &Probing,
     memory: &mut Memory,
 ) {
@@ -177,14 +177,24 @@ async fn act_on_verdict<S: ConfigStore>(
 
 async fn commit_flow<S: ConfigStore>(
     shared: &Shared<S>,
-    cfg: &ClusterConfig,
+    cfg: &Arc<ClusterConfig>,
     changes_since_full: &mut u32,
 ) {
     let started = Instant::now();
-    let proposal = match lead::flow_proposal(cfg, &shared.solver, *changes_since_full) {
-        Ok(p) => p,
-        Err(e) => {
+    // Off the runtime: a solve at 1,000 stages takes tens of ms, and the
+    // runtime's few threads also carry Raft's 50 ms heartbeats.
+    let (snapshot, solver, since_full) = (cfg.clone(), shared.solver.clone(), *changes_since_full);
+    let solved =
+        tokio::task::spawn_blocking(move || lead::flow_proposal(&snapshot, &solver, since_full))
+            .await;
+    let proposal = match solved {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
             tracing::error!(error = %e, "cannot compute a flow");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the flow solver failed");
             return;
         }
     };
