@@ -6,6 +6,15 @@ fn factoryos() -> Command {
     Command::new(env!("CARGO_BIN_EXE_factoryos"))
 }
 
+/// The command exited 0 (else its stderr is the failure).
+fn assert_success(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn certs_init_then_issue_writes_loadable_credentials() {
     let dir = tempfile::tempdir().unwrap();
@@ -14,20 +23,12 @@ fn certs_init_then_issue_writes_loadable_credentials() {
         .args(["certs", "init", "--dir", d])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let out = factoryos()
         .args(["certs", "issue", "--dir", d, "--node", "1-3", "--node", "9"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("issued 4 node certificate(s)"));
     for id in [1, 2, 3, 9] {
         let identity =
@@ -82,11 +83,7 @@ fn a_host_certificate_serves_exactly_its_stages_and_stage_says_how_to_get_one() 
         .args(["--spec", &example("window.toml")])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let config = d.join("cluster.toml");
     // Two stages in one process need the host certificate for exactly them.
     let out = factoryos()
@@ -114,11 +111,7 @@ fn a_host_certificate_serves_exactly_its_stages_and_stage_says_how_to_get_one() 
         .args(["--host", "11,13"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let ids = [factoryos_wire::NodeId(11), factoryos_wire::NodeId(13)];
     let host = factoryos_wire::NodeIdentity::load_host(&certs, &ids).unwrap();
     assert_eq!(host.ids(), &ids);
@@ -141,11 +134,7 @@ fn bench_wire_reports_throughput_and_latency() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("2000 messages"), "{text}");
     assert!(text.contains("msg/s") && text.contains("p99"), "{text}");
@@ -284,11 +273,7 @@ fn file_lock_mode_from_the_command_line_uses_the_cluster_files_shared_directory(
         .arg(&d)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let path = d.join("cluster.toml");
     let mut file: ClusterToml = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     file.shared = Some("elsewhere".into());
@@ -332,11 +317,7 @@ fn bench_failover_json_says_where_a_commit_spends_its_time() {
         .args(["--coord-mode", "raft", "--json"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     let raft = &v["modes"]["raft"];
     assert_eq!(raft["failover"]["samples"], 1);
@@ -374,11 +355,7 @@ fn a_harness_run_refuses_a_directory_a_stopped_run_left_behind() {
 /// The summary a simulation prints, without its wall-clock line.
 fn simulated(args: &[&str]) -> String {
     let out = factoryos().arg("sim").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.starts_with("wall time"))
@@ -439,11 +416,7 @@ fn a_simulated_sweep_writes_its_table_csv_and_plot() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let table = std::fs::read_to_string(dir.path().join("scale.md")).unwrap();
     assert_eq!(
         table.lines().count(),

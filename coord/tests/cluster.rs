@@ -89,6 +89,16 @@ impl Rig {
             .unwrap()
     }
 
+    /// Starts every member of the group.
+    async fn start_all(&mut self) -> Vec<Coordinator> {
+        let ids: Vec<NodeId> = self.members.keys().copied().collect();
+        let mut coords = Vec::new();
+        for id in ids {
+            coords.push(self.start(id).await);
+        }
+        coords
+    }
+
     /// A client (and its transport) speaking as node `id`.
     fn client(&self, id: NodeId) -> (CoordClient, Transport, tokio::sync::mpsc::Receiver<Inbound>) {
         self.client_as(&self.ca.issue(id).unwrap())
@@ -515,10 +525,7 @@ async fn reads_on_every_coordinator_see_every_acknowledged_write(file_lock: bool
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stages_watch_their_own_slice_of_the_flow() {
     let mut rig = Rig::new(3, false);
-    let mut coords = Vec::new();
-    for id in 1..=3 {
-        coords.push(rig.start(NodeId(id)).await);
-    }
+    let coords = rig.start_all().await;
     leader_of(&coords).await;
     let nowhere: SocketAddr = "127.0.0.1:9".parse().unwrap();
     // Each stage registers itself (a client per stage id).
@@ -607,10 +614,7 @@ async fn stages_watch_their_own_slice_of_the_flow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_registers_exactly_the_stages_its_certificate_names() {
     let mut rig = Rig::new(3, false);
-    let mut coords = Vec::new();
-    for id in 1..=3 {
-        coords.push(rig.start(NodeId(id)).await);
-    }
+    let coords = rig.start_all().await;
     leader_of(&coords).await;
     let nowhere: SocketAddr = "127.0.0.1:9".parse().unwrap();
     let host = rig.ca.issue_host(&[NodeId(11), NodeId(13)]).unwrap();
