@@ -26,6 +26,19 @@ impl Default for RaftTimeouts {
 }
 
 impl RaftTimeouts {
+    /// Heartbeats every `heartbeat_ms`, elections after 4 to 6 of them: a
+    /// group on a loaded machine (openraft gives every AppendEntries one
+    /// heartbeat interval to answer, so a slower disk or CPU needs a longer
+    /// one, at the price of a slower failover).
+    pub fn with_heartbeat(heartbeat_ms: u64) -> Self {
+        let hb = heartbeat_ms.max(1);
+        RaftTimeouts {
+            heartbeat_ms: hb,
+            election_min_ms: hb * 4,
+            election_max_ms: hb * 6,
+        }
+    }
+
     pub fn heartbeat(&self) -> Duration {
         Duration::from_millis(self.heartbeat_ms)
     }
@@ -101,6 +114,17 @@ pub const FILE_LOCK_POLL: Duration = Duration::from_millis(20);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chosen_heartbeat_keeps_elections_four_to_six_beats_away() {
+        let t = RaftTimeouts::with_heartbeat(150);
+        assert_eq!((t.election_min_ms, t.election_max_ms), (600, 900));
+        assert!(t.validate().is_ok());
+        assert!(
+            RaftTimeouts::with_heartbeat(0).validate().is_ok(),
+            "0 is taken as 1"
+        );
+    }
 
     #[test]
     fn modes_read_back_their_names() {

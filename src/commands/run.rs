@@ -25,6 +25,14 @@ pub struct RunArgs {
     /// Configuration store of the coordinators.
     #[arg(long, default_value = "raft", value_parser = super::mode_parser())]
     pub coord_mode: factoryos_coord::config::CoordMode,
+    /// Raft heartbeat interval of the coordinators, in ms; elections after
+    /// 4 to 6 of them. Default: 50 ms (elections after 150–250 ms) up to
+    /// 100 stages, 150 ms above (a thousand stages on one machine delay
+    /// the coordinators' appends past 50 ms, and openraft times every
+    /// append out at one heartbeat interval). Longer is steadier and
+    /// fails over more slowly.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(5..=5000))]
+    pub raft_heartbeat_ms: Option<u64>,
     /// Number of coordinators (3 or 5).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=9))]
     pub coordinators: u64,
@@ -57,6 +65,7 @@ fn config(args: RunArgs) -> Result<RunConfig> {
         leader_can_fail: args.leader_can_fail,
         mode: args.coord_mode,
         coordinators: args.coordinators,
+        raft_heartbeat_ms: args.raft_heartbeat_ms,
         out,
         binary: std::env::current_exe()?,
     })

@@ -121,6 +121,9 @@ pub struct RunConfig {
     pub leader_can_fail: bool,
     pub mode: CoordMode,
     pub coordinators: u64,
+    /// The coordinators' Raft heartbeat interval (see
+    /// `RaftTimeouts::with_heartbeat`); `None`: [`rig::default_heartbeat_ms`].
+    pub raft_heartbeat_ms: Option<u64>,
     /// The run directory (cluster, logs, results).
     pub out: PathBuf,
     /// The `factoryos` binary to start processes with.
