@@ -177,11 +177,6 @@ impl HostHandle {
         &self.endpoint
     }
 
-    /// Durable WAL transactions so far (each one round of any of its stages).
-    pub fn wal_commits(&self) -> u64 {
-        self.wal.commits()
-    }
-
     /// Stops every stage at once (each drains its trades, see
     /// [`StageHandle::stop`]), then closes the endpoint and the WAL. Each
     /// stage's outcome, by id.

@@ -7,8 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Stages per host process for large chains.
 const HOST_GROUP: usize = 50;
-/// Chains larger than this are hosted [`HOST_GROUP`] stages to a process.
-const GROUP_ABOVE: usize = 100;
+/// Chains of more stages than this are large: hosted [`HOST_GROUP`]
+/// stages to a process, and run with the rig's settings for large chains
+/// (see `rig`).
+pub const LARGE_CHAIN: usize = 100;
 
 #[derive(Debug, Clone)]
 pub struct Live {
@@ -27,19 +29,16 @@ impl Live {
     /// Every stage of `chain` up: one process each, or for large chains
     /// hosted about [`HOST_GROUP`] to a process (see [`Live::hosted`]).
     pub fn new(chain: &ChainSpec) -> Self {
-        let hosts =
-            (chain.stages.len() > GROUP_ABOVE).then(|| chain.stages.len().div_ceil(HOST_GROUP));
-        Live::dealt(chain, hosts)
+        Live::hosted(chain, None)
     }
 
     /// Every stage of `chain` up in `hosts` host processes (at least one,
     /// at most one per stage), the stages dealt to them in turn; `None`:
-    /// the default of [`Live::new`].
+    /// one per stage, or [`HOST_GROUP`] to a host above [`LARGE_CHAIN`].
     pub fn hosted(chain: &ChainSpec, hosts: Option<usize>) -> Self {
-        match hosts {
-            Some(_) => Live::dealt(chain, hosts),
-            None => Live::new(chain),
-        }
+        let n = chain.stages.len();
+        let hosts = hosts.or_else(|| (n > LARGE_CHAIN).then(|| n.div_ceil(HOST_GROUP)));
+        Live::dealt(chain, hosts)
     }
 
     /// `hosts` processes, or one per stage.

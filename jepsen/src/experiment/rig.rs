@@ -2,7 +2,7 @@
 //! operator client and the run's clocks. Operations are applied here, to
 //! the processes and through the client, and noted in the run's record.
 
-use super::live::Live;
+use super::live::{Live, LARGE_CHAIN};
 use super::record::{unix_ms, Moment, Record};
 use super::results::Reports;
 use super::{RunConfig, RunError};
@@ -19,11 +19,12 @@ use std::time::{Duration, Instant};
 const STARTUP: Duration = Duration::from_secs(60);
 
 /// The coordinators' heartbeat interval for a chain of `stages` on this
-/// machine: Raft's default (50 ms) up to 100 stages, 150 ms above. Measured
+/// machine: Raft's default (50 ms) up to [`LARGE_CHAIN`] stages, 150 ms
+/// above. Measured
 /// at `--preset xl` with host crashes (300 ms cycles, 300 s): 57 leader
 /// elections at 50 ms, 2 at 150 ms.
 pub fn default_heartbeat_ms(stages: usize) -> u64 {
-    if stages > 100 {
+    if stages > LARGE_CHAIN {
         150
     } else {
         RaftTimeouts::default().heartbeat_ms
@@ -67,7 +68,8 @@ impl Rig {
         let mut cluster = LocalCluster::create(&config.out.join("cluster"), &config.binary, &init)?;
         // Every stage rewrites its metrics file this often: at a thousand
         // stages, twice a second is 2,000 file replacements a second.
-        cluster.set_metrics_interval(if chain.stages.len() > 100 { 2000 } else { 500 });
+        let large = chain.stages.len() > LARGE_CHAIN;
+        cluster.set_metrics_interval(if large { 2000 } else { 500 });
         cluster.start_all()?;
         let live = Live::hosted(chain, config.hosts);
         let stages_started = Instant::now();
