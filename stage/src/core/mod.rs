@@ -19,7 +19,7 @@
 //! | [`Demand`] | `demand.rs` | the consumer side: inbound lots, requests in flight, lots ever received |
 //! | [`Liveness`] | `liveness.rs` | per neighbour: last heard, last sent to, reported suspect; heartbeats to our watcher |
 //! | (shares) | `shares.rs` | per input: which supplier to ask next; per lot made: which waiting consumer gets it; both by the flow's shares |
-//! | (cycle) | `cycle.rs` | the manufacture cycle: consume inputs, make a lot |
+//! | (cycle) | `cycle.rs` | the manufacture cycle in its slots: consume inputs, make a lot, as soon as the inputs are there |
 //!
 //! Trade rules, as the tests pin them down:
 //!
@@ -203,7 +203,7 @@ pub struct StageCore {
     supply: Supply,
     demand: Demand,
     liveness: Liveness,
-    next_cycle: Option<Duration>,
+    slots: cycle::Slots,
     /// Stopping: no more cycles or requests; trades in flight finish.
     draining: bool,
     /// Wall-clock ms since the Unix epoch at `now == 0` (stamps lots' `made_ms`).
@@ -231,7 +231,7 @@ impl StageCore {
             supply,
             demand,
             liveness: Liveness::default(),
-            next_cycle: None,
+            slots: cycle::Slots::default(),
             draining: false,
             wall_origin_ms: 0,
             out: Output::default(),
@@ -359,6 +359,11 @@ impl StageCore {
             // are not the trade core's business.
             _ => {}
         }
+        // A lot that came in, or room that a served request made, may be
+        // what a waiting cycle lacked: make it now, and serve it at once.
+        if !self.draining && self.slots.is_waiting() && self.cycle_if_due(now) {
+            self.serve_parked(now);
+        }
     }
 
     /// Begins stopping: no more manufacture cycles or requests, parked
@@ -377,16 +382,7 @@ impl StageCore {
             self.heartbeats(now);
             return;
         }
-        let next = *self.next_cycle.get_or_insert(now);
-        if now >= next {
-            self.cycle(now);
-            // Skip cycles missed while stalled instead of bursting to catch up.
-            let mut n = next + self.cfg.cycle;
-            if n <= now {
-                n = now + self.cfg.cycle;
-            }
-            self.next_cycle = Some(n);
-        }
+        self.cycle_if_due(now);
         self.serve_parked(now);
         self.expire_requests(now);
         self.request_inputs(now);

@@ -524,6 +524,74 @@ fn a_recipe_update_arrives_with_the_flow_survives_a_crash_and_strands_no_lot() {
     assert_eq!(again.config().recipe.version, 2);
 }
 
+fn frames_made(out: &Output) -> usize {
+    out.wal
+        .iter()
+        .filter(|op| matches!(op, WalOp::Out(r) if r.lot.item == "frame".into()))
+        .count()
+}
+
+#[test]
+fn a_cycle_short_of_inputs_runs_when_they_arrive_and_never_twice_in_one_cycle() {
+    let ms = Duration::from_millis;
+    let wood_lot = |seq| {
+        env(
+            11,
+            5,
+            Message::BatchSent {
+                req: None,
+                lot: lot(11, seq, "wood", 3),
+            },
+        )
+    };
+    let mut c = StageCore::new(frame(13), Records::default());
+    c.set_flow(Duration::ZERO, &window_flow(5));
+    c.tick(ms(0));
+    assert_eq!(c.metrics().skipped_manufacture_cycles, 1, "no wood yet");
+    c.take_output();
+    // The wood comes 30 ms into the slot: the frame is made with it, in
+    // the same output, and the slot counts as successful instead.
+    c.on_message(ms(30), NodeId(11), &wood_lot(0));
+    assert_eq!(frames_made(&c.take_output()), 1);
+    let m = c.metrics();
+    assert_eq!(
+        (
+            m.successful_manufacture_cycles,
+            m.skipped_manufacture_cycles
+        ),
+        (1, 0)
+    );
+    // More wood at once: the next frame waits a whole cycle from the first.
+    c.on_message(ms(40), NodeId(11), &wood_lot(1));
+    for t in [40, 100, 120] {
+        c.tick(ms(t));
+    }
+    assert_eq!(frames_made(&c.take_output()), 0, "one cycle, one lot");
+    c.tick(ms(130));
+    assert_eq!(
+        frames_made(&c.take_output()),
+        1,
+        "the next slot, from 130 ms"
+    );
+    // Short again at 230 ms: wood a millisecond later still makes its lot.
+    c.tick(ms(230));
+    c.on_message(ms(231), NodeId(11), &wood_lot(2));
+    assert_eq!(frames_made(&c.take_output()), 1, "the 230 ms slot's lot");
+    // The slot from 331 ms gets no wood: skipped once, and the slot after
+    // it (from 431 ms) skipped too.
+    for t in [331, 400, 431] {
+        c.tick(ms(t));
+    }
+    let m = c.metrics();
+    assert_eq!(
+        (
+            m.successful_manufacture_cycles,
+            m.skipped_manufacture_cycles
+        ),
+        (3, 2)
+    );
+}
+
 #[test]
 fn lots_are_consumed_oldest_first_and_partly_with_their_genealogy() {
     let mut c = StageCore::new(frame(13), Records::default());
