@@ -30,7 +30,7 @@ impl World {
         let applied = !matches!(response, CommandResponse::Rejected { .. });
         match (&response, by) {
             (CommandResponse::FlowCommitted { .. }, _) => self.answer_watches(),
-            (_, By::Registration { stage, life }) => self.answer_registration(stage, life, applied),
+            (_, By::Registration { id }) => self.answer_registration(id, applied),
             (_, By::Operator { start: Some(stage) }) if applied => self.restart_stage(stage),
             _ => {}
         }
@@ -38,15 +38,6 @@ impl World {
             self.note_detections();
         }
         self.queue_turn();
-    }
-
-    /// A registration's answer reaches the stage, or is lost and the stage
-    /// registers again after its call times out.
-    fn answer_registration(&mut self, stage: NodeId, life: u32, applied: bool) {
-        match self.coordinator_reached_at(stage) {
-            Some(at) if applied => self.queue.push(at, Event::Registered { stage, life }),
-            _ => self.register_later(stage, life),
-        }
     }
 
     pub(super) fn leader_turn(&mut self) {

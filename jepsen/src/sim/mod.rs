@@ -6,6 +6,7 @@
 //! | part | in the simulator |
 //! |---|---|
 //! | stages | [`factoryos_stage::core::StageCore`] itself; WAL in memory with the shell's rule (commit, then send; inputs wait during a commit) |
+//! | registration | a host's stages start together and register in one `RegisterStages` request, all or none, retried together after the host's backoff (`registration.rs`), as a host process does |
 //! | coordinator | [`factoryos_coord::state::ClusterConfig`] and [`factoryos_coord::lead`]'s decisions; Raft reduced to a commit latency, one leader that never fails |
 //! | slices | [`factoryos_wire::SliceIndex`] and the digest rule, as the coordinators answer watches |
 //! | network | latency (least + exponential jitter), loss between stages, hosts cut off from everything (partitions) |
@@ -20,6 +21,7 @@ mod leader;
 mod net;
 mod ops;
 mod queue;
+mod registration;
 pub mod scale;
 mod stage;
 mod summary;

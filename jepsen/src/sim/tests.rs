@@ -93,6 +93,21 @@ fn a_crashed_host_is_held_dead_and_the_chain_routes_around_it() {
 }
 
 #[test]
+fn a_host_registers_its_stages_in_one_request() {
+    for (hosts, requests) in [(Some(2), 2), (Some(8), 8)] {
+        let mut cfg = small(1, 5);
+        cfg.hosts = hosts;
+        let mut world = world::World::new(cfg);
+        world.run_until(Duration::from_secs(3));
+        assert!(
+            world.unregistered.is_empty(),
+            "{hosts:?}: every stage registered"
+        );
+        assert_eq!(world.next_registration, requests, "{hosts:?} hosts");
+    }
+}
+
+#[test]
 fn hundreds_of_faulty_seeds_never_lose_or_duplicate_a_lot() {
     let seeds = 200;
     for seed in 0..seeds {

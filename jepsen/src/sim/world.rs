@@ -16,7 +16,6 @@ use factoryos_coord::state::Command;
 use factoryos_stage::core::Output;
 use factoryos_stage::setup::{stage_config, tick_for, Tuning};
 use factoryos_wire::message::Envelope;
-use factoryos_wire::model::StageDescriptor;
 use factoryos_wire::{FlowSlice, NodeId, SliceUpdate};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -36,10 +35,14 @@ pub(super) enum Event {
         stage: NodeId,
         life: u32,
     },
-    /// A stage tries to register.
+    /// A stage tries to register (with its host's other stages that try now).
     Register {
         stage: NodeId,
         life: u32,
+    },
+    /// A host sends the registration of the stages that joined it.
+    RegisterHost {
+        host: NodeId,
     },
     /// A message reaches `to`.
     Deliver {
@@ -95,8 +98,8 @@ pub(super) enum Event {
 /// Who proposed a command (who hears of it when it is applied).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum By {
-    /// A stage's registration.
-    Registration { stage: NodeId, life: u32 },
+    /// A host's registration of its stages (`registrations[id]`).
+    Registration { id: u64 },
     /// A stage's report, which nobody waits for.
     Stage,
     /// The leader's loop, which waits for it.
@@ -126,6 +129,11 @@ pub(super) struct World {
     /// The chain's stages not registered yet, and when the last one was.
     pub(super) unregistered: BTreeSet<NodeId>,
     pub(super) all_registered_at: Option<Duration>,
+    /// Per host: the stages that joined its next registration request.
+    pub(super) registering: BTreeMap<NodeId, Vec<NodeId>>,
+    /// Registration requests on their way: their stages and lives.
+    pub(super) registrations: BTreeMap<u64, Vec<(NodeId, u32)>>,
+    pub(super) next_registration: u64,
     /// After the run's time: stages drain.
     pub(super) draining: bool,
     /// After the final heal: no operation is applied.
@@ -170,15 +178,23 @@ impl World {
             turn_queued: false,
             events: 0,
             all_registered_at: None,
+            registering: BTreeMap::new(),
+            registrations: BTreeMap::new(),
+            next_registration: 0,
             draining: false,
             ops_stopped: false,
             cfg,
         };
-        let ids: Vec<NodeId> = world.stages.keys().copied().collect();
-        for id in ids {
-            let at = world
-                .rng
-                .random_range(Duration::ZERO..=world.cfg.start_spread);
+        // A host process starts its stages together, at its own moment.
+        let mut host_starts: BTreeMap<NodeId, Duration> = BTreeMap::new();
+        let starts: Vec<(NodeId, NodeId)> =
+            world.stages.iter().map(|(id, s)| (*id, s.host)).collect();
+        for (id, host) in starts {
+            let at = *host_starts.entry(host).or_insert_with(|| {
+                world
+                    .rng
+                    .random_range(Duration::ZERO..=world.cfg.start_spread)
+            });
             world.queue.push(at, Event::Start { stage: id, life: 0 });
         }
         world.queue.push(Duration::ZERO, Event::Tick);
@@ -213,6 +229,7 @@ impl World {
             Event::Deliver { from, to, env } => self.deliver(from, to, env),
             Event::Committed { stage, life } => self.committed(stage, life),
             Event::Apply { cmd, by } => self.apply(cmd, by),
+            Event::RegisterHost { host } => self.register_host(host),
             Event::Registered { stage, life } => self.registered(stage, life),
             Event::LeaderTurn => self.leader_turn(),
             Event::ProbeDone {
@@ -298,54 +315,6 @@ impl World {
             }
         }
         self.register(stage);
-    }
-
-    /// Sends the stage's registration (or tries again later).
-    fn register(&mut self, stage: NodeId) {
-        let Some(s) = self.stages.get(&stage) else {
-            return;
-        };
-        let Some(core) = &s.core else { return };
-        let life = s.life;
-        let desc = StageDescriptor {
-            id: stage,
-            item: s.cfg.item.clone(),
-            addr: sim_address(stage),
-            recipe_version: core.config().recipe.version,
-            capacity: s.cfg.capacity,
-        };
-        match self.coordinator_reached_at(stage) {
-            Some(at) => {
-                let cmd = Command::RegisterStage { stage: desc };
-                let by = By::Registration { stage, life };
-                self.queue
-                    .push(at + self.cfg.commit_latency, Event::Apply { cmd, by });
-            }
-            None => self.register_later(stage, life),
-        }
-    }
-
-    /// A registration failed (its call timed out): another try after the
-    /// stage's backoff.
-    pub(super) fn register_later(&mut self, stage: NodeId, life: u32) {
-        let Some(s) = self.stages.get_mut(&stage) else {
-            return;
-        };
-        let at = self.now + CALL_TIMEOUT + s.backoff.next_wait(&mut self.rng);
-        self.queue.push(at, Event::Register { stage, life });
-    }
-
-    fn registered(&mut self, stage: NodeId, life: u32) {
-        if !self.life_is(stage, life) {
-            return;
-        }
-        if let Some(s) = self.stages.get_mut(&stage) {
-            s.backoff.reset();
-        }
-        if self.unregistered.remove(&stage) && self.unregistered.is_empty() {
-            self.all_registered_at = Some(self.now);
-        }
-        self.send_watch(stage);
     }
 
     /// The stage long-polls its slice (or tries again if it cannot reach

@@ -186,18 +186,26 @@ fn follow_move(peers: &PeerBook, ids: &[NodeId], remote: std::net::SocketAddr) {
 enum Refusal {
     /// Not one of ours (any more): the sender learns its route is stale.
     NotHosted,
-    /// A sender the certificate does not speak for, or not a member.
+    /// A sender the certificate does not speak for.
     Impersonation,
+    /// A sender the certificate names but our peer book does not know
+    /// (yet: at start-up a host hears from stages before it has read the
+    /// directory). Refused like an impersonation, but not counted as one.
+    NotMember,
 }
 
 /// Checks a stream's header: the sender is one of the certificate's ids and
 /// a member, and the recipient is hosted here.
 fn admit_route(ctx: &Ctx, peer: &[NodeId], route: Route) -> Result<Mailbox, Refusal> {
     let mailbox = ctx.mailboxes.get(route.to).ok_or(Refusal::NotHosted)?;
-    if !peer.contains(&route.from) || !ctx.peers.contains(route.from) {
+    if !peer.contains(&route.from) {
         mailbox.counters.record_impersonation();
         tracing::warn!(peer = ?peer, claimed = %route.from, "a peer opened a stream in a name it may not use; closing it");
         return Err(Refusal::Impersonation);
+    }
+    if !ctx.peers.contains(route.from) {
+        tracing::debug!(sender = %route.from, "a stream from a node not (yet) in the peer book; closing it");
+        return Err(Refusal::NotMember);
     }
     Ok(mailbox)
 }
@@ -216,7 +224,7 @@ fn admit(mailbox: &Mailbox, route: Route, env: &Envelope) -> bool {
 fn refusal_code(r: &Refusal) -> u32 {
     match r {
         Refusal::NotHosted => NOT_HOSTED,
-        Refusal::Impersonation => IMPERSONATION,
+        Refusal::Impersonation | Refusal::NotMember => IMPERSONATION,
     }
 }
 
