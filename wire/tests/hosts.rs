@@ -27,29 +27,6 @@ fn host(ca: &ClusterCa, ids: &[u64], book: &PeerBook) -> Host {
     host_with(&ca.issue_host(&ids).unwrap(), book)
 }
 
-/// A raw QUIC client with `identity`'s certificate, connected to `host`
-/// as if to its stage `to` (the endpoint is returned to keep it open).
-async fn raw_client(
-    identity: &factoryos_wire::NodeIdentity,
-    host: &Host,
-    to: NodeId,
-) -> (quinn::Endpoint, quinn::Connection) {
-    let client_tls =
-        quinn::crypto::rustls::QuicClientConfig::try_from(identity.client_config().unwrap())
-            .unwrap();
-    let mut endpoint = quinn::Endpoint::client(LOCALHOST).unwrap();
-    endpoint.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(client_tls)));
-    let conn = endpoint
-        .connect(
-            host.endpoint.local_addr().unwrap(),
-            &factoryos_wire::tls::node_name(to),
-        )
-        .unwrap()
-        .await
-        .unwrap();
-    (endpoint, conn)
-}
-
 /// Opens a raw stream on `conn` under `route` and writes one envelope.
 async fn write_raw(conn: &quinn::Connection, route: Route, env: &factoryos_wire::Envelope) {
     let codec = factoryos_wire::FrameCodec::default();
@@ -155,7 +132,8 @@ async fn a_host_may_speak_only_for_the_stages_its_certificate_lists() {
     ));
     // A raw client with a's certificate opens a stream in stage 3's name.
     let identity = ca.issue_host(&[NodeId(1), NodeId(2)]).unwrap();
-    let (_endpoint, conn) = raw_client(&identity, &b, NodeId(11)).await;
+    let (_endpoint, conn) =
+        raw_client(&identity, b.endpoint.local_addr().unwrap(), NodeId(11)).await;
     let lie = Route {
         from: NodeId(3),
         to: NodeId(11),
@@ -205,7 +183,8 @@ async fn a_stage_not_yet_in_the_peer_book_is_refused_but_not_counted_an_imperson
     // book knows only 1 (it has not read the directory with 5 yet).
     book.insert(NodeId(1), LOCALHOST);
     let identity = ca.issue_host(&[NodeId(1), NodeId(5)]).unwrap();
-    let (_endpoint, conn) = raw_client(&identity, &b, NodeId(11)).await;
+    let (_endpoint, conn) =
+        raw_client(&identity, b.endpoint.local_addr().unwrap(), NodeId(11)).await;
     let codec = factoryos_wire::FrameCodec::default();
     let mut stream = conn.open_uni().await.unwrap();
     let route = Route {

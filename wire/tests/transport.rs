@@ -304,16 +304,7 @@ async fn a_malformed_frame_closes_only_its_stream_and_is_counted() {
     book.insert(NodeId(1), "127.0.0.1:9".parse().unwrap());
 
     // A raw quinn client with node 1's credentials writes garbage.
-    let client_tls =
-        quinn::crypto::rustls::QuicClientConfig::try_from(raw_identity.client_config().unwrap())
-            .unwrap();
-    let mut endpoint = quinn::Endpoint::client(LOCALHOST).unwrap();
-    endpoint.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(client_tls)));
-    let conn = endpoint
-        .connect(b_addr, &factoryos_wire::tls::node_name(NodeId(2)))
-        .unwrap()
-        .await
-        .unwrap();
+    let (_endpoint, conn) = raw_client(&raw_identity, b_addr, NodeId(2)).await;
     let route = factoryos_wire::transport::route::Route {
         from: NodeId(1),
         to: NodeId(2),

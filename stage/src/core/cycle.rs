@@ -53,7 +53,7 @@ impl StageCore {
         }
         if let Some(stop) = self.slots.waiting {
             if now < start + cycle {
-                if self.make_lots(now) == 0 {
+                if self.make_lots(now).is_err() {
                     return false;
                 }
                 // Made late in its slot: counted successful instead, and
@@ -81,13 +81,11 @@ impl StageCore {
     /// lot (and then waits for what it lacked).
     fn first_try(&mut self, now: Duration) -> bool {
         let start = self.slots.start.unwrap_or(now);
-        let made = self.make_lots(now);
-        if made > 0 {
+        let Err(stop) = self.make_lots(now) else {
             self.metrics.successful_manufacture_cycles += 1;
             self.slots.start = Some(next_slot(start, self.cfg.cycle, now));
             return true;
-        }
-        let stop = self.why_not();
+        };
         match stop {
             Stop::Blocked => self.metrics.blocked_manufacture_cycles += 1,
             Stop::Skipped => self.metrics.skipped_manufacture_cycles += 1,
@@ -96,34 +94,22 @@ impl StageCore {
         false
     }
 
-    /// Makes up to `capacity` lots; how many it made.
-    fn make_lots(&mut self, now: Duration) -> u32 {
+    /// Makes up to `capacity` lots: how many, or what stopped the first.
+    fn make_lots(&mut self, now: Duration) -> Result<u32, Stop> {
         let mut made = 0;
         for _ in 0..self.cfg.capacity.max(1) {
-            if self.make_lot(now).is_err() {
-                break;
+            match self.make_lot(now) {
+                Ok(()) => made += 1,
+                Err(stop) if made == 0 => return Err(stop),
+                Err(_) => break,
             }
-            made += 1;
         }
-        made
-    }
-
-    /// What stops the next lot (room is checked first).
-    fn why_not(&self) -> Stop {
-        if self.outbound_full() {
-            Stop::Blocked
-        } else {
-            Stop::Skipped
-        }
-    }
-
-    fn outbound_full(&self) -> bool {
-        let room = self.cfg.outbound_cap * self.cfg.capacity.max(1) as usize;
-        !self.cfg.is_final && self.supply.outbound_len() >= room
+        Ok(made)
     }
 
     fn make_lot(&mut self, now: Duration) -> Result<(), Stop> {
-        if self.outbound_full() {
+        let room = self.cfg.outbound_cap * self.cfg.capacity.max(1) as usize;
+        if !self.cfg.is_final && self.supply.outbound_len() >= room {
             return Err(Stop::Blocked);
         }
         let ready = self

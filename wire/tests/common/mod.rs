@@ -102,3 +102,24 @@ pub fn spawn_echo(mut node: Node) -> tokio::task::JoinHandle<()> {
         drop(node.transport);
     })
 }
+
+/// A raw QUIC client with `identity`'s certificate, connected to `addr` as
+/// if to node `to` (the endpoint is returned to keep it open): for tests
+/// that write what a `Transport` never would.
+pub async fn raw_client(
+    identity: &NodeIdentity,
+    addr: SocketAddr,
+    to: NodeId,
+) -> (quinn::Endpoint, quinn::Connection) {
+    let client_tls =
+        quinn::crypto::rustls::QuicClientConfig::try_from(identity.client_config().unwrap())
+            .unwrap();
+    let mut endpoint = quinn::Endpoint::client(LOCALHOST).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(client_tls)));
+    let conn = endpoint
+        .connect(addr, &factoryos_wire::tls::node_name(to))
+        .unwrap()
+        .await
+        .unwrap();
+    (endpoint, conn)
+}
