@@ -2,6 +2,7 @@
 //! every lot ever received (never taken twice), and the requests in flight
 //! that keep each input near its target.
 
+use super::in_flight::{InFlight, Pending};
 use super::shares::Shares;
 use super::StageCore;
 use crate::metrics::StageMetrics;
@@ -19,14 +20,14 @@ pub struct Demand {
     received: HashSet<LotId>,
     /// Lots received since the last `take_output` (not durable yet).
     uncommitted: HashSet<LotId>,
-    pending: BTreeMap<RequestId, Pending>,
+    pending: InFlight,
     next_req: u64,
     /// Units in the last lot received per input item (to size requests).
-    lot_size: HashMap<ItemType, u32>,
+    lot_size: BTreeMap<ItemType, u32>,
     /// Suppliers that answered `BatchUnavailable`, left alone until then.
     unavailable_until: HashMap<NodeId, Duration>,
     /// Per input: which supplier is asked next, by the flow's shares.
-    shares: HashMap<ItemType, Shares>,
+    shares: BTreeMap<ItemType, Shares>,
 }
 
 #[derive(Debug, Clone)]
@@ -34,13 +35,6 @@ struct Held {
     lot: Lot,
     from: NodeId,
     remaining: u32,
-}
-
-#[derive(Debug, Clone)]
-struct Pending {
-    item: ItemType,
-    supplier: NodeId,
-    sent_at: Duration,
 }
 
 impl Demand {
@@ -100,8 +94,7 @@ impl Demand {
 
     /// A recipe update: requests for inputs it no longer needs are dropped.
     pub(super) fn drop_requests_not_in(&mut self, recipe: &Recipe) {
-        self.pending
-            .retain(|_, p| recipe.inputs.contains_key(&p.item));
+        self.pending.keep_inputs_of(recipe);
     }
 
     /// Takes `need` units of `item`, oldest lots first: the lots and units
@@ -132,24 +125,6 @@ impl Demand {
             }
         }
     }
-
-    /// Forgets request `req` if `supplier` is the one it was sent to.
-    fn answered(&mut self, req: RequestId, supplier: NodeId) {
-        if self
-            .pending
-            .get(&req)
-            .is_some_and(|p| p.supplier == supplier)
-        {
-            self.pending.remove(&req);
-        }
-    }
-
-    fn in_flight(&self, supplier: NodeId) -> usize {
-        self.pending
-            .values()
-            .filter(|p| p.supplier == supplier)
-            .count()
-    }
 }
 
 impl StageCore {
@@ -161,7 +136,7 @@ impl StageCore {
         lot: &Lot,
     ) {
         if let Some(r) = req {
-            self.demand.answered(r, from);
+            self.demand.pending.answered(r, from);
         }
         if self.demand.received.contains(&lot.id) {
             self.metrics.duplicate_lots_received += 1;
@@ -204,7 +179,7 @@ impl StageCore {
 
     pub(super) fn on_unavailable(&mut self, now: Duration, from: NodeId, req: RequestId) {
         self.metrics.batch_unavailable_received += 1;
-        self.demand.answered(req, from);
+        self.demand.pending.answered(req, from);
         self.demand
             .unavailable_until
             .insert(from, now + self.cfg.cycle);
@@ -215,14 +190,15 @@ impl StageCore {
     /// suspect (its watcher may be down too, or cut off from it).
     pub(super) fn expire_requests(&mut self, now: Duration) {
         let timeout = self.cfg.request_timeout;
-        let mut expired = Vec::new();
-        self.demand.pending.retain(|_, p| {
-            let keep = now.saturating_sub(p.sent_at) < timeout;
-            if !keep {
-                expired.push((p.supplier, p.sent_at));
-            }
-            keep
-        });
+        if self
+            .demand
+            .pending
+            .oldest_bound()
+            .is_none_or(|t| now.saturating_sub(t) < timeout)
+        {
+            return;
+        }
+        let expired = self.demand.pending.expire(now, timeout);
         self.metrics.requests_timed_out += expired.len() as u64;
         for (supplier, sent_at) in expired {
             // Not one that never spoke to us since we started: after our
@@ -273,16 +249,14 @@ impl StageCore {
     /// what was asked of it, and ask the others instead. (A live supplier
     /// answers a parked request within `park_timeout`.)
     fn responsive(&self, now: Duration, supplier: NodeId) -> bool {
-        let Some(oldest) = self
-            .demand
-            .pending
-            .values()
-            .filter(|p| p.supplier == supplier)
-            .map(|p| p.sent_at)
-            .min()
-        else {
-            return true;
-        };
+        match self.demand.pending.oldest_to(supplier) {
+            Some(oldest) => self.responsive_since(now, supplier, oldest),
+            None => true,
+        }
+    }
+
+    /// [`Self::responsive`] for a supplier whose oldest request was sent at `oldest`.
+    fn responsive_since(&self, now: Duration, supplier: NodeId, oldest: Duration) -> bool {
         let heard_since = self
             .liveness
             .last_heard(supplier)
@@ -298,12 +272,22 @@ impl StageCore {
             return false;
         }
         let lot = *self.demand.lot_size.get(item).unwrap_or(&1) as u64;
-        let requested = self
-            .demand
-            .pending
-            .values()
-            .filter(|p| &p.item == item && self.responsive(now, p.supplier))
-            .count() as u64;
+        let pending = &self.demand.pending;
+        // Every supplier is responsive while no request is older than
+        // `quiet_after` (the common case: no scan).
+        let all_responsive = pending
+            .oldest_bound()
+            .is_none_or(|t| now.saturating_sub(t) < self.cfg.quiet_after);
+        let requested: usize = if all_responsive {
+            pending.of_item_count(item)
+        } else {
+            pending
+                .of_item(item)
+                .filter(|(s, oldest, _)| self.responsive_since(now, *s, *oldest))
+                .map(|(_, _, n)| n)
+                .sum()
+        };
+        let requested = requested as u64;
         held + requested * lot < target
     }
 
@@ -321,7 +305,7 @@ impl StageCore {
             .filter(|(s, share)| {
                 *share > 0
                     && self.responsive(now, *s)
-                    && self.demand.in_flight(*s) < self.cfg.max_in_flight
+                    && self.demand.pending.to(*s) < self.cfg.max_in_flight
                     && self
                         .demand
                         .unavailable_until
@@ -341,11 +325,11 @@ impl StageCore {
         let req = RequestId(self.demand.next_req);
         self.demand.next_req += 1;
         let pending = Pending {
+            req,
             item: item.clone(),
-            supplier,
             sent_at: now,
         };
-        self.demand.pending.insert(req, pending);
+        self.demand.pending.insert(supplier, pending);
         self.metrics.batches_requested += 1;
         let request = Message::RequestBatch {
             req,

@@ -18,14 +18,23 @@ pub struct Liveness {
     /// Neighbours heard from at least once since this stage started.
     ever_heard: BTreeSet<NodeId>,
     heartbeat_seq: u64,
+    /// No watched neighbour falls silent before this (`None`: look at the
+    /// next tick), so most ticks skip the scan.
+    suspicion_due: Option<Duration>,
 }
 
 impl Liveness {
     /// A frame from `from`; whether it was a suspect we had reported.
     pub(super) fn heard_from(&mut self, from: NodeId, now: Duration) -> bool {
         self.last_heard.insert(from, now);
-        self.ever_heard.insert(from);
-        self.reported.remove(&from)
+        let first = self.ever_heard.insert(from);
+        let was_reported = self.reported.remove(&from);
+        if first || was_reported {
+            // Watched again (or for the first time): its deadline may be
+            // the next one.
+            self.suspicion_due = None;
+        }
+        was_reported
     }
 
     pub(super) fn sent_to(&mut self, to: NodeId, now: Duration) {
@@ -38,6 +47,7 @@ impl Liveness {
         self.last_heard.retain(|n, _| neighbours.contains(n));
         self.last_sent_to.retain(|n, _| neighbours.contains(n));
         self.reported.retain(|n| neighbours.contains(n));
+        self.suspicion_due = None;
         for n in neighbours {
             self.last_heard.entry(*n).or_insert(now);
             self.last_sent_to.entry(*n).or_insert(now);
@@ -86,17 +96,31 @@ impl StageCore {
         // restarted stage report live neighbours a second after its start,
         // and the leader then routed around those links for good. The same
         // holds for unanswered requests (`expire_requests`).
-        let watched: Vec<NodeId> = self
-            .flow
-            .watched()
-            .iter()
-            .copied()
-            .filter(|n| self.liveness.ever_heard(*n))
+        if self.liveness.suspicion_due.is_some_and(|t| now < t) {
+            return;
+        }
+        let after = self.cfg.suspect_after;
+        let l = &self.liveness;
+        let candidates = || {
+            self.flow
+                .watched()
+                .iter()
+                .copied()
+                .filter(|n| l.ever_heard(*n) && !l.reported.contains(n))
+        };
+        let silent: Vec<NodeId> = candidates()
+            .filter(|n| l.silent_for(*n, now, after))
             .collect();
-        for n in watched {
-            if self.liveness.silent_for(n, now, self.cfg.suspect_after) {
-                self.report_suspect(n);
-            }
+        // The others' deadlines (those reported now are left out: they
+        // come back only when heard from).
+        let due = candidates()
+            .filter_map(|n| l.last_heard(n).map(|t| t + after))
+            .filter(|t| *t > now)
+            .min()
+            .unwrap_or(Duration::MAX);
+        self.liveness.suspicion_due = Some(due);
+        for n in silent {
+            self.report_suspect(n);
         }
     }
 

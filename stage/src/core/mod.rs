@@ -17,6 +17,7 @@
 //! | [`FlowView`] | `flow_view.rs` | the flow as this stage sees it: its suppliers per input (with shares), its consumers |
 //! | [`Supply`] | `supply.rs` | the supplier side: outbound lots, lots in transit, parked requests |
 //! | [`Demand`] | `demand.rs` | the consumer side: inbound lots, requests in flight, lots ever received |
+//! | (in flight) | `in_flight.rs` | the requests in flight per supplier, oldest first, with per-item counts |
 //! | [`Liveness`] | `liveness.rs` | per neighbour: last heard, last sent to, reported suspect; heartbeats to our watcher |
 //! | (shares) | `shares.rs` | per input: which supplier to ask next; per lot made: which waiting consumer gets it; both by the flow's shares |
 //! | (cycle) | `cycle.rs` | the manufacture cycle in its slots: consume inputs, make a lot, as soon as the inputs are there |
@@ -61,6 +62,7 @@
 mod cycle;
 mod demand;
 mod flow_view;
+mod in_flight;
 mod liveness;
 mod shares;
 mod supply;

@@ -183,13 +183,16 @@ impl StageCore {
     /// answers those parked too long (or from stages the flow no longer
     /// names) unavailable.
     pub(super) fn serve_parked(&mut self, now: Duration) {
+        // Most ticks: nothing to refuse, and nothing in stock to serve.
+        let parked = &self.supply.parked;
+        if parked.is_empty()
+            || (self.supply.outbound.is_empty() && !parked.iter().any(|p| self.refuses(p, now)))
+        {
+            return;
+        }
         let parked = std::mem::take(&mut self.supply.parked);
         let (refuse, mut keep): (VecDeque<Parked>, VecDeque<Parked>) =
-            parked.into_iter().partition(|p| {
-                !self.flow.serves(p.consumer)
-                    || now.saturating_sub(p.at) >= self.cfg.park_timeout
-                    || self.draining
-            });
+            parked.into_iter().partition(|p| self.refuses(p, now));
         for p in refuse {
             self.metrics.batch_unavailable_sent += 1;
             let answer = Message::BatchUnavailable {
@@ -213,6 +216,14 @@ impl StageCore {
             self.ship(now, p.consumer, p.req, lot);
         }
         self.supply.parked = keep;
+    }
+
+    /// Whether parked request `p` is answered unavailable now: parked too
+    /// long, from a stage the flow no longer names, or we are stopping.
+    fn refuses(&self, p: &Parked, now: Duration) -> bool {
+        !self.flow.serves(p.consumer)
+            || now.saturating_sub(p.at) >= self.cfg.park_timeout
+            || self.draining
     }
 
     /// The consumer holds `lot` durably: it is delivered.
