@@ -193,7 +193,7 @@ impl StageCore {
         if self
             .demand
             .pending
-            .oldest_bound()
+            .oldest()
             .is_none_or(|t| now.saturating_sub(t) < timeout)
         {
             return;
@@ -276,7 +276,7 @@ impl StageCore {
         // Every supplier is responsive while no request is older than
         // `quiet_after` (the common case: no scan).
         let all_responsive = pending
-            .oldest_bound()
+            .oldest()
             .is_none_or(|t| now.saturating_sub(t) < self.cfg.quiet_after);
         let requested: usize = if all_responsive {
             pending.of_item_count(item)
@@ -287,8 +287,7 @@ impl StageCore {
                 .map(|(_, _, n)| n)
                 .sum()
         };
-        let requested = requested as u64;
-        held + requested * lot < target
+        held + requested as u64 * lot < target
     }
 
     /// The next supplier by the flow's shares among those available: a

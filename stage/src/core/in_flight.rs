@@ -22,17 +22,16 @@ pub(super) struct InFlight {
     by_supplier: BTreeMap<NodeId, VecDeque<Pending>>,
     /// Requests in flight per input item.
     by_item: BTreeMap<ItemType, usize>,
-    /// No request in flight was sent before this: a lower bound of the
-    /// oldest, made exact again when the oldest is answered or expires
-    /// (a tick reads it instead of scanning).
-    oldest_bound: Option<Duration>,
+    /// When the oldest request in flight was sent (a tick reads it instead
+    /// of scanning): requests are sent in time order, so only removals
+    /// move it.
+    oldest: Option<Duration>,
 }
 
 impl InFlight {
     pub(super) fn insert(&mut self, supplier: NodeId, pending: Pending) {
         *self.by_item.entry(pending.item.clone()).or_default() += 1;
-        let at = pending.sent_at;
-        self.oldest_bound = Some(self.oldest_bound.map_or(at, |b| b.min(at)));
+        self.oldest = self.oldest.or(Some(pending.sent_at));
         self.by_supplier
             .entry(supplier)
             .or_default()
@@ -48,14 +47,14 @@ impl InFlight {
                 if queue.is_empty() {
                     self.by_supplier.remove(&supplier);
                 }
-                if self.oldest_bound == Some(p.sent_at) {
-                    self.oldest_bound = self.exact_oldest();
+                if self.oldest == Some(p.sent_at) {
+                    self.oldest = self.find_oldest();
                 }
             }
         }
     }
 
-    fn exact_oldest(&self) -> Option<Duration> {
+    fn find_oldest(&self) -> Option<Duration> {
         self.by_supplier
             .values()
             .filter_map(|q| q.front().map(|p| p.sent_at))
@@ -109,6 +108,7 @@ impl InFlight {
         });
         self.by_item
             .retain(|item, _| recipe.inputs.contains_key(item));
+        self.oldest = self.find_oldest();
     }
 
     /// Takes the requests sent `timeout` or longer before `now`, in the
@@ -127,17 +127,14 @@ impl InFlight {
             }
             !q.is_empty()
         });
-        self.oldest_bound = self.exact_oldest();
+        self.oldest = self.find_oldest();
         expired.sort_by_key(|(req, _, _)| *req);
         expired.into_iter().map(|(_, s, at)| (s, at)).collect()
     }
 
-    /// No request in flight was sent before this (`None`: none in flight).
-    pub(super) fn oldest_bound(&self) -> Option<Duration> {
-        if self.by_supplier.is_empty() {
-            return None;
-        }
-        self.oldest_bound
+    /// When the oldest request in flight was sent (`None`: none in flight).
+    pub(super) fn oldest(&self) -> Option<Duration> {
+        self.oldest
     }
 }
 
@@ -173,9 +170,9 @@ mod tests {
         assert_eq!((f.to(b), f.oldest_to(b)), (0, None));
         assert_eq!(f.of_item_count(&ItemType::new("steel")), 0);
         assert_eq!(f.of_item_count(&ItemType::new("rubber")), 1);
-        assert_eq!(f.oldest_bound(), Some(Duration::from_millis(30)));
+        assert_eq!(f.oldest(), Some(Duration::from_millis(30)));
         f.answered(RequestId(3), a);
-        assert_eq!(f.oldest_bound(), None);
+        assert_eq!(f.oldest(), None);
     }
 
     #[test]
@@ -189,7 +186,7 @@ mod tests {
         let expired = f.expire(ms(40), ms(30));
         assert_eq!(expired, [(b, ms(0)), (a, ms(5))]);
         assert_eq!((f.to(a), f.to(b)), (0, 1));
-        assert_eq!(f.oldest_bound(), Some(ms(50)));
+        assert_eq!(f.oldest(), Some(ms(50)));
         assert_eq!(f.of_item_count(&ItemType::new("x")), 1);
     }
 }
