@@ -3,6 +3,7 @@
 //! and one fault file for every stage it runs. Killing the process kills
 //! its stages together, as a machine crash would.
 
+use crate::core::HostLinks;
 use crate::shell::{self, StageError, StageHandle, StageOptions};
 use crate::wal::GroupWal;
 use factoryos_coord::backoff::Backoff;
@@ -80,13 +81,27 @@ pub async fn start(host: HostOptions, stages: Vec<StageOptions>) -> Result<HostH
         wal,
         stopping,
     };
+    let shared = shell::HostShared {
+        links: HostLinks::default(),
+        epoch: std::time::Instant::now(),
+    };
     for opts in stages {
         let id = opts.core.id;
         let started = match handle.wal.stage(id) {
             Ok(wal) => {
                 let recovered = records.remove(&id).unwrap_or_default();
                 let registered = registered.clone();
-                shell::start(&handle.endpoint, addr, wal, recovered, registered, opts).await
+                let shared = shared.clone();
+                shell::start(
+                    &handle.endpoint,
+                    addr,
+                    wal,
+                    recovered,
+                    registered,
+                    shared,
+                    opts,
+                )
+                .await
             }
             Err(e) => Err(e.into()),
         };

@@ -14,7 +14,7 @@
 //! not make durable. The stage runs on an endpoint its host process shares
 //! with its other stages (see [`crate::host`]).
 
-use crate::core::{Output, StageConfig, StageCore};
+use crate::core::{HostLinks, Output, StageConfig, StageCore};
 use crate::metrics::{StageGauges, StageMetrics, StageReport};
 use crate::records::{OutRecord, OutState, Records, WalOp};
 use crate::wal::{StageWal, WalError};
@@ -110,6 +110,15 @@ impl StageHandle {
     }
 }
 
+/// What the stages of one host share beside its endpoint and WAL: the
+/// clock origin of their cores and what they heard from and sent to other
+/// hosts (see [`HostLinks`]).
+#[derive(Debug, Clone)]
+pub struct HostShared {
+    pub links: HostLinks,
+    pub epoch: Instant,
+}
+
 /// Recovers the stage from its `records`, joins the host's `endpoint`
 /// (which registers at `addr`) and WAL, and starts the stage's loop; it
 /// follows the flow once `registered` (its host registers all its stages
@@ -120,10 +129,12 @@ pub async fn start(
     wal: StageWal,
     records: Records,
     registered: watch::Receiver<bool>,
+    shared: HostShared,
     opts: StageOptions,
 ) -> Result<StageHandle, StageError> {
     let id = opts.core.id;
     let mut core = StageCore::new(opts.core.clone(), records);
+    core.share_host(shared.links);
     tracing::info!(
         stage = %id,
         in_queue = core.metrics().wal_recovered_in_queue,
@@ -166,6 +177,7 @@ pub async fn start(
         metrics: metrics_tx,
         metrics_path: opts.metrics_path.clone(),
         metrics_every: opts.metrics_every,
+        epoch: shared.epoch,
         started: Instant::now(),
     };
     let task = tokio::spawn(runner.run(registered, inbox, stop_rx, opts.tick));
@@ -194,12 +206,14 @@ struct Runner {
     metrics: watch::Sender<StageMetrics>,
     metrics_path: Option<PathBuf>,
     metrics_every: Duration,
+    /// The host's clock origin: the core's `now` (one for all its stages).
+    epoch: Instant,
     started: Instant,
 }
 
 impl Runner {
     fn now(&self) -> Duration {
-        self.started.elapsed()
+        self.epoch.elapsed()
     }
 
     async fn run(
@@ -402,7 +416,7 @@ impl Runner {
                 recipe_version: self.core.config().recipe.version as u64,
                 outbound_lots: self.core.outbound_len() as u64,
                 in_transit_lots: self.core.in_transit_len() as u64,
-                uptime_ms: self.now().as_millis() as u64,
+                uptime_ms: self.started.elapsed().as_millis() as u64,
             },
         }
     }

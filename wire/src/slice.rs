@@ -3,7 +3,7 @@
 //! what a coordinator sends it grows with its neighbourhood, not the chain.
 
 use crate::ids::{FlowVersion, ItemType, NodeId};
-use crate::model::{Flow, FlowEdge, Recipe};
+use crate::model::{Flow, FlowEdge, Recipe, StageDescriptor};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
@@ -94,28 +94,53 @@ impl SliceUpdate {
     }
 }
 
-/// Who watches each stage of `flow` for failure: the consumer it feeds the
-/// largest share of its demand (the busiest link, so the one trade keeps
-/// awake; lowest id on a tie), or, for a stage without consumers, its
-/// lowest-id supplier. One watcher per stage keeps explicit heartbeats
-/// proportional to the stages, not to the flow's edges.
-pub fn watchers(flow: &Flow) -> BTreeMap<NodeId, NodeId> {
-    let mut by_consumer: BTreeMap<NodeId, (u32, std::cmp::Reverse<NodeId>)> = BTreeMap::new();
-    let mut by_supplier: BTreeMap<NodeId, NodeId> = BTreeMap::new();
+/// Who watches each stage of `flow` for failure: the neighbour at the other
+/// end of its busiest link, whichever way the link points (lowest id on a
+/// tie). A link's traffic is its lots per cycle both ways (the supplier's
+/// lots one way, the consumer's requests for them the other): the
+/// consumer's need of the item per cycle times its share, over the item's
+/// lot size. `desc_of` gives a stage's type and capacity where it is known
+/// (a need of 1 unit a cycle where not). One watcher per stage keeps
+/// explicit heartbeats proportional to the stages, not to the flow's edges,
+/// and the busiest link is the one its own trade keeps awake longest.
+pub fn watchers<'a>(
+    flow: &Flow,
+    desc_of: impl Fn(NodeId) -> Option<&'a StageDescriptor>,
+) -> BTreeMap<NodeId, NodeId> {
+    // Per stage: (traffic, Reverse(neighbour)), the largest kept.
+    let mut best: BTreeMap<NodeId, (u64, std::cmp::Reverse<NodeId>)> = BTreeMap::new();
     for e in &flow.edges {
-        let best = (e.share, std::cmp::Reverse(e.consumer));
-        by_consumer
-            .entry(e.supplier)
-            .and_modify(|b| *b = (*b).max(best))
-            .or_insert(best);
-        by_supplier
-            .entry(e.consumer)
-            .and_modify(|s| *s = (*s).min(e.supplier))
-            .or_insert(e.supplier);
+        let traffic = link_traffic(flow, e, &desc_of);
+        for (x, other) in [(e.supplier, e.consumer), (e.consumer, e.supplier)] {
+            let candidate = (traffic, std::cmp::Reverse(other));
+            best.entry(x)
+                .and_modify(|b| *b = (*b).max(candidate))
+                .or_insert(candidate);
+        }
     }
-    let mut out: BTreeMap<NodeId, NodeId> = by_supplier;
-    out.extend(by_consumer.into_iter().map(|(s, (_, c))| (s, c.0)));
-    out
+    best.into_iter().map(|(x, (_, w))| (x, w.0)).collect()
+}
+
+/// Lots per cycle on `e`, in millionths: the consumer's units of the item
+/// per cycle (its recipe's quantity times its capacity) times its share,
+/// over the item's yield.
+fn link_traffic<'a>(
+    flow: &Flow,
+    e: &FlowEdge,
+    desc_of: &impl Fn(NodeId) -> Option<&'a StageDescriptor>,
+) -> u64 {
+    let consumer = desc_of(e.consumer);
+    let need = consumer
+        .and_then(|d| flow.recipes.get(&d.item))
+        .and_then(|r| r.inputs.get(&e.item))
+        .copied()
+        .unwrap_or(1) as u64;
+    let capacity = consumer.map_or(1, |d| d.capacity.max(1)) as u64;
+    let lot = flow
+        .recipes
+        .get(&e.item)
+        .map_or(1, |r| r.yield_units.max(1)) as u64;
+    need * capacity * e.share as u64 * 1000 / lot
 }
 
 /// A flow indexed by stage, so that cutting every stage's slice costs one
@@ -129,7 +154,8 @@ pub struct SliceIndex {
 }
 
 impl SliceIndex {
-    pub fn new(flow: &Flow) -> Self {
+    /// `desc_of` gives a stage's registration where known (see [`watchers`]).
+    pub fn new<'a>(flow: &Flow, desc_of: impl Fn(NodeId) -> Option<&'a StageDescriptor>) -> Self {
         let mut edges: HashMap<NodeId, Vec<usize>> = HashMap::new();
         for (i, e) in flow.edges.iter().enumerate() {
             edges.entry(e.supplier).or_default().push(i);
@@ -137,7 +163,7 @@ impl SliceIndex {
                 edges.entry(e.consumer).or_default().push(i);
             }
         }
-        let watcher = watchers(flow);
+        let watcher = watchers(flow, desc_of);
         let mut watched: HashMap<NodeId, Vec<NodeId>> = HashMap::new();
         // By watched id (the map's order), so each list is sorted.
         for (x, w) in &watcher {
@@ -191,7 +217,7 @@ impl Flow {
     /// `stage`'s slice, without addresses (indexes the whole flow: for many
     /// slices of one flow, build one [`SliceIndex`]).
     pub fn slice(&self, stage: NodeId, item: Option<&ItemType>) -> FlowSlice {
-        SliceIndex::new(self).slice(self, stage, item, |_| None)
+        SliceIndex::new(self, |_| None).slice(self, stage, item, |_| None)
     }
 }
 
@@ -252,19 +278,21 @@ mod tests {
             s.recipes.keys().map(|t| t.as_str()).collect::<Vec<_>>(),
             vec!["frame"]
         );
-        // 15 is 13's only consumer, so it watches 13; 13 watches 12 (which
-        // feeds 13 more than 14) and 15 (no consumers: its lowest-id
-        // supplier watches it). 11 feeds 14 more, so 14 watches 11.
+        // Without registrations every link's traffic is its share. 13's
+        // busiest link is to 15 (600), so 15 watches it; 13 watches 12
+        // (which feeds 13 more than 14) and 15 (whose busiest link is
+        // 13's). 11 feeds 14 most (700), so 11 and 14 watch each other.
         assert_eq!(s.watcher, Some(NodeId(15)));
         assert_eq!(s.watched, vec![NodeId(12), NodeId(15)]);
         let s14 = f.slice(NodeId(14), Some(&"frame".into()));
         assert_eq!(s14.watched, vec![NodeId(11)]);
+        assert_eq!(s14.watcher, Some(NodeId(11)));
         let s15 = f.slice(NodeId(15), None);
-        assert_eq!(s15.watched, vec![NodeId(13), NodeId(14)]);
+        assert_eq!(s15.watched, vec![NodeId(13)]);
         assert_eq!(s15.watcher, Some(NodeId(13)));
         // Addresses: the neighbours', as registered.
         let addr = |n: NodeId| Some(SocketAddr::from(([10, 0, 0, n.0 as u8], 7000)));
-        let with = SliceIndex::new(&f).slice(&f, NodeId(13), None, addr);
+        let with = SliceIndex::new(&f, |_| None).slice(&f, NodeId(13), None, addr);
         assert_eq!(
             with.addresses.keys().copied().collect::<Vec<_>>(),
             vec![NodeId(11), NodeId(12), NodeId(15)]
@@ -273,6 +301,65 @@ mod tests {
         // A stage the flow does not name gets an empty slice.
         let none = f.slice(NodeId(99), None);
         assert!(none.edges.is_empty() && none.watcher.is_none() && none.watched.is_empty());
+    }
+
+    #[test]
+    fn the_watcher_is_at_the_end_of_the_busiest_link_by_lots_a_cycle() {
+        // Frame 13 needs 3 wood a cycle (lots of 1) from two suppliers and
+        // makes lots of 5 frames, of which window 15 needs 10 a cycle: its
+        // wood links carry 1.5 lots a cycle each, its frame link 2. So the
+        // window watches 13. Without registrations (a need of 1 unit a
+        // cycle) the wood links carry 0.5 and the frame link 0.2, and a
+        // wood stage does.
+        let recipe = |inputs: &[(&str, u32)], yield_units| Recipe {
+            inputs: inputs.iter().map(|(i, n)| ((*i).into(), *n)).collect(),
+            yield_units,
+            version: 1,
+        };
+        let f = Flow {
+            version: FlowVersion(3),
+            edges: vec![
+                edge("frame", 13, 15, 1000),
+                edge("wood", 11, 13, 500),
+                edge("wood", 12, 13, 500),
+            ],
+            recipes: [
+                ("wood".into(), recipe(&[], 1)),
+                ("frame".into(), recipe(&[("wood", 3)], 5)),
+                ("window".into(), recipe(&[("frame", 10)], 1)),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let desc = |id: u64, item: &str| StageDescriptor {
+            id: NodeId(id),
+            item: item.into(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 7000)),
+            recipe_version: 1,
+            capacity: 1,
+        };
+        let descs: BTreeMap<NodeId, StageDescriptor> = [
+            desc(11, "wood"),
+            desc(12, "wood"),
+            desc(13, "frame"),
+            desc(15, "window"),
+        ]
+        .into_iter()
+        .map(|d| (d.id, d))
+        .collect();
+        let by_lots = watchers(&f, |n| descs.get(&n));
+        assert_eq!(
+            by_lots[&NodeId(13)],
+            NodeId(15),
+            "2 lots a cycle against 1.5"
+        );
+        assert_eq!(by_lots[&NodeId(11)], NodeId(13));
+        let unregistered = watchers(&f, |_| None);
+        assert_eq!(
+            unregistered[&NodeId(13)],
+            NodeId(11),
+            "0.5 against 0.2, lowest id"
+        );
     }
 
     #[test]

@@ -34,7 +34,9 @@ impl SliceCache {
         match &*latest {
             Some((c, index)) if c.flow.version >= config.flow.version => (c.clone(), index.clone()),
             _ => {
-                let index = Arc::new(SliceIndex::new(&config.flow));
+                let index = Arc::new(SliceIndex::new(&config.flow, |id| {
+                    config.stages.get(&id).map(|r| &r.desc)
+                }));
                 *latest = Some((config.clone(), index.clone()));
                 (config, index)
             }

@@ -178,7 +178,9 @@ impl SimCoord {
     pub(super) fn answer(&mut self, stage: NodeId, digest: Option<u64>) -> SliceUpdate {
         let version = self.cfg.flow.version;
         if self.index_of.as_ref().is_none_or(|(v, _)| *v != version) {
-            self.index_of = Some((version, SliceIndex::new(&self.cfg.flow)));
+            let stages = &self.cfg.stages;
+            let index = SliceIndex::new(&self.cfg.flow, |id| stages.get(&id).map(|r| &r.desc));
+            self.index_of = Some((version, index));
         }
         let (_, index) = self.index_of.as_ref().expect("indexed above");
         let cfg = &self.cfg;

@@ -61,7 +61,7 @@ impl World {
         let desc = StageDescriptor {
             id: stage,
             item: s.cfg.item.clone(),
-            addr: sim_address(stage),
+            addr: sim_address(s.host),
             recipe_version: core.config().recipe.version,
             capacity: s.cfg.capacity,
         };

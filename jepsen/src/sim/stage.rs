@@ -6,7 +6,7 @@
 
 use super::wal::SimWal;
 use factoryos_coord::backoff::Backoff;
-use factoryos_stage::core::{Output, StageConfig, StageCore};
+use factoryos_stage::core::{HostLinks, Output, StageConfig, StageCore};
 use factoryos_stage::metrics::{StageMetrics, StageReport};
 use factoryos_wire::message::Envelope;
 use factoryos_wire::metrics::MessageTotals;
@@ -62,9 +62,12 @@ impl SimStage {
         }
     }
 
-    /// Starts (or restarts) from its WAL.
-    pub(super) fn start(&mut self) {
-        self.core = Some(StageCore::new(self.cfg.clone(), self.wal.records()));
+    /// Starts (or restarts) from its WAL, sharing `links` with the other
+    /// stages of its host.
+    pub(super) fn start(&mut self, links: HostLinks) {
+        let mut core = StageCore::new(self.cfg.clone(), self.wal.records());
+        core.share_host(links);
+        self.core = Some(core);
     }
 
     /// Killed: what it had not committed is gone, and so is all it held in memory.

@@ -13,6 +13,7 @@ use crate::experiment::schedule::RateSchedule;
 use factoryos_coord::client::CALL_TIMEOUT;
 use factoryos_coord::lead::Unwell;
 use factoryos_coord::state::Command;
+use factoryos_stage::core::HostLinks;
 use factoryos_stage::core::Output;
 use factoryos_stage::setup::{stage_config, tick_for, Tuning};
 use factoryos_wire::message::Envelope;
@@ -138,6 +139,9 @@ pub(super) struct World {
     pub(super) draining: bool,
     /// After the final heal: no operation is applied.
     pub(super) ops_stopped: bool,
+    /// Per running host: what its stages heard and sent, by host (see
+    /// [`HostLinks`]); a crash forgets it with the process.
+    pub(super) host_links: BTreeMap<NodeId, HostLinks>,
 }
 
 impl World {
@@ -183,6 +187,7 @@ impl World {
             next_registration: 0,
             draining: false,
             ops_stopped: false,
+            host_links: BTreeMap::new(),
             cfg,
         };
         // A host process starts its stages together, at its own moment.
@@ -308,7 +313,8 @@ impl World {
         if s.life != life || s.is_up() {
             return;
         }
-        s.start();
+        let links = self.host_links.entry(s.host).or_default().clone();
+        s.start(links);
         if self.draining {
             if let Some(core) = &mut s.core {
                 core.drain();
@@ -486,6 +492,7 @@ impl World {
     pub(super) fn crash_stage(&mut self, stage: NodeId) {
         if let Some(s) = self.stages.get_mut(&stage) {
             s.crash();
+            self.host_links.remove(&s.host);
         }
         self.coord.watches.remove(&stage);
     }
@@ -545,9 +552,10 @@ impl World {
     }
 }
 
-/// The address a simulated stage registers: never dialled, but one the
-/// store accepts (a real registration must name a dialable address).
-pub(super) fn sim_address(stage: NodeId) -> SocketAddr {
-    let n = stage.0;
+/// The address the stages of simulated host `host` register (one endpoint
+/// per host, as a host process has): never dialled, but one the store
+/// accepts (a real registration must name a dialable address).
+pub(super) fn sim_address(host: NodeId) -> SocketAddr {
+    let n = host.0;
     SocketAddr::from(([10, (n >> 16) as u8, (n >> 8) as u8, n as u8], 7000))
 }

@@ -245,7 +245,9 @@ impl StageCore {
     }
 
     /// A supplier that left our oldest request to it unanswered for
-    /// `quiet_after`, silent all that time, is probably down: do not wait on
+    /// `quiet_after`, silent all that time (it and, with a shared host, its
+    /// host: a parked request gets no answer until `park_timeout`, and its
+    /// host's other stages still speak for it), is probably down: do not wait on
     /// what was asked of it, and ask the others instead. (A live supplier
     /// answers a parked request within `park_timeout`.)
     fn responsive(&self, now: Duration, supplier: NodeId) -> bool {
@@ -259,7 +261,7 @@ impl StageCore {
     fn responsive_since(&self, now: Duration, supplier: NodeId, oldest: Duration) -> bool {
         let heard_since = self
             .liveness
-            .last_heard(supplier)
+            .host_heard(supplier, self.flow.addr_of(supplier))
             .is_some_and(|t| t >= oldest);
         heard_since || now.saturating_sub(oldest) < self.cfg.quiet_after
     }

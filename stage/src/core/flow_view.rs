@@ -4,6 +4,7 @@
 
 use factoryos_wire::{FlowSlice, FlowVersion, ItemType, NodeId};
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 
 #[derive(Debug, Default)]
 pub struct FlowView {
@@ -18,6 +19,8 @@ pub struct FlowView {
     watcher: Option<NodeId>,
     /// The neighbours we watch.
     watched: BTreeSet<NodeId>,
+    /// Where each neighbour registered (stages of one host share one).
+    addresses: BTreeMap<NodeId, SocketAddr>,
 }
 
 impl FlowView {
@@ -59,6 +62,7 @@ impl FlowView {
         self.consumers = consumers;
         self.watcher = slice.watcher;
         self.watched = slice.watched.iter().copied().collect();
+        self.addresses = slice.addresses.clone();
         self.version = slice.version;
         self.loaded = true;
     }
@@ -84,6 +88,11 @@ impl FlowView {
     /// The neighbour our heartbeats go to.
     pub(super) fn watcher(&self) -> Option<NodeId> {
         self.watcher
+    }
+
+    /// Where `peer`, a neighbour, registered (if the slice said).
+    pub(super) fn addr_of(&self, peer: NodeId) -> Option<SocketAddr> {
+        self.addresses.get(&peer).copied()
     }
 
     /// The neighbours whose silence we report.

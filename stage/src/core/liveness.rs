@@ -1,12 +1,16 @@
 //! Liveness of the links to the flow's neighbours: when each was last heard
 //! from and last sent to; an explicit heartbeat to our watcher when that
 //! link is quiet, and a watched neighbour silent past the deadline (or a
-//! supplier silent through a whole request) reported suspect once.
+//! supplier silent through a whole request) reported suspect once. In a
+//! host of many stages, a frame between any stages of two hosts counts for
+//! all of them ([`HostLinks`]).
 
+use super::host_links::HostLinks;
 use super::StageCore;
 use factoryos_wire::message::Message;
 use factoryos_wire::NodeId;
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 #[derive(Debug, Default)]
@@ -21,12 +25,29 @@ pub struct Liveness {
     /// No watched neighbour falls silent before this (`None`: look at the
     /// next tick), so most ticks skip the scan.
     suspicion_due: Option<Duration>,
+    /// What this host's other stages heard and sent, by host (`None`: a
+    /// stage alone, or one whose host does not share it).
+    host: Option<HostLinks>,
 }
 
 impl Liveness {
-    /// A frame from `from`; whether it was a suspect we had reported.
-    pub(super) fn heard_from(&mut self, from: NodeId, now: Duration) -> bool {
+    /// Shares `links` with the other stages of our host.
+    pub(super) fn share_host(&mut self, links: HostLinks) {
+        self.host = Some(links);
+    }
+
+    /// A frame from `from` (at `addr`, if the flow says); whether it was a
+    /// suspect we had reported.
+    pub(super) fn heard_from(
+        &mut self,
+        from: NodeId,
+        addr: Option<SocketAddr>,
+        now: Duration,
+    ) -> bool {
         self.last_heard.insert(from, now);
+        if let (Some(host), Some(addr)) = (&self.host, addr) {
+            host.heard(addr, now);
+        }
         let first = self.ever_heard.insert(from);
         let was_reported = self.reported.remove(&from);
         if first || was_reported {
@@ -37,8 +58,43 @@ impl Liveness {
         was_reported
     }
 
-    pub(super) fn sent_to(&mut self, to: NodeId, now: Duration) {
+    pub(super) fn sent_to(&mut self, to: NodeId, addr: Option<SocketAddr>, now: Duration) {
         self.last_sent_to.insert(to, now);
+        if let (Some(host), Some(addr)) = (&self.host, addr) {
+            host.sent(addr, now);
+        }
+    }
+
+    /// When `peer`'s host (at `addr`) was last heard from by any stage of
+    /// ours, or `peer` by us, whichever is later.
+    pub(super) fn host_heard(&self, peer: NodeId, addr: Option<SocketAddr>) -> Option<Duration> {
+        let by_host = self
+            .host
+            .as_ref()
+            .zip(addr)
+            .and_then(|(h, a)| h.last_heard(a));
+        self.last_heard(peer).max(by_host)
+    }
+
+    /// Whether neither we nor (with a shared host) any stage of ours sent
+    /// anything to `peer`'s host for `at_least`.
+    fn quiet_to(
+        &self,
+        peer: NodeId,
+        addr: Option<SocketAddr>,
+        now: Duration,
+        at_least: Duration,
+    ) -> bool {
+        let by_host = self
+            .host
+            .as_ref()
+            .zip(addr)
+            .and_then(|(h, a)| h.last_sent(a));
+        self.last_sent_to
+            .get(&peer)
+            .copied()
+            .max(by_host)
+            .is_none_or(|t| now.saturating_sub(t) >= at_least)
     }
 
     /// A new flow: forget who left it, start the clocks for who joined (a
@@ -63,27 +119,17 @@ impl Liveness {
     pub(super) fn last_heard(&self, peer: NodeId) -> Option<Duration> {
         self.last_heard.get(&peer).copied()
     }
-
-    /// Whether `peer`, a neighbour, has been silent for `at_least`.
-    pub(super) fn silent_for(&self, peer: NodeId, now: Duration, at_least: Duration) -> bool {
-        self.last_heard
-            .get(&peer)
-            .is_some_and(|t| now.saturating_sub(*t) >= at_least)
-    }
 }
 
 impl StageCore {
-    /// A heartbeat to our watcher if we sent it nothing for a heartbeat
-    /// period; the neighbours we watch, silent past the deadline, reported
-    /// suspect once.
+    /// A heartbeat to our watcher if we (or, with a shared host, any stage
+    /// of ours) sent its host nothing for a heartbeat period; the
+    /// neighbours we watch, silent past the deadline (they and their host),
+    /// reported suspect once.
     pub(super) fn heartbeats(&mut self, now: Duration) {
         if let Some(w) = self.flow.watcher() {
-            let idle = self
-                .liveness
-                .last_sent_to
-                .get(&w)
-                .is_none_or(|t| now.saturating_sub(*t) >= self.cfg.heartbeat_every);
-            if idle {
+            let every = self.cfg.heartbeat_every;
+            if self.liveness.quiet_to(w, self.flow.addr_of(w), now, every) {
                 self.liveness.heartbeat_seq += 1;
                 self.metrics.heartbeats_sent += 1;
                 let seq = self.liveness.heartbeat_seq;
@@ -101,20 +147,24 @@ impl StageCore {
         }
         let after = self.cfg.suspect_after;
         let l = &self.liveness;
+        let flow = &self.flow;
+        // Each watched neighbour we may report, with when it (or its host)
+        // was last heard from.
         let candidates = || {
-            self.flow
-                .watched()
+            flow.watched()
                 .iter()
                 .copied()
                 .filter(|n| l.ever_heard(*n) && !l.reported.contains(n))
+                .filter_map(|n| Some((n, l.host_heard(n, flow.addr_of(n))?)))
         };
         let silent: Vec<NodeId> = candidates()
-            .filter(|n| l.silent_for(*n, now, after))
+            .filter(|(_, t)| now.saturating_sub(*t) >= after)
+            .map(|(n, _)| n)
             .collect();
         // The others' deadlines (those reported now are left out: they
         // come back only when heard from).
         let due = candidates()
-            .filter_map(|n| l.last_heard(n).map(|t| t + after))
+            .map(|(_, t)| t + after)
             .filter(|t| *t > now)
             .min()
             .unwrap_or(Duration::MAX);

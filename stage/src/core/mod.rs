@@ -19,6 +19,7 @@
 //! | [`Demand`] | `demand.rs` | the consumer side: inbound lots, requests in flight, lots ever received |
 //! | (in flight) | `in_flight.rs` | the requests in flight per supplier, oldest first, with per-item counts |
 //! | [`Liveness`] | `liveness.rs` | per neighbour: last heard, last sent to, reported suspect; heartbeats to our watcher |
+//! | [`HostLinks`] | `host_links.rs` | per host, shared by the stages of ours: when any of them last heard from and sent to it |
 //! | (shares) | `shares.rs` | per input: which supplier to ask next; per lot made: which waiting consumer gets it; both by the flow's shares |
 //! | (cycle) | `cycle.rs` | the manufacture cycle in its slots: consume inputs, make a lot, as soon as the inputs are there |
 //!
@@ -62,6 +63,7 @@
 mod cycle;
 mod demand;
 mod flow_view;
+mod host_links;
 mod in_flight;
 mod liveness;
 mod shares;
@@ -69,6 +71,7 @@ mod supply;
 
 pub use demand::Demand;
 pub use flow_view::FlowView;
+pub use host_links::HostLinks;
 pub use liveness::Liveness;
 pub use supply::Supply;
 
@@ -241,6 +244,14 @@ impl StageCore {
         }
     }
 
+    /// Shares `links` with the other stages of our host (whose cores must
+    /// use the same clock origin): a frame between any stages of two hosts
+    /// then keeps all their links awake, so a quiet pair of hosts needs one
+    /// heartbeat, not one per stage (see [`HostLinks`] for why that holds).
+    pub fn share_host(&mut self, links: HostLinks) {
+        self.liveness.share_host(links);
+    }
+
     pub fn config(&self) -> &StageConfig {
         &self.cfg
     }
@@ -288,7 +299,7 @@ impl StageCore {
     }
 
     fn send(&mut self, now: Duration, to: NodeId, msg: Message) {
-        self.liveness.sent_to(to, now);
+        self.liveness.sent_to(to, self.flow.addr_of(to), now);
         self.out.send.push((to, msg));
     }
 
@@ -339,7 +350,7 @@ impl StageCore {
 
     /// Handles one message from `from` (the transport checked `env.sender == from`).
     pub fn on_message(&mut self, now: Duration, from: NodeId, env: &Envelope) {
-        if self.liveness.heard_from(from, now) {
+        if self.liveness.heard_from(from, self.flow.addr_of(from), now) {
             tracing::debug!(stage = %self.cfg.id, peer = %from, "suspect heard from again");
         }
         if env.flow_version > self.flow.version() {

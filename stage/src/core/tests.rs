@@ -632,17 +632,19 @@ fn lots_are_consumed_oldest_first_and_partly_with_their_genealogy() {
 
 #[test]
 fn only_the_watcher_gets_heartbeats_and_only_a_watched_neighbour_that_fell_silent_is_reported() {
-    // In the window flow frame 13 is watched by window 15 (its consumer,
-    // lowest id of equal shares) and watches both wood stages (it is their
-    // lowest-id consumer) and both windows (sinks: 13 is their lowest-id
-    // supplier). Frame 14 watches nobody.
+    // In the window flow (without registrations: a need of one unit a
+    // cycle) a wood link carries a lot a cycle and a frame link a fifth, so
+    // frame 13 is watched by wood 11 (its busiest link, lowest id of equal
+    // ones) and watches both wood stages (they are busiest to it, lowest
+    // id) and both windows (their busiest links go to 13 and 14 alike).
+    // Frame 14 watches nobody.
     assert_eq!(
-        factoryos_wire::slice::watchers(&window_flow(5)),
+        factoryos_wire::slice::watchers(&window_flow(5), |_| None),
         BTreeMap::from([
             (NodeId(11), NodeId(13)),
             (NodeId(12), NodeId(13)),
-            (NodeId(13), NodeId(15)),
-            (NodeId(14), NodeId(15)),
+            (NodeId(13), NodeId(11)),
+            (NodeId(14), NodeId(11)),
             (NodeId(15), NodeId(13)),
             (NodeId(16), NodeId(13)),
         ])
@@ -670,7 +672,7 @@ fn only_the_watcher_gets_heartbeats_and_only_a_watched_neighbour_that_fell_silen
     }
     assert_eq!(
         beats,
-        vec![(NodeId(15), 100), (NodeId(15), 200)],
+        vec![(NodeId(11), 100), (NodeId(11), 200)],
         "heartbeats only to the watcher, on a quiet link, every 100 ms"
     );
     assert_eq!(
@@ -1250,4 +1252,68 @@ fn a_draining_stage_makes_and_asks_nothing_but_finishes_its_trades() {
         .1;
     sup.on_message(STEP * 52, NodeId(15), &env(15, 3, confirm));
     assert_eq!(sup.in_transit_len(), 0);
+}
+
+#[test]
+fn stages_of_one_host_share_their_links_to_other_hosts() {
+    // Frames 13 and 14 run in one host at `a`, the windows in one at `b`,
+    // each wood stage alone. 13's host links are also fed by 14: what 14
+    // sends to a host spares 13's heartbeat to its watcher there, and what
+    // 14 hears from a host keeps the neighbours 13 watches there alive.
+    let host = |n: NodeId| {
+        let last = match n.0 {
+            13 | 14 => 1,
+            15 | 16 => 2,
+            other => other as u8,
+        };
+        Some(std::net::SocketAddr::from(([10, 0, 0, last], 7000)))
+    };
+    let flow = window_flow(5);
+    let slice = factoryos_wire::SliceIndex::new(&flow, |_| None).slice(
+        &flow,
+        NodeId(13),
+        Some(&"frame".into()),
+        host,
+    );
+    let watcher = slice.watcher.expect("13 is watched");
+    let watched = *slice.watched.first().expect("13 watches someone");
+    let mut cfg = frame(13);
+    cfg.set_suspect_after(Duration::from_millis(200));
+    let mut s = StageCore::new(cfg, Records::default());
+    let links = HostLinks::default();
+    s.share_host(links.clone());
+    assert!(s.set_slice(Duration::ZERO, &slice));
+    s.on_message(
+        STEP,
+        watched,
+        &env(watched.0, 5, Message::Heartbeat { seq: 1 }),
+    );
+    let (mut beats, mut suspects) = (Vec::new(), Vec::new());
+    for i in 2..=80 {
+        let now = Duration::from_millis(10 * i);
+        // The sibling trades with both hosts until 400 ms.
+        if now <= Duration::from_millis(400) && i % 5 == 0 {
+            links.sent(host(watcher).unwrap(), now);
+            links.heard(host(watched).unwrap(), now);
+        }
+        s.tick(now);
+        let out = s.take_output();
+        beats.extend(
+            out.send
+                .iter()
+                .filter(|(to, m)| *to == watcher && matches!(m, Message::Heartbeat { .. }))
+                .map(|_| now.as_millis()),
+        );
+        suspects.extend(out.suspects.into_iter().map(|n| (n, now.as_millis())));
+    }
+    assert_eq!(
+        beats.first(),
+        Some(&500),
+        "no heartbeat while the host's other stage keeps the link awake; one a period after it stops"
+    );
+    assert_eq!(
+        suspects,
+        vec![(watched, 600)],
+        "kept alive by what the host heard from its host, reported a deadline after that stops"
+    );
 }
