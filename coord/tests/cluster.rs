@@ -143,6 +143,26 @@ async fn rebind(addr: SocketAddr) -> UdpSocket {
     }
 }
 
+/// [`eventually`] for a call that fails with a reason: the timeout names
+/// the last one (a stall then says where it stalled).
+async fn eventually_ok<T, E: std::fmt::Display>(
+    what: &str,
+    mut f: impl AsyncFnMut() -> Result<T, E>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        let err = match f().await {
+            Ok(v) => return v,
+            Err(e) => e,
+        };
+        assert!(
+            start.elapsed() < DEADLINE,
+            "timed out waiting for {what}; the last error: {err}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
@@ -493,8 +513,8 @@ async fn reads_on_every_coordinator_see_every_acknowledged_write(file_lock: bool
     let leader = leader_of(&coords).await;
     let (operator, transport, _inbox) = rig.client(NodeId::OPERATOR);
     let item = factoryos_wire::ItemType::from("wood");
-    let mut recipe = eventually("the spec installed", async || {
-        operator.read_recipe(item.clone(), true).await.ok()
+    let mut recipe = eventually_ok("the spec installed", async || {
+        operator.read_recipe(item.clone(), true).await
     })
     .await;
     let readers: Vec<CoordClient> = (1..=3)

@@ -127,7 +127,7 @@ impl StageConfig {
     /// The default target buffer, in cycles' worth of each input.
     pub const DEFAULT_TARGET_CYCLES: u32 = 3;
     /// The default most requests in flight to one supplier.
-    pub const DEFAULT_MAX_IN_FLIGHT: usize = 2;
+    pub const DEFAULT_MAX_IN_FLIGHT: usize = 1;
 
     /// Defaults for a stage making `item` by `recipe`, with 100 ms cycles.
     pub fn new(id: NodeId, item: ItemType, recipe: Recipe, is_final: bool) -> Self {
