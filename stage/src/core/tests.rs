@@ -213,13 +213,7 @@ fn an_empty_supplier_parks_a_request_serves_it_from_its_next_lot_or_answers_unav
     let mut c = StageCore::new(frame(13), Records::default());
     c.set_flow(Duration::ZERO, &window_flow(5));
     c.tick(Duration::ZERO);
-    let asked: Vec<NodeId> = c
-        .take_output()
-        .send
-        .iter()
-        .filter(|(_, m)| matches!(m, Message::RequestBatch { .. }))
-        .map(|(n, _)| *n)
-        .collect();
+    let asked = requests_in(c.take_output());
     // Target: 3 cycles x 3 units; lots assumed 1 unit until one is seen; at
     // most 1 request in flight per supplier.
     assert_eq!(
@@ -241,27 +235,24 @@ fn an_empty_supplier_parks_a_request_serves_it_from_its_next_lot_or_answers_unav
         ),
     );
     c.tick(STEP);
-    let again: Vec<NodeId> = c
-        .take_output()
-        .send
-        .iter()
-        .filter(|(_, m)| matches!(m, Message::RequestBatch { .. }))
-        .map(|(n, _)| *n)
-        .collect();
+    let again = requests_in(c.take_output());
     assert!(
         again.is_empty(),
         "11 said it had nothing and 12 has its one request: {again:?}"
     );
     // Left alone for one cycle, then asked again.
     c.tick(STEP + Duration::from_millis(100));
-    let later: Vec<NodeId> = c
-        .take_output()
-        .send
+    let later = requests_in(c.take_output());
+    assert_eq!(later, vec![NodeId(11)], "11 is asked again after a cycle");
+}
+
+/// The stages an output asks for lots, in order.
+fn requests_in(out: Output) -> Vec<NodeId> {
+    out.send
         .iter()
         .filter(|(_, m)| matches!(m, Message::RequestBatch { .. }))
         .map(|(n, _)| *n)
-        .collect();
-    assert_eq!(later, vec![NodeId(11)], "11 is asked again after a cycle");
+        .collect()
 }
 
 #[test]
