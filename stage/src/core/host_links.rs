@@ -34,7 +34,7 @@ impl HostLinks {
     pub fn heard(&self, addr: SocketAddr, now: Duration) {
         self.with(|t| {
             let seen = t.entry(addr).or_default();
-            seen.heard = Some(seen.heard.map_or(now, |h| h.max(now)));
+            seen.heard = seen.heard.max(Some(now));
         });
     }
 
@@ -42,7 +42,7 @@ impl HostLinks {
     pub fn sent(&self, addr: SocketAddr, now: Duration) {
         self.with(|t| {
             let seen = t.entry(addr).or_default();
-            seen.sent = Some(seen.sent.map_or(now, |s| s.max(now)));
+            seen.sent = seen.sent.max(Some(now));
         });
     }
 

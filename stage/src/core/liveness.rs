@@ -45,7 +45,7 @@ impl Liveness {
         now: Duration,
     ) -> bool {
         self.last_heard.insert(from, now);
-        if let (Some(host), Some(addr)) = (&self.host, addr) {
+        if let Some((host, addr)) = self.host_at(addr) {
             host.heard(addr, now);
         }
         let first = self.ever_heard.insert(from);
@@ -60,19 +60,20 @@ impl Liveness {
 
     pub(super) fn sent_to(&mut self, to: NodeId, addr: Option<SocketAddr>, now: Duration) {
         self.last_sent_to.insert(to, now);
-        if let (Some(host), Some(addr)) = (&self.host, addr) {
+        if let Some((host, addr)) = self.host_at(addr) {
             host.sent(addr, now);
         }
+    }
+
+    /// Our host's shared table and `addr`, when both are known.
+    fn host_at(&self, addr: Option<SocketAddr>) -> Option<(&HostLinks, SocketAddr)> {
+        self.host.as_ref().zip(addr)
     }
 
     /// When `peer`'s host (at `addr`) was last heard from by any stage of
     /// ours, or `peer` by us, whichever is later.
     pub(super) fn host_heard(&self, peer: NodeId, addr: Option<SocketAddr>) -> Option<Duration> {
-        let by_host = self
-            .host
-            .as_ref()
-            .zip(addr)
-            .and_then(|(h, a)| h.last_heard(a));
+        let by_host = self.host_at(addr).and_then(|(h, a)| h.last_heard(a));
         self.last_heard(peer).max(by_host)
     }
 
@@ -85,11 +86,7 @@ impl Liveness {
         now: Duration,
         at_least: Duration,
     ) -> bool {
-        let by_host = self
-            .host
-            .as_ref()
-            .zip(addr)
-            .and_then(|(h, a)| h.last_sent(a));
+        let by_host = self.host_at(addr).and_then(|(h, a)| h.last_sent(a));
         self.last_sent_to
             .get(&peer)
             .copied()
@@ -149,22 +146,24 @@ impl StageCore {
         let l = &self.liveness;
         let flow = &self.flow;
         // Each watched neighbour we may report, with when it (or its host)
-        // was last heard from.
-        let candidates = || {
-            flow.watched()
-                .iter()
-                .copied()
-                .filter(|n| l.ever_heard(*n) && !l.reported.contains(n))
-                .filter_map(|n| Some((n, l.host_heard(n, flow.addr_of(n))?)))
-        };
-        let silent: Vec<NodeId> = candidates()
+        // was last heard from (read once: the host's table is behind a lock).
+        let candidates: Vec<(NodeId, Duration)> = flow
+            .watched()
+            .iter()
+            .copied()
+            .filter(|n| l.ever_heard(*n) && !l.reported.contains(n))
+            .filter_map(|n| Some((n, l.host_heard(n, flow.addr_of(n))?)))
+            .collect();
+        let silent: Vec<NodeId> = candidates
+            .iter()
             .filter(|(_, t)| now.saturating_sub(*t) >= after)
-            .map(|(n, _)| n)
+            .map(|(n, _)| *n)
             .collect();
         // The others' deadlines (those reported now are left out: they
         // come back only when heard from).
-        let due = candidates()
-            .map(|(_, t)| t + after)
+        let due = candidates
+            .iter()
+            .map(|(_, t)| *t + after)
             .filter(|t| *t > now)
             .min()
             .unwrap_or(Duration::MAX);
