@@ -27,9 +27,9 @@ impl Default for RaftTimeouts {
 
 impl RaftTimeouts {
     /// Heartbeats every `heartbeat_ms`, elections after 4 to 6 of them: a
-    /// group on a loaded machine (openraft gives every AppendEntries one
-    /// heartbeat interval to answer, so a slower disk or CPU needs a longer
-    /// one, at the price of a slower failover).
+    /// group on a loaded machine (every append-entries has the longest
+    /// election timeout to be answered, so a slower disk or CPU needs a
+    /// longer one, at the price of a slower failover).
     pub fn with_heartbeat(heartbeat_ms: u64) -> Self {
         let hb = heartbeat_ms.max(1);
         RaftTimeouts {
@@ -41,6 +41,16 @@ impl RaftTimeouts {
 
     pub fn heartbeat(&self) -> Duration {
         Duration::from_millis(self.heartbeat_ms)
+    }
+
+    /// How long an append-entries (a heartbeat included) may take to be
+    /// answered: just under the shortest election timeout (openraft wants
+    /// its interval below that), where a heartbeat every `heartbeat_ms`
+    /// alone would make a round trip above one heartbeat fatal.
+    pub fn reply_timeout_ms(&self) -> u64 {
+        self.election_min_ms
+            .saturating_sub(1)
+            .max(self.heartbeat_ms)
     }
 
     /// Checks the ordering openraft needs.

@@ -494,23 +494,52 @@ both_modes!(
 /// than the read takes, so this test does not reproduce it every time; the
 /// harness's register workload is the test that does.)
 async fn reads_on_every_coordinator_see_every_acknowledged_write(file_lock: bool) {
+    linearizable_reads_with_one_late_coordinator(file_lock, Late::AFollower, 30).await
+}
+
+/// A leader whose replies come back later than a heartbeat cannot confirm
+/// its leadership with a heartbeat round (openraft gives that round one
+/// heartbeat interval), so it confirms it through the log: its reads are
+/// served, and linearizable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_a_leader_with_late_replies_still_serves_linearizable_reads() {
+    linearizable_reads_with_one_late_coordinator(false, Late::TheLeader, 10).await
+}
+
+/// Which coordinator receives everything 100 ms late.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Late {
+    AFollower,
+    TheLeader,
+}
+
+/// `rounds` writes through the leader, each read back on every coordinator
+/// while one of them hears everything 100 ms late.
+async fn linearizable_reads_with_one_late_coordinator(file_lock: bool, late: Late, rounds: u32) {
     let mut rig = Rig::new(3, file_lock);
-    // Everything a coordinator sends to n3 is 100 ms late, so n3 applies
-    // writes long after the leader acknowledged them.
     for id in 1..=3 {
-        let faults = factoryos_wire::FaultController::new(id);
-        let late = factoryos_wire::FaultRule {
-            delay: Duration::from_millis(100),
-            ..Default::default()
-        };
-        faults.set_rule(rig.members[&NodeId(3)], late);
-        rig.faults.insert(NodeId(id), faults);
+        rig.faults
+            .insert(NodeId(id), factoryos_wire::FaultController::new(id));
     }
     let mut coords = Vec::new();
     for id in 1..=3 {
         coords.push(rig.start(NodeId(id)).await);
     }
     let leader = leader_of(&coords).await;
+    // Everything a coordinator sends to the late one is 100 ms late: a
+    // follower then applies writes long after the leader acknowledged them;
+    // a leader hears every reply 100 ms after it asked.
+    let lagging = match late {
+        Late::AFollower => (1..=3).map(NodeId).rfind(|id| *id != leader).unwrap(),
+        Late::TheLeader => leader,
+    };
+    let rule = factoryos_wire::FaultRule {
+        delay: Duration::from_millis(100),
+        ..Default::default()
+    };
+    for faults in rig.faults.values() {
+        faults.set_rule(rig.members[&lagging], rule.clone());
+    }
     let (operator, transport, _inbox) = rig.client(NodeId::OPERATOR);
     let item = factoryos_wire::ItemType::from("wood");
     let mut recipe = eventually_ok("the spec installed", async || {
@@ -521,7 +550,7 @@ async fn reads_on_every_coordinator_see_every_acknowledged_write(file_lock: bool
         .map(NodeId)
         .map(|id| CoordClient::new(transport.clone(), vec![id]).with_attempts(1))
         .collect();
-    for round in 0..30u32 {
+    for round in 0..rounds {
         recipe.yield_units = 100 + round;
         let writer = CoordClient::new(transport.clone(), vec![leader]);
         writer

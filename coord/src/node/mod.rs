@@ -23,6 +23,7 @@ use crate::config_store::{ConfigStore, RaftStore, StoreError};
 use crate::events::EventLog;
 use crate::filelock::FileLockStore;
 use crate::raft::elect::{self, LeaderContact};
+use crate::raft::heartbeat;
 use crate::raft::network::Network;
 use crate::raft::{store, Raft};
 use crate::solver::SolverConfig;
@@ -221,10 +222,10 @@ impl Coordinator {
         let log = EventLog::in_dir(&opts.data_dir, id);
         let (backend, config, mut tasks) = match opts.mode {
             CoordMode::Raft => {
-                let (store, elections) = start_raft(&opts, &transport, &log).await?;
+                let (store, raft_tasks) = start_raft(&opts, &transport, &log).await?;
                 let config = store.config();
                 let mut tasks = spawn_tasks(&opts, &transport, store.clone(), inbox, &log);
-                tasks.push(elections);
+                tasks.extend(raft_tasks);
                 (Backend::Raft(store), config, tasks)
             }
             CoordMode::FileLock => {
@@ -299,12 +300,13 @@ impl Coordinator {
 }
 
 /// Opens the redb storage, starts Raft and initialises the group on first
-/// start; the store and the task of prompt elections ([`elect`]).
+/// start; the store, and the tasks of prompt elections ([`elect`]) and of
+/// heartbeats ([`heartbeat`]).
 async fn start_raft(
     opts: &CoordinatorOptions,
     transport: &Transport,
     log: &EventLog,
-) -> Result<(RaftStore, JoinHandle<()>), CoordError> {
+) -> Result<(RaftStore, Vec<JoinHandle<()>>), CoordError> {
     let id = opts.identity.id();
     let timings = Timings::default();
     let (log_store, mut state_machine) =
@@ -314,7 +316,10 @@ async fn start_raft(
     let t = opts.timeouts;
     let raft_config = openraft::Config {
         cluster_name: "factoryos".into(),
-        heartbeat_interval: t.heartbeat_ms,
+        // openraft's interval is how long a reply may take; the heartbeats
+        // themselves are sent on `heartbeat_ms` by [`heartbeat`].
+        heartbeat_interval: t.reply_timeout_ms(),
+        enable_heartbeat: false,
         election_timeout_min: t.election_min_ms,
         election_timeout_max: t.election_max_ms,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1000),
@@ -350,6 +355,7 @@ async fn start_raft(
     }
     let contact = LeaderContact::default();
     let elections = elect::spawn(raft.clone(), id.0, contact.clone(), t);
+    let heartbeats = heartbeat::spawn(raft.clone(), t);
     let store = RaftStore::new(
         id,
         raft,
@@ -359,7 +365,7 @@ async fn start_raft(
         timings,
         contact,
     );
-    Ok((store, elections))
+    Ok((store, vec![elections, heartbeats]))
 }
 
 fn spawn_tasks<S: ConfigStore>(

@@ -1,8 +1,10 @@
 //! The Raft group (openraft 0.9, storage v2): type configuration, redb
-//! storage of log, vote and state machine, the network over QUIC, and
-//! prompt elections when a leader falls silent.
+//! storage of log, vote and state machine, the network over QUIC,
+//! heartbeats on their own clock, and prompt elections when a leader falls
+//! silent.
 
 pub mod elect;
+pub mod heartbeat;
 pub mod network;
 pub mod store;
 
