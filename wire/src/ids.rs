@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// A node of the cluster: a coordinator or a stage. Ids are never reused.
 /// A node's id is carried in its certificate (see [`crate::tls`]).
@@ -33,17 +34,60 @@ impl FromStr for NodeId {
     }
 }
 
-/// The name of an item type (a node of the supply-chain DAG).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct ItemType(pub String);
+/// The name of an item type (a node of the supply-chain DAG). Shared, so a
+/// clone (every request, lot and flow slice names one) allocates nothing,
+/// and two clones of one name compare equal without reading it.
+#[derive(Debug, Clone, Eq, Deserialize)]
+#[serde(from = "String")]
+pub struct ItemType(Arc<str>);
 
 impl ItemType {
     pub fn new(name: impl Into<String>) -> Self {
-        ItemType(name.into())
+        ItemType(Arc::from(name.into()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl PartialEq for ItemType {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
+
+impl Ord for ItemType {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if Arc::ptr_eq(&self.0, &other.0) {
+            return std::cmp::Ordering::Equal;
+        }
+        self.0.cmp(&other.0)
+    }
+}
+
+impl PartialOrd for ItemType {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::hash::Hash for ItemType {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state)
+    }
+}
+
+impl From<String> for ItemType {
+    fn from(s: String) -> Self {
+        ItemType(Arc::from(s))
+    }
+}
+
+/// As a plain string, as before it was shared.
+impl Serialize for ItemType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
     }
 }
 
@@ -55,7 +99,7 @@ impl fmt::Display for ItemType {
 
 impl From<&str> for ItemType {
     fn from(s: &str) -> Self {
-        ItemType(s.to_owned())
+        ItemType(Arc::from(s))
     }
 }
 

@@ -19,7 +19,7 @@ fn node() -> impl Strategy<Value = NodeId> {
 }
 
 fn item() -> impl Strategy<Value = ItemType> {
-    "[a-z][a-z0-9-]{0,15}".prop_map(ItemType)
+    "[a-z][a-z0-9-]{0,15}".prop_map(ItemType::from)
 }
 
 fn lot_id() -> impl Strategy<Value = LotId> {
