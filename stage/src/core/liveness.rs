@@ -28,6 +28,10 @@ pub struct Liveness {
     /// What this host's other stages heard and sent, by host (`None`: a
     /// stage alone, or one whose host does not share it).
     host: Option<HostLinks>,
+    /// The watcher, its address, and the earliest time its link can have
+    /// been quiet for a heartbeat period: sends only move that later, so
+    /// the ticks before it skip the look at the tables.
+    heartbeat_due: Option<(NodeId, Option<SocketAddr>, Duration)>,
 }
 
 impl Liveness {
@@ -78,20 +82,27 @@ impl Liveness {
     }
 
     /// Whether neither we nor (with a shared host) any stage of ours sent
-    /// anything to `peer`'s host for `at_least`.
-    fn quiet_to(
-        &self,
-        peer: NodeId,
+    /// anything to the watcher `w`'s host (at `addr`) for `every`.
+    fn quiet_to_watcher(
+        &mut self,
+        w: NodeId,
         addr: Option<SocketAddr>,
         now: Duration,
-        at_least: Duration,
+        every: Duration,
     ) -> bool {
+        if let Some((due_w, due_addr, due)) = self.heartbeat_due {
+            if due_w == w && due_addr == addr && now < due {
+                return false;
+            }
+        }
         let by_host = self.host_at(addr).and_then(|(h, a)| h.last_sent(a));
-        self.last_sent_to
-            .get(&peer)
-            .copied()
-            .max(by_host)
-            .is_none_or(|t| now.saturating_sub(t) >= at_least)
+        let last = self.last_sent_to.get(&w).copied().max(by_host);
+        let quiet = last.is_none_or(|t| now.saturating_sub(t) >= every);
+        self.heartbeat_due = match last {
+            Some(t) if !quiet => Some((w, addr, t + every)),
+            _ => None,
+        };
+        quiet
     }
 
     /// A new flow: forget who left it, start the clocks for who joined (a
@@ -101,6 +112,7 @@ impl Liveness {
         self.last_sent_to.retain(|n, _| neighbours.contains(n));
         self.reported.retain(|n| neighbours.contains(n));
         self.suspicion_due = None;
+        self.heartbeat_due = None;
         for n in neighbours {
             self.last_heard.entry(*n).or_insert(now);
             self.last_sent_to.entry(*n).or_insert(now);
@@ -126,7 +138,8 @@ impl StageCore {
     pub(super) fn heartbeats(&mut self, now: Duration) {
         if let Some(w) = self.flow.watcher() {
             let every = self.cfg.heartbeat_every;
-            if self.liveness.quiet_to(w, self.flow.addr_of(w), now, every) {
+            let addr = self.flow.addr_of(w);
+            if self.liveness.quiet_to_watcher(w, addr, now, every) {
                 self.liveness.heartbeat_seq += 1;
                 self.metrics.heartbeats_sent += 1;
                 let seq = self.liveness.heartbeat_seq;
