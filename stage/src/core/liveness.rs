@@ -32,9 +32,20 @@ pub struct Liveness {
     /// been quiet for a heartbeat period: sends only move that later, so
     /// the ticks before it skip the look at the tables.
     heartbeat_due: Option<(NodeId, Option<SocketAddr>, Duration)>,
+    /// A restarted stage that has not greeted its first flow's neighbours.
+    greet: bool,
 }
 
 impl Liveness {
+    /// The links of a stage restarted from its WAL: it greets the
+    /// neighbours of its first flow ([`StageCore::greet_after_restart`]).
+    pub(super) fn restarted() -> Self {
+        Liveness {
+            greet: true,
+            ..Liveness::default()
+        }
+    }
+
     /// Shares `links` with the other stages of our host.
     pub(super) fn share_host(&mut self, links: HostLinks) {
         self.host = Some(links);
@@ -183,6 +194,23 @@ impl StageCore {
         self.liveness.suspicion_due = Some(due);
         for n in silent {
             self.report_suspect(n);
+        }
+    }
+
+    /// After a restart, one heartbeat to every neighbour of the first flow.
+    /// A consumer whose request to us the crash lost then hears from us
+    /// before that request expires, and does not report us suspect: the
+    /// leader's probe would find us alive and avoid the link as broken for
+    /// half a minute, leaving us idle with our outbound stock ageing.
+    pub(super) fn greet_after_restart(&mut self, now: Duration) {
+        if !std::mem::take(&mut self.liveness.greet) {
+            return;
+        }
+        for n in self.flow.neighbours() {
+            self.liveness.heartbeat_seq += 1;
+            self.metrics.heartbeats_sent += 1;
+            let seq = self.liveness.heartbeat_seq;
+            self.send(now, n, Message::Heartbeat { seq });
         }
     }
 

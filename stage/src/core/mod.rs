@@ -228,6 +228,8 @@ impl StageCore {
             }
         }
         let supply = Supply::recover(records.out, &mut metrics);
+        let restarted =
+            records.meta.next_seq > 0 || records.meta.flow_version > FlowVersion::default();
         let demand = Demand::recover(records.inbound, records.meta.next_seq, &mut metrics);
         StageCore {
             seq: records.meta.next_seq,
@@ -235,7 +237,11 @@ impl StageCore {
             flow: FlowView::restarted(records.meta.flow_version),
             supply,
             demand,
-            liveness: Liveness::default(),
+            liveness: if restarted {
+                Liveness::restarted()
+            } else {
+                Liveness::default()
+            },
             slots: cycle::Slots::default(),
             draining: false,
             wall_origin_ms: 0,
@@ -319,6 +325,7 @@ impl StageCore {
         self.demand.new_flow();
         self.supply.new_flow();
         self.liveness.follow(&self.flow.neighbours(), now);
+        self.greet_after_restart(now);
         self.metrics.flow_updates += 1;
         let meta = self.meta();
         self.out.wal.push(meta);

@@ -723,6 +723,61 @@ fn a_supplier_silent_through_a_whole_request_is_reported_by_any_consumer() {
     assert!(fresh.metrics().requests_timed_out > 0);
 }
 
+fn heartbeats_to(out: &Output) -> Vec<(NodeId, Message)> {
+    out.send
+        .iter()
+        .filter(|(_, m)| matches!(m, Message::Heartbeat { .. }))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_supplier_back_before_a_request_expires_greets_its_consumers_and_is_not_reported() {
+    // Wood 11 crashes while frame 14's requests are in flight and is back
+    // before they expire. A fresh stage greets nobody; a restarted one
+    // greets every neighbour of its first flow, once, and frame 14, having
+    // heard from 11 since its request, does not report it (the leader would
+    // find 11 alive and avoid the link as broken for half a minute).
+    let mut w = StageCore::new(wood(11), Records::default());
+    w.set_flow(Duration::ZERO, &window_flow(5));
+    let first = w.take_output();
+    assert!(
+        heartbeats_to(&first).is_empty(),
+        "a fresh stage greets nobody"
+    );
+    let mut records = Records::default();
+    records.apply(&first.wal);
+    let mut c = StageCore::new(frame(14), Records::default());
+    c.set_flow(Duration::ZERO, &window_flow(5));
+    for s in [11, 12] {
+        c.on_message(STEP, NodeId(s), &env(s, 5, Message::Heartbeat { seq: 1 }));
+    }
+    c.tick(STEP * 2);
+    assert!(!requests_in(c.take_output()).is_empty());
+    let mut w = StageCore::new(wood(11), records);
+    w.set_flow(STEP * 5, &window_flow(6));
+    let greetings = heartbeats_to(&w.take_output());
+    let to: Vec<NodeId> = greetings.iter().map(|(n, _)| *n).collect();
+    assert_eq!(to, vec![NodeId(13), NodeId(14)]);
+    w.set_flow(STEP * 6, &window_flow(7));
+    assert!(heartbeats_to(&w.take_output()).is_empty(), "only once");
+    let (_, hello) = greetings
+        .into_iter()
+        .find(|(n, _)| *n == NodeId(14))
+        .unwrap();
+    c.on_message(STEP * 6, NodeId(11), &env(11, 6, hello));
+    c.on_message(
+        STEP * 6,
+        NodeId(12),
+        &env(12, 5, Message::Heartbeat { seq: 2 }),
+    );
+    for i in 7..=120 {
+        c.tick(STEP * i);
+        assert!(c.take_output().suspects.is_empty(), "at {} ms", 10 * i);
+    }
+    assert!(c.metrics().requests_timed_out > 0);
+}
+
 #[test]
 fn a_lot_in_transit_to_a_consumer_that_left_the_flow_is_still_completed() {
     let mut s = StageCore::new(wood(11), Records::default());
