@@ -43,7 +43,7 @@ pub struct ItemType(Arc<str>);
 
 impl ItemType {
     pub fn new(name: impl Into<String>) -> Self {
-        ItemType(Arc::from(name.into()))
+        ItemType::from(name.into())
     }
 
     pub fn as_str(&self) -> &str {

@@ -151,10 +151,7 @@ impl StageCore {
             let every = self.cfg.heartbeat_every;
             let addr = self.flow.addr_of(w);
             if self.liveness.quiet_to_watcher(w, addr, now, every) {
-                self.liveness.heartbeat_seq += 1;
-                self.metrics.heartbeats_sent += 1;
-                let seq = self.liveness.heartbeat_seq;
-                self.send(now, w, Message::Heartbeat { seq });
+                self.send_heartbeat(now, w);
             }
         }
         // Only a neighbour that spoke to us since we started falls silent: one
@@ -207,11 +204,16 @@ impl StageCore {
             return;
         }
         for n in self.flow.neighbours() {
-            self.liveness.heartbeat_seq += 1;
-            self.metrics.heartbeats_sent += 1;
-            let seq = self.liveness.heartbeat_seq;
-            self.send(now, n, Message::Heartbeat { seq });
+            self.send_heartbeat(now, n);
         }
+    }
+
+    /// One explicit heartbeat to `to`, counted.
+    fn send_heartbeat(&mut self, now: Duration, to: NodeId) {
+        self.liveness.heartbeat_seq += 1;
+        self.metrics.heartbeats_sent += 1;
+        let seq = self.liveness.heartbeat_seq;
+        self.send(now, to, Message::Heartbeat { seq });
     }
 
     /// Reports `n` suspect unless it was reported and not heard from since.
