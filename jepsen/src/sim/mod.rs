@@ -25,6 +25,7 @@ mod registration;
 pub mod scale;
 mod stage;
 mod summary;
+mod wakes;
 mod wal;
 mod world;
 
@@ -73,6 +74,9 @@ pub struct SimConfig {
     /// At the end, restart every crashed host before the audit, so that no
     /// lot may stay in transit (as the partition harness's final heal).
     pub final_recovery: bool,
+    /// Tick every running stage at every tick, not only those due (slower,
+    /// and the same run: the check of `StageCore::next_tick`).
+    pub tick_every_stage: bool,
 }
 
 impl SimConfig {
@@ -100,6 +104,7 @@ impl SimConfig {
             start_spread: Duration::from_secs(1),
             link_retry: factoryos_coord::node::LINK_RETRY,
             final_recovery: false,
+            tick_every_stage: false,
         }
     }
 }

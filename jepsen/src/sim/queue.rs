@@ -15,7 +15,7 @@ pub(super) struct Queue<E> {
 /// An event in the heap, ordered by nothing of its own (time and sequence
 /// number decide).
 #[derive(Debug)]
-struct Slot<E>(E);
+struct Slot<E>(Box<E>);
 
 impl<E> PartialEq for Slot<E> {
     fn eq(&self, _: &Self) -> bool {
@@ -44,7 +44,8 @@ impl<E> Queue<E> {
 
     pub(super) fn push(&mut self, at: Duration, event: E) {
         self.seq += 1;
-        self.heap.push(Reverse((at, self.seq, Slot(event))));
+        self.heap
+            .push(Reverse((at, self.seq, Slot(Box::new(event)))));
     }
 
     /// The next event if it is due by `until`.
@@ -54,7 +55,7 @@ impl<E> Queue<E> {
             .peek()
             .is_some_and(|Reverse((at, ..))| *at <= until)
         {
-            self.heap.pop().map(|Reverse((at, _, Slot(e)))| (at, e))
+            self.heap.pop().map(|Reverse((at, _, Slot(e)))| (at, *e))
         } else {
             None
         }

@@ -52,6 +52,19 @@ fn the_same_seed_gives_the_same_summary_byte_for_byte() {
     assert_ne!(a.render(), c.render(), "another seed, another run");
 }
 
+/// Ticking only the stages due (an input came, or their core's
+/// `next_tick` passed) is the run that ticking every stage gives: any
+/// deadline a core gives too late shows up as another summary.
+#[test]
+fn ticking_only_due_stages_changes_nothing() {
+    for seed in 1..=4 {
+        let mut every = faulty(seed, 8);
+        every.tick_every_stage = true;
+        let due = run(faulty(seed, 8), |_| {}).render();
+        assert_eq!(due, run(every, |_| {}).render(), "seed {seed}");
+    }
+}
+
 #[test]
 fn without_faults_the_small_chain_makes_what_the_twin_makes() {
     let report = run(small(1, 20), |_| {});

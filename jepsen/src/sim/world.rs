@@ -6,6 +6,7 @@ use super::coord::{SimCoord, Watch};
 use super::net::Net;
 use super::queue::Queue;
 use super::stage::{Input, SimStage};
+use super::wakes::Wakes;
 use super::SimConfig;
 use crate::experiment::live::Live;
 use crate::experiment::record::Record;
@@ -142,6 +143,8 @@ pub(super) struct World {
     /// Per running host: what its stages heard and sent, by host (see
     /// [`HostLinks`]); a crash forgets it with the process.
     pub(super) host_links: BTreeMap<NodeId, HostLinks>,
+    /// Which stages the next tick ticks.
+    wakes: Wakes,
 }
 
 impl World {
@@ -188,6 +191,7 @@ impl World {
             draining: false,
             ops_stopped: false,
             host_links: BTreeMap::new(),
+            wakes: Wakes::default(),
             cfg,
         };
         // A host process starts its stages together, at its own moment.
@@ -283,18 +287,29 @@ impl World {
             self.apply_due_ops();
         }
         let now = self.now;
-        // One pass over the stages without lookups; most ticks say nothing,
-        // and those that do are handled after the pass.
+        let mut due = self.wakes.take_due(now);
+        if self.cfg.tick_every_stage {
+            due = self.stages.keys().copied().collect();
+        }
+        // One pass over the stages due; most ticks say nothing, and those
+        // that do are handled after the pass, in id order.
         let mut said = Vec::new();
-        for (id, s) in self.stages.iter_mut() {
+        for id in due {
+            let Some(s) = self.stages.get_mut(&id) else {
+                continue;
+            };
+            // A stage committing is due again when its commit is durable.
             if s.committing.is_some() {
                 continue;
             }
             if let Some(core) = &mut s.core {
                 core.tick(now);
                 let out = core.take_output();
-                if !out.is_empty() {
-                    said.push((*id, out));
+                if out.is_empty() {
+                    self.wakes.at(id, core.next_tick(now));
+                } else {
+                    self.wakes.soon(id);
+                    said.push((id, out));
                 }
             }
         }
@@ -315,6 +330,7 @@ impl World {
         }
         let links = self.host_links.entry(s.host).or_default().clone();
         s.start(links);
+        self.wakes.soon(stage);
         if self.draining {
             if let Some(core) = &mut s.core {
                 core.drain();
@@ -383,6 +399,7 @@ impl World {
     /// Takes the core's output: commits its writes first (the sends wait
     /// for the commit), or sends at once when there is nothing to write.
     fn after_input(&mut self, stage: NodeId) {
+        self.wakes.soon(stage);
         let s = self.stages.get_mut(&stage).expect("a known stage");
         let Some(core) = &mut s.core else { return };
         let out = core.take_output();
@@ -407,6 +424,7 @@ impl World {
         if !self.life_is(stage, life) {
             return;
         }
+        self.wakes.soon(stage);
         let s = self.stages.get_mut(&stage).expect("up above");
         let Some(mut out) = s.committing.take() else {
             return;
@@ -512,9 +530,10 @@ impl World {
     pub(super) fn begin_drain(&mut self) {
         self.final_heal(self.cfg.final_recovery);
         self.draining = true;
-        for s in self.stages.values_mut() {
+        for (id, s) in self.stages.iter_mut() {
             if let Some(core) = &mut s.core {
                 core.drain();
+                self.wakes.soon(*id);
             }
         }
     }

@@ -42,6 +42,19 @@ impl Slots {
     }
 }
 
+impl Slots {
+    /// When a tick may next try a cycle, with no input before it: the next
+    /// slot's start, or the end of a slot still waiting for inputs or room
+    /// (until then only an input can make its lot).
+    pub(super) fn due(&self, cycle: Duration) -> Duration {
+        match (self.start, self.waiting) {
+            (None, _) => Duration::ZERO,
+            (Some(start), Some(_)) => start + cycle,
+            (Some(start), None) => start,
+        }
+    }
+}
+
 impl StageCore {
     /// The cycle due at `now`, if any: a new slot's first try, or another
     /// try of a slot still waiting for inputs or room. Whether it made a lot.

@@ -215,6 +215,30 @@ impl StageCore {
         }
     }
 
+    /// When a tick may next act on the consumer side, with no input before
+    /// it: give up a request (`request_timeout`), stop waiting on a quiet
+    /// supplier (`quiet_after`; once one may be quiet, every tick, as what
+    /// its host's other stages hear changes the answer), or ask a supplier
+    /// left alone after `BatchUnavailable` again.
+    pub(super) fn demand_due(&self, now: Duration) -> Duration {
+        let pending = self
+            .demand
+            .pending
+            .oldest()
+            .map_or(Duration::MAX, |oldest| {
+                let quiet = oldest + self.cfg.quiet_after;
+                (oldest + self.cfg.request_timeout).min(quiet.max(now))
+            });
+        let back = self
+            .demand
+            .unavailable_until
+            .values()
+            .copied()
+            .filter(|t| *t > now)
+            .min();
+        pending.min(back.unwrap_or(Duration::MAX))
+    }
+
     /// Keeps every input near its target by asking the flow's suppliers.
     pub(super) fn request_inputs(&mut self, now: Duration) {
         let target =

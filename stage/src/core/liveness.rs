@@ -131,6 +131,19 @@ impl Liveness {
     }
 
     /// Whether `peer` spoke to us at all since this stage started.
+    /// When a tick may next send a heartbeat (to a watcher, if we have
+    /// one) or report a silent neighbour, with no input before it. Both
+    /// cached deadlines are lower bounds: frames sent or heard by the other
+    /// stages of our host only move them later.
+    pub(super) fn due(&self, has_watcher: bool) -> Duration {
+        let heartbeat = match (has_watcher, self.heartbeat_due) {
+            (false, _) => Duration::MAX,
+            (true, Some((_, _, due))) => due,
+            (true, None) => Duration::ZERO,
+        };
+        heartbeat.min(self.suspicion_due.unwrap_or(Duration::ZERO))
+    }
+
     pub(super) fn ever_heard(&self, peer: NodeId) -> bool {
         self.ever_heard.contains(&peer)
     }

@@ -73,6 +73,23 @@ impl Supply {
         }
     }
 
+    /// When a tick may next act on the supplier side, with no input before
+    /// it: parked requests to serve (at once) or to refuse (after
+    /// `park_timeout`), lots in transit to re-send (every `retransmit`).
+    pub(super) fn due(&self, park_timeout: Duration, retransmit: Duration) -> Option<Duration> {
+        let parked = if !self.parked.is_empty() && !self.outbound.is_empty() {
+            Some(Duration::ZERO)
+        } else {
+            self.parked.iter().map(|p| p.at + park_timeout).min()
+        };
+        let resend = self
+            .in_transit
+            .values()
+            .map(|t| t.last_sent.map_or(Duration::ZERO, |at| at + retransmit))
+            .min();
+        parked.into_iter().chain(resend).min()
+    }
+
     /// A new flow: the consumers' shares changed.
     pub(super) fn new_flow(&mut self) {
         self.turns = Shares::default();
