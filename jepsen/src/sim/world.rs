@@ -117,7 +117,9 @@ pub(super) struct World {
     pub(super) cfg: SimConfig,
     pub(super) queue: Queue<Event>,
     pub(super) rng: SmallRng,
-    pub(super) stages: BTreeMap<NodeId, SimStage>,
+    /// Boxed, so the map stays small enough to search in cache: a stage's
+    /// state is large, and a big chain's would spread the map over memory.
+    pub(super) stages: BTreeMap<NodeId, Box<SimStage>>,
     pub(super) coord: SimCoord,
     pub(super) net: Net,
     pub(super) live: Live,
@@ -158,7 +160,7 @@ impl World {
                 stage_config(&chain.spec, decl, tuning),
                 live.host_of(decl.id),
             ) {
-                stages.insert(decl.id, SimStage::new(c, host));
+                stages.insert(decl.id, Box::new(SimStage::new(c, host)));
             }
         }
         let mut coord = SimCoord::new(cfg.link_retry);
@@ -502,7 +504,8 @@ impl World {
         let Some(c) = stage_config(&self.record.spec, decl, self.tuning) else {
             return false;
         };
-        self.stages.insert(decl.id, SimStage::new(c, decl.id));
+        self.stages
+            .insert(decl.id, Box::new(SimStage::new(c, decl.id)));
         true
     }
 

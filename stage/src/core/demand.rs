@@ -325,17 +325,19 @@ impl StageCore {
         item: &ItemType,
         suppliers: &[(NodeId, u32)],
     ) -> Option<NodeId> {
+        // The cheap tests first: whether it is responsive looks up when its
+        // host was last heard from.
         let eligible: Vec<(NodeId, u32)> = suppliers
             .iter()
             .filter(|(s, share)| {
                 *share > 0
-                    && self.responsive(now, *s)
                     && self.demand.pending.to(*s) < self.cfg.max_in_flight
                     && self
                         .demand
                         .unavailable_until
                         .get(s)
                         .is_none_or(|t| *t <= now)
+                    && self.responsive(now, *s)
             })
             .copied()
             .collect();
