@@ -58,6 +58,10 @@ pub struct WallFigures {
     pub solves: usize,
     pub solve_ms_mean: f64,
     pub solve_ms_max: f64,
+    /// Stage ticks run, and what ticking every running stage at every tick
+    /// would have run (the same summary either way: `SimConfig::tick_every_stage`).
+    pub stage_ticks: u64,
+    pub stage_slots: u64,
 }
 
 /// A simulation's results.
@@ -113,8 +117,14 @@ impl SimReport {
     pub fn render_wall(&self) -> String {
         let w = &self.wall;
         format!(
-            "wall time             {:.1} s ({:.1}x real time); flow solved {} times, {:.2} ms mean, {:.2} ms max",
-            w.wall_s, w.speed, w.solves, w.solve_ms_mean, w.solve_ms_max
+            "wall time             {:.1} s ({:.1}x real time); flow solved {} times, {:.2} ms mean, {:.2} ms max; {} stage ticks ({:.0}% of every running stage at every tick)",
+            w.wall_s,
+            w.speed,
+            w.solves,
+            w.solve_ms_mean,
+            w.solve_ms_max,
+            w.stage_ticks,
+            100.0 * w.stage_ticks as f64 / w.stage_slots.max(1) as f64
         )
     }
 }
@@ -237,6 +247,8 @@ pub(super) fn summarise(mut world: World, duration: Duration, wall: Duration) ->
         solves: solve_ms.len(),
         solve_ms_mean: solve_ms.iter().sum::<f64>() / solve_ms.len().max(1) as f64,
         solve_ms_max: solve_ms.iter().copied().fold(0.0, f64::max),
+        stage_ticks: world.stage_ticks,
+        stage_slots: world.stage_slots,
     };
     let net = &cfg.net;
     let setting = format!(

@@ -147,6 +147,12 @@ pub(super) struct World {
     pub(super) host_links: BTreeMap<NodeId, HostLinks>,
     /// Which stages the next tick ticks.
     wakes: Wakes,
+    /// Stage ticks run, and running stages summed over every tick (what
+    /// ticking all of them would run).
+    pub(super) stage_ticks: u64,
+    pub(super) stage_slots: u64,
+    /// Stages up now.
+    running: usize,
 }
 
 impl World {
@@ -194,6 +200,9 @@ impl World {
             ops_stopped: false,
             host_links: BTreeMap::new(),
             wakes: Wakes::default(),
+            stage_ticks: 0,
+            stage_slots: 0,
+            running: 0,
             cfg,
         };
         // A host process starts its stages together, at its own moment.
@@ -289,6 +298,7 @@ impl World {
             self.apply_due_ops();
         }
         let now = self.now;
+        self.stage_slots += self.running as u64;
         let mut due = self.wakes.take_due(now);
         if self.cfg.tick_every_stage {
             due = self.stages.keys().copied().collect();
@@ -305,12 +315,11 @@ impl World {
                 continue;
             }
             if let Some(core) = &mut s.core {
+                self.stage_ticks += 1;
                 core.tick(now);
                 let out = core.take_output();
-                if out.is_empty() {
-                    self.wakes.at(id, core.next_tick(now));
-                } else {
-                    self.wakes.soon(id);
+                self.wakes.at(id, core.next_tick(now));
+                if !out.is_empty() {
                     said.push((id, out));
                 }
             }
@@ -332,6 +341,7 @@ impl World {
         }
         let links = self.host_links.entry(s.host).or_default().clone();
         s.start(links);
+        self.running += 1;
         self.wakes.soon(stage);
         if self.draining {
             if let Some(core) = &mut s.core {
@@ -401,10 +411,11 @@ impl World {
     /// Takes the core's output: commits its writes first (the sends wait
     /// for the commit), or sends at once when there is nothing to write.
     fn after_input(&mut self, stage: NodeId) {
-        self.wakes.soon(stage);
         let s = self.stages.get_mut(&stage).expect("a known stage");
         let Some(core) = &mut s.core else { return };
         let out = core.take_output();
+        // Due when its core says, now that the input changed what it holds.
+        self.wakes.at(stage, core.next_tick(self.now));
         if !out.is_empty() {
             self.handle_output(stage, out);
         }
@@ -426,7 +437,6 @@ impl World {
         if !self.life_is(stage, life) {
             return;
         }
-        self.wakes.soon(stage);
         let s = self.stages.get_mut(&stage).expect("up above");
         let Some(mut out) = s.committing.take() else {
             return;
@@ -437,6 +447,9 @@ impl World {
         let s = self.stages.get_mut(&stage).expect("up above");
         if s.feed_waiting(now) {
             self.after_input(stage);
+        } else if let Some(core) = &s.core {
+            // Ticks skipped it while it committed: due when its core says.
+            self.wakes.at(stage, core.next_tick(now));
         }
     }
 
@@ -512,6 +525,9 @@ impl World {
     /// Kills a stage: its watch is forgotten with it.
     pub(super) fn crash_stage(&mut self, stage: NodeId) {
         if let Some(s) = self.stages.get_mut(&stage) {
+            if s.is_up() {
+                self.running -= 1;
+            }
             s.crash();
             self.host_links.remove(&s.host);
         }

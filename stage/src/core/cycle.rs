@@ -120,10 +120,12 @@ impl StageCore {
         Ok(made)
     }
 
-    fn make_lot(&mut self, now: Duration) -> Result<(), Stop> {
+    /// What would stop a lot now, if anything: no room outbound, or an
+    /// input short.
+    fn stop_now(&self) -> Option<Stop> {
         let room = self.cfg.outbound_cap * self.cfg.capacity.max(1) as usize;
         if !self.cfg.is_final && self.supply.outbound_len() >= room {
-            return Err(Stop::Blocked);
+            return Some(Stop::Blocked);
         }
         let ready = self
             .cfg
@@ -131,8 +133,22 @@ impl StageCore {
             .inputs
             .iter()
             .all(|(item, units)| self.demand.held_units(item) >= *units);
-        if !ready {
-            return Err(Stop::Skipped);
+        (!ready).then_some(Stop::Skipped)
+    }
+
+    /// When a tick may next try a cycle, with no input before it (see
+    /// [`Slots::due`]); at once if a slot waits and what it lacked is there
+    /// (a tick that served parked requests made room).
+    pub(super) fn cycle_due(&self) -> Duration {
+        if self.slots.is_waiting() && self.stop_now().is_none() {
+            return Duration::ZERO;
+        }
+        self.slots.due(self.cfg.cycle)
+    }
+
+    fn make_lot(&mut self, now: Duration) -> Result<(), Stop> {
+        if let Some(stop) = self.stop_now() {
+            return Err(stop);
         }
         let mut genealogy = Vec::new();
         for (item, need) in &self.cfg.recipe.inputs {

@@ -241,8 +241,6 @@ impl StageCore {
 
     /// Keeps every input near its target by asking the flow's suppliers.
     pub(super) fn request_inputs(&mut self, now: Duration) {
-        let target =
-            |units: u32| (units * self.cfg.target_cycles.max(1) * self.cfg.capacity.max(1)) as u64;
         // Only the inputs short of their target (on most ticks none: this
         // runs every tick, so it allocates nothing then).
         let short: Vec<(ItemType, u64)> = self
@@ -251,9 +249,10 @@ impl StageCore {
             .inputs
             .iter()
             .filter(|(i, u)| {
-                self.flow.suppliers_of(i).is_some() && self.wants_more(now, i, target(**u))
+                self.flow.suppliers_of(i).is_some()
+                    && self.wants_more(now, i, self.input_target(**u))
             })
-            .map(|(i, u)| (i.clone(), target(*u)))
+            .map(|(i, u)| (i.clone(), self.input_target(*u)))
             .collect();
         for (item, target) in short {
             let Some(suppliers) = self.flow.suppliers_of(&item).map(<[_]>::to_vec) else {
@@ -325,20 +324,9 @@ impl StageCore {
         item: &ItemType,
         suppliers: &[(NodeId, u32)],
     ) -> Option<NodeId> {
-        // The cheap tests first: whether it is responsive looks up when its
-        // host was last heard from.
         let eligible: Vec<(NodeId, u32)> = suppliers
             .iter()
-            .filter(|(s, share)| {
-                *share > 0
-                    && self.demand.pending.to(*s) < self.cfg.max_in_flight
-                    && self
-                        .demand
-                        .unavailable_until
-                        .get(s)
-                        .is_none_or(|t| *t <= now)
-                    && self.responsive(now, *s)
-            })
+            .filter(|(s, share)| self.may_ask(now, *s, *share))
             .copied()
             .collect();
         self.demand
@@ -346,6 +334,39 @@ impl StageCore {
             .entry(item.clone())
             .or_default()
             .pick(eligible)
+    }
+
+    /// Whether `supplier` (with `share` of an input) may be asked now. The
+    /// cheap tests first: whether it is responsive looks up when its host
+    /// was last heard from.
+    fn may_ask(&self, now: Duration, supplier: NodeId, share: u32) -> bool {
+        share > 0
+            && self.demand.pending.to(supplier) < self.cfg.max_in_flight
+            && self
+                .demand
+                .unavailable_until
+                .get(&supplier)
+                .is_none_or(|t| *t <= now)
+            && self.responsive(now, supplier)
+    }
+
+    /// Whether [`Self::request_inputs`] would ask a supplier now: an input
+    /// short of its target with a supplier that may be asked.
+    pub(super) fn would_request(&self, now: Duration) -> bool {
+        self.cfg.recipe.inputs.iter().any(|(item, units)| {
+            self.flow.suppliers_of(item).is_some_and(|suppliers| {
+                self.wants_more(now, item, self.input_target(*units))
+                    && suppliers
+                        .iter()
+                        .any(|(s, share)| self.may_ask(now, *s, *share))
+            })
+        })
+    }
+
+    /// The units of an input the consumer keeps (held plus requested), for
+    /// `units` of it a lot.
+    fn input_target(&self, units: u32) -> u64 {
+        (units * self.cfg.target_cycles.max(1) * self.cfg.capacity.max(1)) as u64
     }
 
     fn ask(&mut self, now: Duration, supplier: NodeId, item: &ItemType) {

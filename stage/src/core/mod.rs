@@ -410,24 +410,24 @@ impl StageCore {
         self.heartbeats(now);
     }
 
-    /// The earliest moment after a `tick(now)` at which another tick may
-    /// do anything, if no input (message, slice, drain) comes first: a
-    /// shell running many stages ticks only those due and those that had
-    /// an input, and gets the same run as ticking all of them (the
-    /// simulator's test `ticking_only_due_stages_changes_nothing` pins it).
-    /// Ask it after taking an empty output: a tick that said something may
-    /// have made room for more at once.
+    /// The earliest moment at which a tick may do anything, if no input
+    /// (message, slice, drain) comes first; `now` or earlier if a tick now
+    /// would. Ask it after a tick or an input: a shell running many stages
+    /// then ticks only those due and gets the same run as ticking all of
+    /// them (the simulator's test `ticking_only_due_stages_changes_nothing`
+    /// pins it).
     pub fn next_tick(&self, now: Duration) -> Duration {
         let c = &self.cfg;
         let supply = self.supply.due(c.park_timeout, c.retransmit);
         let liveness = self.liveness.due(self.flow.watcher().is_some());
+        let due = liveness.min(supply.unwrap_or(Duration::MAX));
         if self.draining {
-            return liveness.min(supply.unwrap_or(Duration::MAX));
+            return due;
         }
-        liveness
-            .min(supply.unwrap_or(Duration::MAX))
-            .min(self.slots.due(c.cycle))
-            .min(self.demand_due(now))
+        if self.would_request(now) {
+            return Duration::ZERO;
+        }
+        due.min(self.cycle_due()).min(self.demand_due(now))
     }
 }
 
