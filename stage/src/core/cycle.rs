@@ -40,9 +40,7 @@ impl Slots {
     pub(super) fn is_waiting(&self) -> bool {
         self.waiting.is_some()
     }
-}
 
-impl Slots {
     /// When a tick may next try a cycle, with no input before it: the next
     /// slot's start, or the end of a slot still waiting for inputs or room
     /// (until then only an input can make its lot).

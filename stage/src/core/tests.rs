@@ -533,6 +533,33 @@ fn frames_made(out: &Output) -> usize {
 }
 
 #[test]
+fn next_tick_says_when_the_slot_ends_or_at_once_when_a_request_may_go() {
+    let ms = Duration::from_millis;
+    let mut c = StageCore::new(frame(13), Records::default());
+    c.set_flow(Duration::ZERO, &window_flow(5));
+    c.tick(ms(0));
+    let out = c.take_output();
+    let to_11 = out.send.iter().find_map(|(n, m)| match m {
+        Message::RequestBatch { req, .. } if *n == NodeId(11) => Some(*req),
+        _ => None,
+    });
+    assert_eq!(requests_in(out).len(), 2, "one request to each supplier");
+    // Still short of its target, but both suppliers have their one
+    // request: nothing to do before the waiting slot ends.
+    assert_eq!(c.next_tick(ms(0)), ms(100));
+    let answer = Message::BatchSent {
+        req: to_11,
+        lot: lot(11, 0, "wood", 3),
+    };
+    c.on_message(ms(30), NodeId(11), &env(11, 5, answer));
+    assert_eq!(frames_made(&c.take_output()), 1, "the slot made its frame");
+    assert_eq!(c.next_tick(ms(30)), Duration::ZERO, "11 may be asked again");
+    c.tick(ms(40));
+    assert_eq!(requests_in(c.take_output()), [NodeId(11)]);
+    assert_eq!(c.next_tick(ms(40)), ms(130), "the next slot");
+}
+
+#[test]
 fn a_cycle_short_of_inputs_runs_when_they_arrive_and_never_twice_in_one_cycle() {
     let ms = Duration::from_millis;
     let wood_lot = |seq| {
