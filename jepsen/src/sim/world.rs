@@ -318,7 +318,10 @@ impl World {
                 self.stage_ticks += 1;
                 core.tick(now);
                 let out = core.take_output();
-                self.wakes.at(id, core.next_tick(now));
+                // One about to commit is due again when the commit is durable.
+                if out.wal.is_empty() {
+                    self.wakes.at(id, core.next_tick(now));
+                }
                 if !out.is_empty() {
                     said.push((id, out));
                 }
@@ -414,8 +417,11 @@ impl World {
         let s = self.stages.get_mut(&stage).expect("a known stage");
         let Some(core) = &mut s.core else { return };
         let out = core.take_output();
-        // Due when its core says, now that the input changed what it holds.
-        self.wakes.at(stage, core.next_tick(self.now));
+        // Due when its core says, now that the input changed what it holds
+        // (or, about to commit, when the commit is durable).
+        if out.wal.is_empty() {
+            self.wakes.at(stage, core.next_tick(self.now));
+        }
         if !out.is_empty() {
             self.handle_output(stage, out);
         }

@@ -418,9 +418,10 @@ impl StageCore {
     /// pins it).
     pub fn next_tick(&self, now: Duration) -> Duration {
         let c = &self.cfg;
-        let supply = self.supply.due(c.park_timeout, c.retransmit);
-        let liveness = self.liveness.due(self.flow.watcher().is_some());
-        let due = liveness.min(supply.unwrap_or(Duration::MAX));
+        let due = self
+            .liveness
+            .due(self.flow.watcher().is_some())
+            .min(self.supply.due(c.park_timeout, c.retransmit));
         if self.draining {
             return due;
         }

@@ -76,18 +76,16 @@ impl Supply {
     /// When a tick may next act on the supplier side, with no input before
     /// it: parked requests to serve (at once) or to refuse (after
     /// `park_timeout`), lots in transit to re-send (every `retransmit`).
-    pub(super) fn due(&self, park_timeout: Duration, retransmit: Duration) -> Option<Duration> {
-        let parked = if !self.parked.is_empty() && !self.outbound.is_empty() {
-            Some(Duration::ZERO)
-        } else {
-            self.parked.iter().map(|p| p.at + park_timeout).min()
-        };
+    pub(super) fn due(&self, park_timeout: Duration, retransmit: Duration) -> Duration {
+        if !self.parked.is_empty() && !self.outbound.is_empty() {
+            return Duration::ZERO;
+        }
+        let refuse = self.parked.iter().map(|p| p.at + park_timeout);
         let resend = self
             .in_transit
             .values()
-            .map(|t| t.last_sent.map_or(Duration::ZERO, |at| at + retransmit))
-            .min();
-        parked.into_iter().chain(resend).min()
+            .map(|t| t.last_sent.map_or(Duration::ZERO, |at| at + retransmit));
+        refuse.chain(resend).min().unwrap_or(Duration::MAX)
     }
 
     /// A new flow: the consumers' shares changed.
