@@ -269,3 +269,73 @@ fn a_killed_host_process_takes_its_stages_together_and_loses_nothing() {
     eprintln!("{report}");
     assert!(report.is_clean(), "{report}\n{report:?}");
 }
+
+/// The window chain in two host processes of three stages each; frame
+/// stage 13 is killed alone inside its live host (through the host's down
+/// file). The leader holds it dead although its host's other stages keep
+/// their links to the other host awake; window stage 15, in the same
+/// process, goes on with frames from 14; 13 starts again inside the same
+/// process from the host's WAL and makes frames again; no lot is lost or
+/// duplicated.
+#[test]
+fn a_stage_killed_alone_in_a_live_host_is_held_dead_and_restarts_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("{}/examples/window.toml", env!("CARGO_MANIFEST_DIR"));
+    let mut cluster = LocalCluster::create(
+        &dir.path().join("cluster"),
+        env!("CARGO_BIN_EXE_factoryos").as_ref(),
+        &LocalInit::new(3, Some(spec.as_ref())),
+    )
+    .unwrap();
+    cluster.set_metrics_interval(CYCLE_MS);
+    cluster.start_all().unwrap();
+    let host_a = [NodeId(11), NodeId(13), NodeId(15)];
+    let host_b = [NodeId(12), NodeId(14), NodeId(16)];
+    cluster.start_stage_group(&host_a, CYCLE_MS).unwrap();
+    cluster.start_stage_group(&host_b, CYCLE_MS).unwrap();
+    eventually("both window stages making windows", || {
+        (metric(&cluster, 15, |m| m.counters.final_products)? >= 5
+            && metric(&cluster, 16, |m| m.counters.final_products)? >= 5)
+            .then_some(())
+    });
+    let pid = cluster.pid(NodeId(11));
+
+    cluster
+        .set_stage_down(NodeId(11), NodeId(13), true)
+        .unwrap();
+    let config = cluster.dir().join("cluster.toml");
+    let config = config.to_str().unwrap();
+    eventually("the leader holding 13 dead", || {
+        let out = factoryos(&["status", "--config", config]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["n13", "Dead"])
+            .then_some(())
+    });
+    std::fs::remove_file(cluster.metrics_path(NodeId(13))).unwrap();
+    let at_kill = metric(&cluster, 15, |m| m.counters.final_products).unwrap();
+    eventually("15, beside the dead 13, making windows", || {
+        (metric(&cluster, 15, |m| m.counters.final_products)? >= at_kill + 10).then_some(())
+    });
+    assert!(cluster.stage_metrics(NodeId(13)).is_none(), "13 is down");
+    assert_eq!(cluster.pid(NodeId(11)), pid, "the host lives on");
+    assert!(cluster.is_running(NodeId(11)));
+
+    cluster
+        .set_stage_down(NodeId(11), NodeId(13), false)
+        .unwrap();
+    let recovered = eventually("13 making frames again in its host", || {
+        let m = cluster.stage_metrics(NodeId(13))?;
+        (m.counters.successful_manufacture_cycles >= 3).then_some(m)
+    });
+    let c = &recovered.counters;
+    let replayed = c.wal_recovered_in_queue + c.wal_recovered_in_transit + c.wal_recovered_inbound;
+    assert!(replayed > 0, "13 replayed its records: {recovered:?}");
+    assert_eq!(cluster.pid(NodeId(11)), pid, "in the same process");
+
+    cluster.terminate_all(&[NodeId(11), NodeId(12)]).unwrap();
+    let ids: Vec<NodeId> = host_a.iter().chain(&host_b).copied().collect();
+    let report = factoryos_stage::audit::audit_wals(cluster.file(), &ids).unwrap();
+    eprintln!("{report}");
+    assert!(report.is_clean(), "{report}\n{report:?}");
+}

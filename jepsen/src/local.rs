@@ -191,6 +191,7 @@ impl LocalCluster {
             return Ok(());
         };
         self.ensure_host_certificate(ids)?;
+        self.clear_down(*first)?;
         let list: Vec<String> = ids.iter().map(|i| i.0.to_string()).collect();
         self.spawn(
             *first,
@@ -204,6 +205,45 @@ impl LocalCluster {
                 self.metrics_ms.to_string(),
             ],
         )
+    }
+
+    /// Kills (`down`) or starts again stage `stage` alone inside its live
+    /// host process `host` (known by its first stage), through the host's
+    /// down file (`factoryos_stage::host::down`): the host acts within
+    /// `factoryos_stage::host::DOWN_EVERY`.
+    pub fn set_stage_down(
+        &mut self,
+        host: NodeId,
+        stage: NodeId,
+        down: bool,
+    ) -> Result<(), LocalError> {
+        if !self.is_running(host) {
+            return Err(LocalError::Unknown(host));
+        }
+        let path = StageFiles::of(&self.file, host).down;
+        let io = |source| LocalError::Io {
+            what: format!("down file {}", path.display()),
+            source,
+        };
+        let mut listed =
+            factoryos_stage::host::down::read(&path).map_err(|e| io(std::io::Error::other(e)))?;
+        if down {
+            listed.insert(stage);
+        } else {
+            listed.remove(&stage);
+        }
+        factoryos_stage::host::down::write(&path, &listed).map_err(io)
+    }
+
+    /// A host starts every stage it runs: none is down inside it yet.
+    fn clear_down(&self, first: NodeId) -> Result<(), LocalError> {
+        let down = StageFiles::of(&self.file, first).down;
+        factoryos_stage::host::down::write(&down, &Default::default()).map_err(|source| {
+            LocalError::Io {
+                what: format!("down file {}", down.display()),
+                source,
+            }
+        })
     }
 
     /// Issues the host certificate of `ids` unless one is there already: a
@@ -227,6 +267,7 @@ impl LocalCluster {
 
     /// Starts stage `id` of the spec with cycles of `cycle_ms`.
     pub fn start_stage(&mut self, id: NodeId, cycle_ms: u64) -> Result<(), LocalError> {
+        self.clear_down(id)?;
         self.spawn(
             id,
             &[

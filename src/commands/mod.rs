@@ -75,6 +75,12 @@ pub struct RateArgs {
     /// minute; the last live stage of a type is spared unless --allow-outages.
     #[arg(long, default_value_t = 0.0)]
     pub failure_rate: f64,
+    /// What a crash kills: `host` (a host process with all its stages, as a
+    /// machine's crash) or `stage` (one stage alone inside its host, which
+    /// goes on; it restarts there from the host's WAL). The same where a
+    /// host runs one stage.
+    #[arg(long, default_value = "host", value_parser = crash_scope_parser())]
+    pub crash: factoryos_jepsen::experiment::schedule::CrashScope,
     /// Let a crash take the last live stage of a type (its consumers stall
     /// until it recovers).
     #[arg(long)]
@@ -168,6 +174,16 @@ impl TimeoutArgs {
         t.validate().map_err(anyhow::Error::msg)?;
         Ok(t)
     }
+}
+
+/// Parses `--crash` (its possible values show in `--help`).
+fn crash_scope_parser(
+) -> impl clap::builder::TypedValueParser<Value = factoryos_jepsen::experiment::schedule::CrashScope>
+{
+    use clap::builder::TypedValueParser;
+    use factoryos_jepsen::experiment::schedule::CrashScope;
+    clap::builder::PossibleValuesParser::new(CrashScope::ALL.map(CrashScope::name))
+        .try_map(|s| s.parse::<CrashScope>())
 }
 
 /// Parses `--coord-mode` (its possible values show in `--help`).

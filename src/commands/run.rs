@@ -62,6 +62,7 @@ fn config(args: RunArgs) -> Result<RunConfig> {
         update_dep_rate: rates.update_dep,
         add_stage_rate: rates.add_stage,
         allow_outages: args.ops.allow_outages,
+        crash_scope: args.ops.crash,
         leader_can_fail: args.leader_can_fail,
         mode: args.coord_mode,
         coordinators: args.coordinators,

@@ -96,6 +96,7 @@ fn config(args: &SimArgs, stages: Option<usize>, duration: u64) -> Result<SimCon
     cfg.cycle = Duration::from_millis(args.cycle.max(1));
     cfg.rates = rates;
     cfg.allow_outages = args.ops.allow_outages;
+    cfg.crash_scope = args.ops.crash;
     cfg.final_recovery = args.final_recovery;
     cfg.net = NetConfig {
         latency: Duration::from_micros(args.latency_us),

@@ -92,12 +92,12 @@ pub fn stage(args: StageArgs) -> Result<()> {
     let host = factoryos_stage::setup::host_options(&cluster, &ids)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let host = factoryos_stage::host::start(host, all)
+        let mut host = factoryos_stage::host::start(host, all)
             .await
             .context("the stages could not start")?;
         let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
         eprintln!("stage {} listening on {}", list.join(","), host.addr());
-        shutdown_signal().await;
+        host.serve(shutdown_signal()).await;
         for (id, outcome) in host.stop().await {
             if let Err(e) = outcome {
                 eprintln!("stage {id} stopped with an error: {e}");

@@ -25,6 +25,9 @@ pub struct StageFiles {
     pub events: PathBuf,
     /// Faults set from outside while it runs (see `factoryos_wire::fault_file`).
     pub faults: PathBuf,
+    /// Which stages of its host must be down, when it is its host's first
+    /// stage (see [`crate::host::down`]).
+    pub down: PathBuf,
 }
 
 impl StageFiles {
@@ -34,6 +37,7 @@ impl StageFiles {
             metrics: dir.join("metrics.json"),
             events: dir.join(factoryos_coord::events::FILE_NAME),
             faults: dir.join(factoryos_wire::fault_file::FILE_NAME),
+            down: dir.join(crate::host::down::FILE_NAME),
         }
     }
 
@@ -160,8 +164,8 @@ fn declared(stages: &[StageDecl], id: NodeId) -> Result<&StageDecl, StageSetupEr
 
 /// Options of the host process running stages `ids` of `cluster`: their
 /// certificate (`node-N` for one stage, `host-N` for several), the address
-/// they declare (all the same one, or none), the first stage's fault file,
-/// and the host's WAL ([`StageFiles::host_wal`]; refused if another of the
+/// they declare (all the same one, or none), the first stage's fault file
+/// and down file, and the host's WAL ([`StageFiles::host_wal`]; refused if another of the
 /// stages has a WAL of its own from a run with another grouping).
 pub fn host_options(cluster: &ClusterFile, ids: &[NodeId]) -> Result<HostOptions, StageSetupError> {
     let first = *ids.iter().min().ok_or(StageSetupError::NoStages)?;
@@ -208,6 +212,7 @@ pub fn host_options(cluster: &ClusterFile, ids: &[NodeId]) -> Result<HostOptions
         transport: TransportConfig::default(),
         faults: Some(factoryos_wire::FaultController::new(first.0)),
         faults_path: Some(StageFiles::of(cluster, first).faults),
+        down_path: Some(StageFiles::of(cluster, first).down),
         wal_path,
     })
 }

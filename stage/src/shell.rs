@@ -98,6 +98,17 @@ impl StageHandle {
         self.metrics.clone()
     }
 
+    /// Kills the stage as a crash would, inside its live host: its loop
+    /// stops where it is, with no drain and no last metrics. A batch it
+    /// already handed to the host's WAL may still commit (a crash after the
+    /// write, before the answer); the sends it queued after its last commit
+    /// still go out, as a socket's buffers do after its process dies. What
+    /// is addressed to it is refused, as not hosted, until it starts again.
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
     /// Stops the stage: it makes and asks for no more lots, finishes the
     /// trades in flight (lots it sent get confirmed; at most [`DRAIN_MAX`],
     /// as a consumer may be gone), then stops. Everything committed stays

@@ -128,7 +128,7 @@ pub(crate) fn reroutes(genealogy: &Genealogy, record: &Record, clock_unix_ms: u6
         .iter()
         .map(|c| Reroute {
             at_s: c.at_s,
-            node: c.host.0,
+            node: c.node.0,
             detect_ms: c.detect_ms,
             first_product_ms: genealogy.first_product_through(c.at_ms, &c.items, &c.victims),
             baseline_ms: c

@@ -1,5 +1,6 @@
 //! The run's view of its cluster: which stages exist, on which host
-//! processes, of which type, and which hosts and coordinators are down.
+//! processes, of which type, and which hosts, stages and coordinators are
+//! down.
 
 use factoryos_coord::spec::ChainSpec;
 use factoryos_wire::{ItemType, NodeId};
@@ -20,6 +21,8 @@ pub struct Live {
     host_of: BTreeMap<NodeId, NodeId>,
     item_of: BTreeMap<NodeId, ItemType>,
     pub dead_hosts: BTreeSet<NodeId>,
+    /// Stages killed alone inside a host process that lives on.
+    pub dead_alone: BTreeSet<NodeId>,
     pub dead_coords: BTreeSet<NodeId>,
     /// Ids given out that no stage has (an add that failed half way): never reused.
     spent: BTreeSet<NodeId>,
@@ -73,6 +76,7 @@ impl Live {
             ids,
             groups,
             dead_hosts: BTreeSet::new(),
+            dead_alone: BTreeSet::new(),
             dead_coords: BTreeSet::new(),
             spent: BTreeSet::new(),
         }
@@ -124,22 +128,59 @@ impl Live {
         self.spent.insert(id);
     }
 
+    /// Whether `stage` is down: its host process, or it alone inside it.
+    pub fn is_down(&self, stage: NodeId) -> bool {
+        self.dead_alone.contains(&stage)
+            || self
+                .host_of
+                .get(&stage)
+                .is_some_and(|h| self.dead_hosts.contains(h))
+    }
+
+    /// Running stages per type.
+    fn up_per_type(&self) -> BTreeMap<&ItemType, usize> {
+        let mut up: BTreeMap<&ItemType, usize> = BTreeMap::new();
+        for s in &self.ids {
+            if !self.is_down(*s) {
+                *up.entry(&self.item_of[s]).or_default() += 1;
+            }
+        }
+        up
+    }
+
+    /// Stages a crash of one stage may take: running ones, and unless
+    /// `allow_outages`, only those that leave a running stage of their
+    /// type behind.
+    pub fn stage_crash_candidates(&self, allow_outages: bool) -> Vec<NodeId> {
+        let up = self.up_per_type();
+        self.ids
+            .iter()
+            .filter(|s| !self.is_down(**s))
+            .filter(|s| allow_outages || up.get(&self.item_of[*s]).copied().unwrap_or(0) > 1)
+            .copied()
+            .collect()
+    }
+
+    /// A host process started again runs all its stages.
+    pub fn host_back(&mut self, host: NodeId) {
+        self.dead_hosts.remove(&host);
+        let group: Vec<NodeId> = self.group(host).to_vec();
+        for s in group {
+            self.dead_alone.remove(&s);
+        }
+    }
+
     /// Hosts a crash may take: live ones, and unless `allow_outages`, only
     /// those whose every stage leaves a live stage of its type behind (one
     /// pass over the stages, so it stays cheap at 100,000 of them).
     pub fn crash_candidates(&self, allow_outages: bool) -> Vec<NodeId> {
-        let mut live: BTreeMap<&ItemType, usize> = BTreeMap::new();
-        for s in &self.ids {
-            if !self.dead_hosts.contains(&self.host_of[s]) {
-                *live.entry(&self.item_of[s]).or_default() += 1;
-            }
-        }
+        let live = self.up_per_type();
         self.groups
             .iter()
             .filter(|g| !self.dead_hosts.contains(&g[0]))
             .filter(|g| {
                 let mut lost: BTreeMap<&ItemType, usize> = BTreeMap::new();
-                for s in g.iter() {
+                for s in g.iter().filter(|s| !self.is_down(**s)) {
                     *lost.entry(&self.item_of[s]).or_default() += 1;
                 }
                 allow_outages
@@ -161,10 +202,7 @@ impl Live {
     }
 
     pub fn dead_stages(&self) -> usize {
-        self.ids
-            .iter()
-            .filter(|s| self.dead_hosts.contains(&self.host_of[s]))
-            .count()
+        self.ids.iter().filter(|s| self.is_down(**s)).count()
     }
 }
 

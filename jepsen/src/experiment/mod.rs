@@ -117,6 +117,8 @@ pub struct RunConfig {
     pub add_stage_rate: f64,
     /// Whether a crash may take the last live stage of a type.
     pub allow_outages: bool,
+    /// What a crash kills: a host process or one stage inside it.
+    pub crash_scope: schedule::CrashScope,
     /// Whether the Raft leader may be killed too.
     pub leader_can_fail: bool,
     pub mode: CoordMode,
@@ -259,7 +261,8 @@ pub async fn run(
     let mut rig = rig::Rig::start(config, &chain).await?;
     let mut record = record::Record::new(&chain);
     let mut schedule =
-        schedule::RateSchedule::new(config.seed, config.rates(), config.allow_outages);
+        schedule::RateSchedule::new(config.seed, config.rates(), config.allow_outages)
+            .crashing(config.crash_scope);
     let mut observer = observe::Observer::default();
     while rig.clock.elapsed() < config.duration && !*stop.borrow() {
         let moment = rig.moment();

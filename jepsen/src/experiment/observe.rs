@@ -60,7 +60,7 @@ impl Observer {
         let undetected = record
             .crashes
             .iter()
-            .any(|c| c.detect_ms.is_none() && rig.live.dead_hosts.contains(&c.host));
+            .any(|c| c.detect_ms.is_none() && c.victims.iter().all(|v| rig.live.is_down(*v)));
         if undetected && due(&mut self.last_detect_poll, DETECT_POLL) {
             detect_crashes(rig, record).await;
         }
@@ -125,7 +125,8 @@ async fn detect_crashes(rig: &Rig, record: &mut Record) {
         .map(|(id, _)| *id)
         .collect();
     for c in record.crashes.iter_mut().filter(|c| c.detect_ms.is_none()) {
-        if rig.live.dead_hosts.contains(&c.host) && c.victims.is_subset(&dead) {
+        let down = c.victims.iter().all(|v| rig.live.is_down(*v));
+        if down && c.victims.is_subset(&dead) {
             c.detect_ms = Some(unix_ms().saturating_sub(c.at_ms));
         }
     }

@@ -38,7 +38,9 @@ pub struct CrashWatch {
     pub at_s: f64,
     /// When, on the lots' clock ([`Moment::at_ms`]).
     pub at_ms: u64,
-    pub host: NodeId,
+    /// What crashed: a host process (known by its first stage), or one
+    /// stage killed alone inside its live host.
+    pub node: NodeId,
     pub victims: BTreeSet<NodeId>,
     pub items: BTreeSet<ItemType>,
     pub detect_ms: Option<u64>,
@@ -99,15 +101,19 @@ impl Record {
                 self.fault(op.kind(), *id, at_s);
                 op.describe()
             }
+            Op::CrashStage { stage, .. } => {
+                live.dead_alone.insert(*stage);
+                self.crash(*stage, &[*stage], live, moment);
+                op.describe()
+            }
             Op::RecoverStages { host, .. } => {
-                live.dead_hosts.remove(host);
-                self.heal(*host, at_s);
-                let recovery = Recovery {
-                    at_s,
-                    node: host.0,
-                    first_lot_ms: None,
-                };
-                self.recoveries.push((recovery, moment.at_ms));
+                live.host_back(*host);
+                self.recovered(*host, moment);
+                op.describe()
+            }
+            Op::RecoverStage { stage, .. } => {
+                live.dead_alone.remove(stage);
+                self.recovered(*stage, moment);
                 op.describe()
             }
             Op::RecoverCoordinator { id } => {
@@ -150,12 +156,24 @@ impl Record {
         self.log_op(at_s, what);
     }
 
-    fn crash(&mut self, host: NodeId, stages: &[NodeId], live: &Live, moment: &Moment) {
-        self.fault(OpKind::Crash, host, moment.at_s);
+    /// `node` (a host process or one stage) restarted: its fault window
+    /// closes, and its first lot is watched for.
+    fn recovered(&mut self, node: NodeId, moment: &Moment) {
+        self.heal(node, moment.at_s);
+        let recovery = Recovery {
+            at_s: moment.at_s,
+            node: node.0,
+            first_lot_ms: None,
+        };
+        self.recoveries.push((recovery, moment.at_ms));
+    }
+
+    fn crash(&mut self, node: NodeId, stages: &[NodeId], live: &Live, moment: &Moment) {
+        self.fault(OpKind::Crash, node, moment.at_s);
         self.crashes.push(CrashWatch {
             at_s: moment.at_s,
             at_ms: moment.at_ms,
-            host,
+            node,
             items: stages.iter().map(|s| live.item_of(*s).clone()).collect(),
             victims: stages.iter().copied().collect(),
             detect_ms: None,

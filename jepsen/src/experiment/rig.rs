@@ -141,8 +141,10 @@ impl Rig {
         moment: &Moment,
         record: &mut Record,
     ) -> Result<(), RunError> {
-        if let Op::RecoverStages { stages, .. } = &op {
-            self.carry_earlier_lives(stages);
+        match &op {
+            Op::RecoverStages { stages, .. } => self.carry_earlier_lives(stages),
+            Op::RecoverStage { stage, .. } => self.carry_earlier_lives(&[*stage]),
+            _ => {}
         }
         let cycle_ms = self.cycle_ms();
         let mut target = Target {

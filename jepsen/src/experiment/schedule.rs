@@ -43,6 +43,38 @@ impl Rates {
     }
 }
 
+/// What one crash kills.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CrashScope {
+    /// A stage host process, with all its stages (a machine's crash).
+    #[default]
+    Host,
+    /// One stage, alone inside its host process, which lives on (a host of
+    /// one stage is killed whole: that is the same thing).
+    Stage,
+}
+
+impl CrashScope {
+    pub const ALL: [CrashScope; 2] = [CrashScope::Host, CrashScope::Stage];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CrashScope::Host => "host",
+            CrashScope::Stage => "stage",
+        }
+    }
+}
+
+impl std::str::FromStr for CrashScope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        CrashScope::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| format!("unknown crash scope {s:?}: use host or stage"))
+    }
+}
+
 #[derive(Debug)]
 pub struct RateSchedule {
     rng: SmallRng,
@@ -51,6 +83,7 @@ pub struct RateSchedule {
     next: [Option<Duration>; 4],
     /// Whether a crash may take the last live stage of a type.
     allow_outages: bool,
+    scope: CrashScope,
 }
 
 /// Draws the time to the next event of a Poisson process of `per_min` a minute.
@@ -68,7 +101,14 @@ impl RateSchedule {
             rates,
             next,
             allow_outages,
+            scope: CrashScope::Host,
         }
+    }
+
+    /// Crashes of `scope` from now on (hosts by default).
+    pub fn crashing(mut self, scope: CrashScope) -> Self {
+        self.scope = scope;
+        self
     }
 
     /// The kinds due at `now`, in a fixed order; each is drawn again for its
@@ -122,27 +162,43 @@ impl RateSchedule {
     }
 
     fn draw_crash(&mut self, live: &Live, leader: Option<NodeId>) -> Option<Op> {
-        let mut candidates = live.crash_candidates(self.allow_outages);
+        let mut candidates = match self.scope {
+            CrashScope::Host => live.crash_candidates(self.allow_outages),
+            CrashScope::Stage => live.stage_crash_candidates(self.allow_outages),
+        };
         candidates.extend(leader);
         if candidates.is_empty() {
             return None;
         }
         let victim = candidates[self.rng.random_range(0..candidates.len())];
-        Some(if Some(victim) == leader {
-            Op::KillLeader { id: victim }
-        } else {
-            Op::Crash {
-                host: victim,
-                stages: live.group(victim).to_vec(),
-            }
+        if Some(victim) == leader {
+            return Some(Op::KillLeader { id: victim });
+        }
+        let host = live.host_of(victim)?;
+        let group = live.group(host);
+        Some(match self.scope {
+            CrashScope::Stage if group.len() > 1 => Op::CrashStage {
+                host,
+                stage: victim,
+            },
+            _ => Op::Crash {
+                host,
+                stages: group.to_vec(),
+            },
         })
     }
 
     fn draw_recovery(&mut self, live: &Live) -> Option<Op> {
+        // Stages down inside a host that is down too come back with it.
+        let alone = live.dead_alone.iter().filter(|s| {
+            live.host_of(**s)
+                .is_some_and(|h| !live.dead_hosts.contains(&h))
+        });
         let pool: Vec<NodeId> = live
             .dead_hosts
             .iter()
             .chain(live.dead_coords.iter())
+            .chain(alone)
             .copied()
             .collect();
         if pool.is_empty() {
@@ -151,6 +207,11 @@ impl RateSchedule {
         let back = pool[self.rng.random_range(0..pool.len())];
         Some(if live.dead_coords.contains(&back) {
             Op::RecoverCoordinator { id: back }
+        } else if live.dead_alone.contains(&back) {
+            Op::RecoverStage {
+                host: live.host_of(back)?,
+                stage: back,
+            }
         } else {
             Op::RecoverStages {
                 host: back,
@@ -198,6 +259,72 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Crashing stages inside three hosts: every crash is one stage of a
+    /// live host, every recovery one of those, and no type loses its last
+    /// running stage.
+    #[test]
+    fn stage_crashes_take_one_stage_of_a_live_host_and_spare_the_last_of_a_type() {
+        let chain = chain();
+        let mut live = Live::hosted(&chain, Some(3));
+        let rates = Rates {
+            failure: 30.0,
+            recover: 20.0,
+            ..Rates::default()
+        };
+        let mut s = RateSchedule::new(3, rates, false).crashing(CrashScope::Stage);
+        let (mut crashes, mut recoveries) = (0, 0);
+        for tick in 0..1200 {
+            let now = Duration::from_millis(tick * 100);
+            for due in s.due(now) {
+                let Some(op) = s.draw(due, now, &live, &chain.spec, None) else {
+                    continue;
+                };
+                match op {
+                    Op::CrashStage { host, stage } => {
+                        assert_eq!(live.host_of(stage), Some(host));
+                        assert!(!live.is_down(stage) && !live.dead_hosts.contains(&host));
+                        live.dead_alone.insert(stage);
+                        crashes += 1;
+                    }
+                    Op::RecoverStage { host, stage } => {
+                        assert_eq!(live.host_of(stage), Some(host));
+                        assert!(live.dead_alone.remove(&stage), "{stage} was not down");
+                        recoveries += 1;
+                    }
+                    other => panic!("not a stage's crash or recovery: {other:?}"),
+                }
+                for item in ["wood", "window-frame", "window"] {
+                    let up = live
+                        .ids
+                        .iter()
+                        .any(|s| live.item_of(*s).as_str() == item && !live.is_down(*s));
+                    assert!(up, "{item} lost its last stage");
+                }
+            }
+        }
+        assert!(crashes > 10 && recoveries > 10, "{crashes} / {recoveries}");
+        assert_eq!(live.dead_stages(), live.dead_alone.len());
+        // A host of one stage is killed whole: the same thing, as a process.
+        let mut single = Live::new(&chain);
+        let mut s = RateSchedule::new(3, rates, false).crashing(CrashScope::Stage);
+        let op = (0..600)
+            .map(|t| Duration::from_millis(t * 100))
+            .find_map(|now| {
+                let due = s.due(now).into_iter().find(|d| *d == Due::Crash)?;
+                s.draw(due, now, &single, &chain.spec, None)
+            })
+            .expect("a crash in a minute at 30 a minute");
+        assert!(
+            matches!(&op, Op::Crash { stages, .. } if stages.len() == 1),
+            "{op:?}"
+        );
+        if let Op::Crash { host, .. } = op {
+            single.dead_hosts.insert(host);
+            single.host_back(host);
+            assert_eq!(single.dead_stages(), 0);
+        }
     }
 
     #[test]

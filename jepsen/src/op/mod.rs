@@ -21,9 +21,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OpKind {
-    /// SIGKILL of a stage host process (all its stages).
+    /// SIGKILL of a stage host process (all its stages), or one stage
+    /// killed alone inside its live host.
     Crash,
-    /// A killed process started again (stages replay their WALs).
+    /// A killed process, or a stage killed alone, started again (stages
+    /// replay their WALs).
     Recover,
     /// SIGKILL of the coordinators' leader.
     KillLeader,
@@ -88,6 +90,11 @@ pub enum Op {
     Crash { host: NodeId, stages: Vec<NodeId> },
     /// Starts the process hosting `stages` again.
     RecoverStages { host: NodeId, stages: Vec<NodeId> },
+    /// Kills stage `stage` alone inside its live host process `host` (the
+    /// host's other stages go on), through the host's down file.
+    CrashStage { host: NodeId, stage: NodeId },
+    /// Host `host` starts its stage `stage` again from the host's WAL.
+    RecoverStage { host: NodeId, stage: NodeId },
     /// SIGKILL of coordinator `id`, the leader when drawn.
     KillLeader { id: NodeId },
     /// Starts coordinator `id` again.
@@ -193,8 +200,10 @@ pub struct Target<'a> {
 impl Op {
     pub fn kind(&self) -> OpKind {
         match self {
-            Op::Crash { .. } => OpKind::Crash,
-            Op::RecoverStages { .. } | Op::RecoverCoordinator { .. } => OpKind::Recover,
+            Op::Crash { .. } | Op::CrashStage { .. } => OpKind::Crash,
+            Op::RecoverStages { .. } | Op::RecoverStage { .. } | Op::RecoverCoordinator { .. } => {
+                OpKind::Recover
+            }
             Op::KillLeader { .. } => OpKind::KillLeader,
             Op::UpdateRecipe { .. } => OpKind::UpdateRecipe,
             Op::AddStage { .. } => OpKind::AddStage,
@@ -208,10 +217,12 @@ impl Op {
         }
     }
 
-    /// The node a fault or recovery is about (a stage host or a coordinator).
+    /// The node a fault or recovery is about (a stage host, a stage killed
+    /// alone, or a coordinator).
     pub fn node(&self) -> Option<NodeId> {
         match self {
             Op::Crash { host, .. } | Op::RecoverStages { host, .. } => Some(*host),
+            Op::CrashStage { stage, .. } | Op::RecoverStage { stage, .. } => Some(*stage),
             Op::KillLeader { id } | Op::RecoverCoordinator { id } => Some(*id),
             Op::AddStage { decl } => Some(decl.id),
             Op::Pause { id }
@@ -228,6 +239,8 @@ impl Op {
         match self {
             Op::Crash { host, .. } => format!("crash {host}"),
             Op::RecoverStages { host, .. } => format!("recover {host}"),
+            Op::CrashStage { host, stage } => format!("crash stage {stage} in host {host}"),
+            Op::RecoverStage { host, stage } => format!("recover stage {stage} in host {host}"),
             Op::KillLeader { id } => format!("kill-leader {id}"),
             Op::RecoverCoordinator { id } => format!("recover {id}"),
             Op::UpdateRecipe { item, change, .. } => format!("recipe {item}: {change}"),
@@ -249,6 +262,10 @@ impl Op {
             Op::Crash { host, .. } | Op::KillLeader { id: host } => target.cluster.kill(*host)?,
             Op::RecoverStages { stages, .. } => {
                 target.cluster.start_stage_group(stages, target.cycle_ms)?
+            }
+            Op::CrashStage { host, stage } => target.cluster.set_stage_down(*host, *stage, true)?,
+            Op::RecoverStage { host, stage } => {
+                target.cluster.set_stage_down(*host, *stage, false)?
             }
             Op::RecoverCoordinator { id } => target.cluster.start(*id)?,
             Op::UpdateRecipe { item, recipe, .. } => {

@@ -157,7 +157,8 @@ impl World {
             .iter_mut()
             .filter(|c| c.detect_ms.is_none())
         {
-            if self.live.dead_hosts.contains(&c.host) && c.victims.iter().all(dead) {
+            let down = c.victims.iter().all(|v| self.live.is_down(*v));
+            if down && c.victims.iter().all(dead) {
                 c.detect_ms = Some(at_ms.saturating_sub(c.at_ms));
             }
         }

@@ -35,7 +35,7 @@ mod tests;
 pub use net::NetConfig;
 pub use summary::{SimFigures, SimReport, WallFigures};
 
-use crate::experiment::schedule::Rates;
+use crate::experiment::schedule::{CrashScope, Rates};
 use factoryos_coord::spec::ChainSpec;
 use std::time::{Duration, Instant};
 use world::World;
@@ -55,6 +55,8 @@ pub struct SimConfig {
     /// Crashes, recoveries, recipe updates and added stages per minute.
     pub rates: Rates,
     pub allow_outages: bool,
+    /// What a crash kills: a host process or one stage inside it.
+    pub crash_scope: CrashScope,
     pub net: NetConfig,
     /// Hosts cut off from everything, per minute, each for `partition_hold`.
     pub partition_rate: f64,
@@ -95,6 +97,7 @@ impl SimConfig {
             cycle: Duration::from_millis(100),
             rates: Rates::default(),
             allow_outages: false,
+            crash_scope: CrashScope::Host,
             net: NetConfig::default(),
             partition_rate: 0.0,
             partition_hold: Duration::from_secs(5),

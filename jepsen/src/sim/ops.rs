@@ -93,14 +93,16 @@ impl World {
         match &op {
             Op::Crash { stages, .. } => {
                 for s in stages {
-                    self.crash_stage(*s);
+                    self.crash_stage(*s, true);
                 }
             }
+            Op::CrashStage { stage, .. } => self.crash_stage(*stage, false),
             Op::RecoverStages { stages, .. } => {
                 for s in stages {
                     self.restart_stage(*s);
                 }
             }
+            Op::RecoverStage { stage, .. } => self.restart_stage(*stage),
             Op::UpdateRecipe { item, recipe, .. } => {
                 let cmd = Command::UpdateRecipe {
                     item: item.clone(),

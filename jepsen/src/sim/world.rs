@@ -182,7 +182,8 @@ impl World {
             coord,
             net: Net::new(cfg.net),
             record: Record::new(&chain),
-            schedule: RateSchedule::new(cfg.seed, cfg.rates, cfg.allow_outages),
+            schedule: RateSchedule::new(cfg.seed, cfg.rates, cfg.allow_outages)
+                .crashing(cfg.crash_scope),
             partitions: super::ops::Partitions::new(
                 cfg.seed,
                 cfg.partition_rate,
@@ -529,13 +530,17 @@ impl World {
     }
 
     /// Kills a stage: its watch is forgotten with it.
-    pub(super) fn crash_stage(&mut self, stage: NodeId) {
+    pub(super) fn crash_stage(&mut self, stage: NodeId, whole_host: bool) {
         if let Some(s) = self.stages.get_mut(&stage) {
             if s.is_up() {
                 self.running -= 1;
             }
             s.crash();
-            self.host_links.remove(&s.host);
+            // A host's table of links dies with the process, not with one
+            // of its stages.
+            if whole_host {
+                self.host_links.remove(&s.host);
+            }
         }
         self.coord.watches.remove(&stage);
     }
@@ -573,6 +578,12 @@ impl World {
             for host in dead {
                 let stages = self.live.group(host).to_vec();
                 self.apply_op(crate::op::Op::RecoverStages { host, stages });
+            }
+            let alone: Vec<NodeId> = self.live.dead_alone.iter().copied().collect();
+            for stage in alone {
+                if let Some(host) = self.live.host_of(stage) {
+                    self.apply_op(crate::op::Op::RecoverStage { host, stage });
+                }
             }
         }
     }

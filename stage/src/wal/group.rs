@@ -20,11 +20,20 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-/// One stage's batch and where its outcome goes.
-struct Job {
-    stage: NodeId,
-    ops: Vec<WalOp>,
-    done: oneshot::Sender<Result<Vec<WalOp>, WalError>>,
+/// What the committer is asked to do, in the order asked.
+enum Job {
+    /// Make one stage's batch durable; its outcome goes to `done`.
+    Commit {
+        stage: NodeId,
+        ops: Vec<WalOp>,
+        done: oneshot::Sender<Result<Vec<WalOp>, WalError>>,
+    },
+    /// Read one stage's records back, after every batch asked before (a
+    /// stage restarted inside its live host recovers from them).
+    Read {
+        stage: NodeId,
+        done: oneshot::Sender<Result<Records, WalError>>,
+    },
 }
 
 /// A host's WAL behind its committer.
@@ -90,6 +99,18 @@ impl GroupWal {
         })
     }
 
+    /// Stage `stage`'s records as they are once every batch handed in
+    /// before is committed: what a stage restarted inside its live host
+    /// recovers from (its host still holds the file open).
+    pub async fn records(&self, stage: NodeId) -> Result<Records, WalError> {
+        self.stage(stage)?;
+        let (done, outcome) = oneshot::channel();
+        self.tx
+            .send(Job::Read { stage, done })
+            .map_err(|_| WalError::Stopped)?;
+        outcome.await.map_err(|_| WalError::Stopped)?
+    }
+
     /// Durable transactions so far (each holding one or more stages' batches).
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
@@ -115,7 +136,7 @@ impl StageWal {
             return Ok(ops);
         }
         let (done, outcome) = oneshot::channel();
-        let job = Job {
+        let job = Job::Commit {
             stage: self.stage,
             ops,
             done,
@@ -125,38 +146,73 @@ impl StageWal {
     }
 }
 
-/// The committer: one transaction per round for everything waiting, until
-/// every sender is gone.
+/// The committer: one transaction per round for every batch waiting, then
+/// the reads that waited with them, until every sender is gone.
 fn commit_rounds(wal: Wal, mut rx: mpsc::UnboundedReceiver<Job>, commits: &AtomicU64) {
     let mut failed: Option<Arc<WalError>> = None;
     while let Some(first) = rx.blocking_recv() {
-        let mut jobs = vec![first];
+        let mut batches = Vec::new();
+        let mut reads = Vec::new();
+        let mut sort = |job| match job {
+            Job::Commit { stage, ops, done } => batches.push((stage, ops, done)),
+            Job::Read { stage, done } => reads.push((stage, done)),
+        };
+        sort(first);
         while let Ok(job) = rx.try_recv() {
-            jobs.push(job);
+            sort(job);
         }
-        if let Some(e) = &failed {
-            for job in jobs {
-                let _ = job.done.send(Err(WalError::Group(e.clone())));
-            }
-            continue;
+        commit_round(&wal, batches, &mut failed, commits);
+        for (stage, done) in reads {
+            let read = match &failed {
+                Some(e) => Err(WalError::Group(e.clone())),
+                None => wal.records(stage),
+            };
+            let _ = done.send(read);
         }
-        let batches: Vec<(NodeId, &[WalOp])> =
-            jobs.iter().map(|j| (j.stage, j.ops.as_slice())).collect();
-        match wal.commit_group(&batches) {
-            Ok(()) => {
-                commits.fetch_add(1, Ordering::Relaxed);
-                for job in jobs {
-                    let _ = job.done.send(Ok(job.ops));
-                }
+    }
+}
+
+type Batch = (
+    NodeId,
+    Vec<WalOp>,
+    oneshot::Sender<Result<Vec<WalOp>, WalError>>,
+);
+
+/// One durable transaction holding `batches` (none: nothing to do); after
+/// a failure, every batch fails without a write.
+fn commit_round(
+    wal: &Wal,
+    batches: Vec<Batch>,
+    failed: &mut Option<Arc<WalError>>,
+    commits: &AtomicU64,
+) {
+    if batches.is_empty() {
+        return;
+    }
+    if let Some(e) = failed {
+        for (_, _, done) in batches {
+            let _ = done.send(Err(WalError::Group(e.clone())));
+        }
+        return;
+    }
+    let group: Vec<(NodeId, &[WalOp])> = batches
+        .iter()
+        .map(|(stage, ops, _)| (*stage, ops.as_slice()))
+        .collect();
+    match wal.commit_group(&group) {
+        Ok(()) => {
+            commits.fetch_add(1, Ordering::Relaxed);
+            for (_, ops, done) in batches {
+                let _ = done.send(Ok(ops));
             }
-            Err(e) => {
-                tracing::error!(path = %wal.path().display(), error = %e, "the host's group commit failed; its stages stop");
-                let e = Arc::new(e);
-                for job in jobs {
-                    let _ = job.done.send(Err(WalError::Group(e.clone())));
-                }
-                failed = Some(e);
+        }
+        Err(e) => {
+            tracing::error!(path = %wal.path().display(), error = %e, "the host's group commit failed; its stages stop");
+            let e = Arc::new(e);
+            for (_, _, done) in batches {
+                let _ = done.send(Err(WalError::Group(e.clone())));
             }
+            *failed = Some(e);
         }
     }
 }

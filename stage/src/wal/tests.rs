@@ -156,6 +156,16 @@ async fn concurrent_stages_share_transactions_and_each_gets_its_own_records_back
         commits < batches,
         "{commits} transactions for {batches} batches: nothing was grouped"
     );
+    // While the host holds the file, a stage restarted inside it reads its
+    // own records back through the committer.
+    for id in &ids[..3] {
+        let read = group.records(*id).await.unwrap();
+        assert_eq!(normalised(read), normalised(expected[id].clone()));
+    }
+    assert!(matches!(
+        group.records(NodeId(99)).await,
+        Err(WalError::NotHeld { .. })
+    ));
     group.close().await;
     // Closed means closed: the file opens again at once.
     let read = Wal::read_all(&path).unwrap();

@@ -176,7 +176,8 @@ struct Stream {
     stream: Option<quinn::SendStream>,
     on: Option<usize>,
     /// The peer process said it does not host the recipient: sends fail at
-    /// once until then (the recipient may be started again later).
+    /// once until then ([`NOT_HOSTED_RETRY`]; the recipient may be started
+    /// again later).
     not_hosted_until: Option<Instant>,
 }
 
@@ -467,8 +468,7 @@ impl Transport {
                 Err(e) => {
                     slot.stream = None;
                     if is_not_hosted(&e) {
-                        slot.not_hosted_until =
-                            Some(Instant::now() + self.shared.config.backoff_max);
+                        slot.not_hosted_until = Some(Instant::now() + NOT_HOSTED_RETRY);
                         return Err(not_hosted(to));
                     }
                     let err = after_failure(to, &conn, lost(to, e));
@@ -694,6 +694,12 @@ impl Shared {
         }
     }
 }
+
+/// How long sends to a recipient its host process said it does not run
+/// fail at once before one is tried again: short, as a stage killed alone
+/// inside a live host may start again there at any time (its peers must
+/// reach it within a cycle or two of its restart).
+const NOT_HOSTED_RETRY: Duration = Duration::from_millis(200);
 
 /// Whether a write failed because the peer process does not host its
 /// recipient (any more): it stopped the stream.

@@ -1,11 +1,19 @@
 //! A host process: one QUIC endpoint, one identity (a host certificate
 //! listing its stages), one WAL with group commit, one registration request
 //! and one fault file for every stage it runs. Killing the process kills
-//! its stages together, as a machine crash would.
+//! its stages together, as a machine crash would; one stage can also die
+//! alone inside the live host and start again from the host's WAL
+//! ([`down`]: the file that asks for it).
+
+mod alone;
+pub mod down;
+
+pub use alone::DOWN_EVERY;
 
 use crate::core::HostLinks;
+use crate::records::Records;
 use crate::shell::{self, StageError, StageHandle, StageOptions};
-use crate::wal::GroupWal;
+use crate::wal::{GroupWal, WalError};
 use factoryos_coord::backoff::Backoff;
 use factoryos_coord::client::CoordClient;
 use factoryos_wire::model::StageDescriptor;
@@ -13,6 +21,7 @@ use factoryos_wire::{Endpoint, FaultController, NodeId, NodeIdentity, PeerBook, 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -32,6 +41,8 @@ pub struct HostOptions {
     /// The host's WAL: every stage's records, one group commit per round
     /// (see [`crate::wal`]).
     pub wal_path: PathBuf,
+    /// The host's down file ([`down`]), followed by [`HostHandle::serve`].
+    pub down_path: Option<PathBuf>,
 }
 
 /// A running host process's stages and endpoint.
@@ -39,11 +50,21 @@ pub struct HostOptions {
 pub struct HostHandle {
     endpoint: Endpoint,
     addr: SocketAddr,
+    /// The stages running now.
     stages: Vec<StageHandle>,
+    /// Every stage's options, to start one again inside the live host.
+    options: BTreeMap<NodeId, StageOptions>,
+    shared: shell::HostShared,
+    /// The stages' clients, which the host's membership reads keep current.
+    clients: Clients,
     wal: GroupWal,
+    down_path: Option<PathBuf>,
     /// Set when the host stops: ends its fault follower and registration.
     stopping: watch::Sender<bool>,
 }
+
+/// The clients of a host's stages (a stage started again brings a new one).
+type Clients = Arc<Mutex<BTreeMap<NodeId, CoordClient>>>;
 
 /// Opens the host's WAL and binds its endpoint, then starts each stage on
 /// them (every stage must be one the identity speaks for, and the WAL must
@@ -78,39 +99,22 @@ pub async fn start(host: HostOptions, stages: Vec<StageOptions>) -> Result<HostH
         endpoint,
         addr,
         stages: Vec::with_capacity(stages.len()),
+        options: stages.iter().map(|s| (s.core.id, s.clone())).collect(),
+        shared: shell::HostShared {
+            links: HostLinks::default(),
+            epoch: std::time::Instant::now(),
+        },
+        clients: Clients::default(),
         wal,
+        down_path: host.down_path.clone(),
         stopping,
-    };
-    let shared = shell::HostShared {
-        links: HostLinks::default(),
-        epoch: std::time::Instant::now(),
     };
     for opts in stages {
         let id = opts.core.id;
-        let started = match handle.wal.stage(id) {
-            Ok(wal) => {
-                let recovered = records.remove(&id).unwrap_or_default();
-                let registered = registered.clone();
-                let shared = shared.clone();
-                shell::start(
-                    &handle.endpoint,
-                    addr,
-                    wal,
-                    recovered,
-                    registered,
-                    shared,
-                    opts,
-                )
-                .await
-            }
-            Err(e) => Err(e.into()),
-        };
-        match started {
-            Ok(stage) => handle.stages.push(stage),
-            Err(e) => {
-                handle.stop().await;
-                return Err(e);
-            }
+        let recovered = records.remove(&id).unwrap_or_default();
+        if let Err(e) = handle.launch(id, recovered, registered.clone()).await {
+            handle.stop().await;
+            return Err(e);
         }
     }
     if !handle.stages.is_empty() {
@@ -119,14 +123,10 @@ pub async fn start(host: HostOptions, stages: Vec<StageOptions>) -> Result<HostH
             .iter()
             .map(|s| s.descriptor().clone())
             .collect();
-        let clients: Vec<CoordClient> = handle.stages.iter().map(|s| s.client().clone()).collect();
+        let client = handle.stages[0].client().clone();
+        let clients = handle.clients.clone();
         tokio::spawn(async move {
-            let registered = register(
-                clients[0].clone(),
-                descriptors,
-                registered_tx,
-                stopped.clone(),
-            );
+            let registered = register(client, descriptors, registered_tx, stopped.clone());
             if registered.await {
                 follow_members(&clients, stopped).await;
             }
@@ -192,6 +192,41 @@ impl HostHandle {
         &self.endpoint
     }
 
+    /// Starts stage `id` from `records` on the host's endpoint and WAL; it
+    /// follows the flow once `registered`.
+    async fn launch(
+        &mut self,
+        id: NodeId,
+        records: Records,
+        registered: watch::Receiver<bool>,
+    ) -> Result<(), StageError> {
+        let wal = self.wal.stage(id)?;
+        let Some(opts) = self.options.get(&id).cloned() else {
+            return Err(WalError::NotHeld {
+                path: PathBuf::new(),
+                stage: id,
+            }
+            .into());
+        };
+        let shared = self.shared.clone();
+        let stage = shell::start(
+            &self.endpoint,
+            self.addr,
+            wal,
+            records,
+            registered,
+            shared,
+            opts,
+        )
+        .await?;
+        self.clients
+            .lock()
+            .expect("not poisoned")
+            .insert(id, stage.client().clone());
+        self.stages.push(stage);
+        Ok(())
+    }
+
     /// Stops every stage at once (each drains its trades, see
     /// [`StageHandle::stop`]), then closes the endpoint and the WAL. Each
     /// stage's outcome, by id.
@@ -239,18 +274,24 @@ fn follow_faults(host: &HostOptions, mut stopped: watch::Receiver<bool>) {
 /// the host stops: one status read for the host, learned by every stage's
 /// client. (One read per stage was a thousand status reads a second, each
 /// listing every stage, at 1,000 stages.)
-async fn follow_members(clients: &[CoordClient], mut stopped: watch::Receiver<bool>) {
-    let Some(first) = clients.first() else {
-        return;
-    };
+async fn follow_members(clients: &Clients, mut stopped: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(MEMBERS_EVERY) => {}
             _ = stopped.wait_for(|s| *s) => return,
         }
+        let now: Vec<CoordClient> = clients
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .cloned()
+            .collect();
+        let Some(first) = now.first() else {
+            continue;
+        };
         match first.status().await {
             Ok(status) => {
-                for client in clients {
+                for client in &now {
                     client.learn(&status);
                 }
             }
