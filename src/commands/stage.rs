@@ -21,7 +21,10 @@ pub struct StageArgs {
     id: Option<u64>,
     /// Several stages hosted in this process, sharing one QUIC endpoint and
     /// the host certificate issued for exactly these ids (`factoryos certs
-    /// issue --host IDS`); each keeps its own WAL: `11,12` or `11-16`.
+    /// issue --host IDS`); their records share one WAL: `11,12` or `11-16`.
+    /// A stage listed in the host's down file (data/nFIRST/down, one id per
+    /// line) is killed inside the live process, and started again from the
+    /// WAL once the file no longer lists it.
     #[arg(long, value_name = "IDS")]
     ids: Option<String>,
     /// Time between manufacture cycles, in ms.
