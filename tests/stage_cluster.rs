@@ -36,8 +36,8 @@ fn windows(cluster: &LocalCluster) -> u64 {
         .sum()
 }
 
-/// 3 coordinators and the window chain's stages 11-16 in `dir`, started.
-fn window_chain(dir: &std::path::Path) -> (LocalCluster, Vec<u64>) {
+/// 3 coordinators of the window chain in `dir`, started; no stage yet.
+fn window_cluster(dir: &std::path::Path) -> LocalCluster {
     let spec = format!("{}/examples/window.toml", env!("CARGO_MANIFEST_DIR"));
     let mut cluster = LocalCluster::create(
         &dir.join("cluster"),
@@ -47,6 +47,30 @@ fn window_chain(dir: &std::path::Path) -> (LocalCluster, Vec<u64>) {
     .unwrap();
     cluster.set_metrics_interval(CYCLE_MS);
     cluster.start_all().unwrap();
+    cluster
+}
+
+type Host = [NodeId; 3];
+
+/// The window chain in two host processes, 11, 13, 15 and 12, 14, 16 (one
+/// stage of each type in each), started and both making windows.
+fn two_hosts(dir: &std::path::Path) -> (LocalCluster, Host, Host) {
+    let mut cluster = window_cluster(dir);
+    let host_a = [NodeId(11), NodeId(13), NodeId(15)];
+    let host_b = [NodeId(12), NodeId(14), NodeId(16)];
+    cluster.start_stage_group(&host_a, CYCLE_MS).unwrap();
+    cluster.start_stage_group(&host_b, CYCLE_MS).unwrap();
+    eventually("both window stages making windows", || {
+        (metric(&cluster, 15, |m| m.counters.final_products)? >= 5
+            && metric(&cluster, 16, |m| m.counters.final_products)? >= 5)
+            .then_some(())
+    });
+    (cluster, host_a, host_b)
+}
+
+/// 3 coordinators and the window chain's stages 11-16 in `dir`, started.
+fn window_chain(dir: &std::path::Path) -> (LocalCluster, Vec<u64>) {
+    let mut cluster = window_cluster(dir);
     let stages: Vec<u64> = (11..=16).collect();
     for id in &stages {
         cluster.start_stage(NodeId(*id), CYCLE_MS).unwrap();
@@ -228,26 +252,9 @@ fn operators_change_a_running_chain_recipes_and_stages() {
 #[test]
 fn a_killed_host_process_takes_its_stages_together_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = format!("{}/examples/window.toml", env!("CARGO_MANIFEST_DIR"));
-    let mut cluster = LocalCluster::create(
-        &dir.path().join("cluster"),
-        env!("CARGO_BIN_EXE_factoryos").as_ref(),
-        &LocalInit::new(3, Some(spec.as_ref())),
-    )
-    .unwrap();
-    cluster.set_metrics_interval(CYCLE_MS);
-    cluster.start_all().unwrap();
-    let host_a = [NodeId(11), NodeId(13), NodeId(15)];
-    let host_b = [NodeId(12), NodeId(14), NodeId(16)];
-    cluster.start_stage_group(&host_a, CYCLE_MS).unwrap();
-    cluster.start_stage_group(&host_b, CYCLE_MS).unwrap();
+    let (mut cluster, host_a, host_b) = two_hosts(dir.path());
     let certs = &cluster.file().certs;
     assert!(certs.join("host-11.pem").exists() && certs.join("host-12.pem").exists());
-    eventually("both window stages making windows", || {
-        (metric(&cluster, 15, |m| m.counters.final_products)? >= 5
-            && metric(&cluster, 16, |m| m.counters.final_products)? >= 5)
-            .then_some(())
-    });
 
     cluster.kill(NodeId(11)).unwrap();
     for id in host_a {
@@ -280,24 +287,7 @@ fn a_killed_host_process_takes_its_stages_together_and_loses_nothing() {
 #[test]
 fn a_stage_killed_alone_in_a_live_host_is_held_dead_and_restarts_there() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = format!("{}/examples/window.toml", env!("CARGO_MANIFEST_DIR"));
-    let mut cluster = LocalCluster::create(
-        &dir.path().join("cluster"),
-        env!("CARGO_BIN_EXE_factoryos").as_ref(),
-        &LocalInit::new(3, Some(spec.as_ref())),
-    )
-    .unwrap();
-    cluster.set_metrics_interval(CYCLE_MS);
-    cluster.start_all().unwrap();
-    let host_a = [NodeId(11), NodeId(13), NodeId(15)];
-    let host_b = [NodeId(12), NodeId(14), NodeId(16)];
-    cluster.start_stage_group(&host_a, CYCLE_MS).unwrap();
-    cluster.start_stage_group(&host_b, CYCLE_MS).unwrap();
-    eventually("both window stages making windows", || {
-        (metric(&cluster, 15, |m| m.counters.final_products)? >= 5
-            && metric(&cluster, 16, |m| m.counters.final_products)? >= 5)
-            .then_some(())
-    });
+    let (mut cluster, host_a, host_b) = two_hosts(dir.path());
     let pid = cluster.pid(NodeId(11));
 
     cluster
