@@ -302,6 +302,13 @@ fn a_stage_killed_alone_in_a_live_host_is_held_dead_and_restarts_there() {
             .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["n13", "Dead"])
             .then_some(())
     });
+    // Found because its host told the leader, not by a consumer's timeout.
+    let log = cluster.dir().join("logs").join("n11.log");
+    eventually("the host's report of 13's death", || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        text.contains("reported the stage's death to the leader")
+            .then_some(())
+    });
     std::fs::remove_file(cluster.metrics_path(NodeId(13))).unwrap();
     let at_kill = metric(&cluster, 15, |m| m.counters.final_products).unwrap();
     eventually("15, beside the dead 13, making windows", || {

@@ -121,7 +121,14 @@ async fn handle_client<S: ConfigStore>(
             write(shared, Command::RegisterStages { stages }).await
         }
         ClientRequest::ReportSuspect { suspect } => {
-            let reporter = from;
+            // A host reporting one of its own stages (it saw the stage die
+            // while the process lives on) is no neighbour of it: no link to
+            // avoid if the probe finds the stage alive after all.
+            let reporter = if sender.speaks_for(suspect) {
+                suspect
+            } else {
+                from
+            };
             write(shared, Command::ReportSuspect { reporter, suspect }).await
         }
         ClientRequest::UpdateRecipe {

@@ -44,11 +44,15 @@ impl World {
         self.turn_queued = false;
         let turn = self.coord.turn(self.now);
         for (stage, unwell) in turn.probes {
-            let alive = self
+            let reached = self
                 .stages
                 .get(&stage)
-                .is_some_and(|s| s.is_up() && !self.net.is_isolated(s.host));
-            let took = if alive {
+                .filter(|s| !self.net.is_isolated(s.host));
+            let alive = reached.is_some_and(|s| s.is_up());
+            // A live host answers at once for a stage of it that is down
+            // (it does not run it); a dead or cut-off one never does.
+            let answered = reached.is_some_and(|s| !self.live.dead_hosts.contains(&s.host));
+            let took = if alive || answered {
                 self.net.latency(&mut self.rng) * 2
             } else {
                 PROBE_TIMEOUT * 2

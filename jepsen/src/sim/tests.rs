@@ -142,9 +142,14 @@ fn a_stage_crashed_alone_in_a_live_host_is_held_dead_and_restarts_there() {
         ops.iter().any(|o| o.starts_with("recover stage")),
         "{ops:?}"
     );
+    // Reported by the live host and confirmed by one probe, not found by
+    // the consumers' request timeouts (a second at these cycles): a
+    // round trip and two commits, simulated.
     assert!(
-        s.reroutes.iter().all(|r| r.detect_ms.is_some()),
-        "every crash detected: {:?}",
+        s.reroutes
+            .iter()
+            .all(|r| r.detect_ms.is_some_and(|ms| ms < 100)),
+        "every crash detected at once: {:?}",
         s.reroutes
     );
     assert!(s.recoveries.iter().any(|r| r.first_lot_ms.is_some()));

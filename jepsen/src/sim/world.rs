@@ -529,7 +529,8 @@ impl World {
         true
     }
 
-    /// Kills a stage: its watch is forgotten with it.
+    /// Kills a stage: its watch is forgotten with it. A stage killed alone
+    /// is reported by its live host to the leader, as the real host does.
     pub(super) fn crash_stage(&mut self, stage: NodeId, whole_host: bool) {
         if let Some(s) = self.stages.get_mut(&stage) {
             if s.is_up() {
@@ -543,6 +544,16 @@ impl World {
             }
         }
         self.coord.watches.remove(&stage);
+        if !whole_host {
+            if let Some(at) = self.coordinator_reached_at(stage) {
+                let cmd = Command::ReportSuspect {
+                    reporter: stage,
+                    suspect: stage,
+                };
+                let at = at + self.cfg.commit_latency;
+                self.queue.push(at, Event::Apply { cmd, by: By::Stage });
+            }
+        }
     }
 
     /// Schedules a (re)start of `stage` now.

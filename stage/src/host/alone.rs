@@ -4,6 +4,7 @@
 
 use super::{down, register, HostHandle};
 use crate::shell::StageError;
+use factoryos_coord::client::CoordClient;
 use factoryos_wire::NodeId;
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -33,9 +34,12 @@ impl HostHandle {
             return false;
         };
         let stage = self.stages.remove(at);
-        self.clients.lock().expect("not poisoned").remove(&id);
+        let client = self.clients.lock().expect("not poisoned").remove(&id);
         stage.kill().await;
         tracing::warn!(stage = %id, "stage killed inside its live host");
+        if let Some(client) = client {
+            tokio::spawn(report_stopped(client, id));
+        }
         true
     }
 
@@ -101,6 +105,24 @@ impl HostHandle {
             if let Err(e) = self.restart_stage(*id).await {
                 tracing::error!(stage = %id, error = %e, "the stage could not start again; it stays down");
             }
+        }
+    }
+}
+
+/// How long a host tries to tell the leader that one of its stages died.
+const REPORT_FOR: Duration = Duration::from_secs(5);
+
+/// Tells the leader that `id` died while its host lives on, as a suspect
+/// report about one of the host's own stages (the leader confirms it with
+/// its probe, which the host answers at once: it does not run the stage).
+/// Best effort: if the coordinators cannot be reached in [`REPORT_FOR`],
+/// the stage's neighbours still find it silent.
+async fn report_stopped(client: CoordClient, id: NodeId) {
+    match tokio::time::timeout(REPORT_FOR, client.report_suspect(id)).await {
+        Ok(Ok(_)) => tracing::info!(stage = %id, "reported the stage's death to the leader"),
+        Ok(Err(e)) => tracing::warn!(stage = %id, error = %e, "could not report the stage's death"),
+        Err(_) => {
+            tracing::warn!(stage = %id, "no coordinator took the report of the stage's death")
         }
     }
 }
