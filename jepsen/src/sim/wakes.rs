@@ -6,8 +6,9 @@
 //! [`StageCore::next_tick`]: factoryos_stage::core::StageCore::next_tick
 
 use factoryos_wire::NodeId;
+use rustc_hash::FxHashMap;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::time::Duration;
 
 #[derive(Debug, Default)]
@@ -17,7 +18,10 @@ pub(super) struct Wakes {
     /// Deadlines the cores gave, earliest first; an entry counts only if it
     /// is still its stage's deadline in `at` (a later tick replaced it).
     timers: BinaryHeap<Reverse<(Duration, NodeId)>>,
-    at: HashMap<NodeId, Duration>,
+    at: FxHashMap<NodeId, Duration>,
+    /// `soon`'s next buffer, handed back by [`Wakes::recycle`] (a big
+    /// chain's list would otherwise grow from nothing at every tick).
+    spare: Vec<NodeId>,
 }
 
 impl Wakes {
@@ -33,15 +37,18 @@ impl Wakes {
             self.at.remove(&stage);
             return;
         }
-        self.at.insert(stage, at);
-        self.timers.push(Reverse((at, stage)));
+        // The same deadline again (most inputs leave it where it was)
+        // already has its entry in the heap.
+        if self.at.insert(stage, at) != Some(at) {
+            self.timers.push(Reverse((at, stage)));
+        }
     }
 
     /// The stages due at a tick at `now`, in id order (the order a tick of
     /// every stage goes in), each once; their deadlines are spent (the tick
     /// gives a new one).
     pub(super) fn take_due(&mut self, now: Duration) -> Vec<NodeId> {
-        let mut due = std::mem::take(&mut self.soon);
+        let mut due = std::mem::replace(&mut self.soon, std::mem::take(&mut self.spare));
         while let Some(Reverse((at, stage))) = self.timers.peek().copied() {
             if at > now {
                 break;
@@ -57,6 +64,12 @@ impl Wakes {
             self.at.remove(stage);
         }
         due
+    }
+
+    /// Takes back the list [`Wakes::take_due`] gave, to fill again.
+    pub(super) fn recycle(&mut self, mut done: Vec<NodeId>) {
+        done.clear();
+        self.spare = done;
     }
 }
 

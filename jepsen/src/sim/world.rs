@@ -153,6 +153,8 @@ pub(super) struct World {
     pub(super) stage_slots: u64,
     /// Stages up now.
     running: usize,
+    /// What the stages of a tick said, kept between ticks (a buffer).
+    said: Vec<(NodeId, Output)>,
 }
 
 impl World {
@@ -204,6 +206,7 @@ impl World {
             stage_ticks: 0,
             stage_slots: 0,
             running: 0,
+            said: Vec::new(),
             cfg,
         };
         // A host process starts its stages together, at its own moment.
@@ -306,8 +309,8 @@ impl World {
         }
         // One pass over the stages due; most ticks say nothing, and those
         // that do are handled after the pass, in id order.
-        let mut said = Vec::new();
-        for id in due {
+        let mut said = std::mem::take(&mut self.said);
+        for &id in &due {
             let Some(s) = self.stages.get_mut(&id) else {
                 continue;
             };
@@ -328,9 +331,11 @@ impl World {
                 }
             }
         }
-        for (id, out) in said {
+        self.wakes.recycle(due);
+        for (id, out) in said.drain(..) {
             self.handle_output(id, out);
         }
+        self.said = said;
         self.note_first_lots();
         let next = now + tick_for(self.cfg.cycle);
         self.queue.push(next, Event::Tick);

@@ -10,22 +10,23 @@ use crate::records::{InRecord, WalOp};
 use factoryos_wire::message::Message;
 use factoryos_wire::model::{Lot, Recipe};
 use factoryos_wire::{ItemType, LotId, NodeId, RequestId};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 #[derive(Debug, Default)]
 pub struct Demand {
     inbound: BTreeMap<ItemType, VecDeque<Held>>,
     /// Every lot ever received (held or consumed): never taken twice.
-    received: HashSet<LotId>,
+    received: FxHashSet<LotId>,
     /// Lots received since the last `take_output` (not durable yet).
-    uncommitted: HashSet<LotId>,
+    uncommitted: FxHashSet<LotId>,
     pending: InFlight,
     next_req: u64,
     /// Units in the last lot received per input item (to size requests).
     lot_size: BTreeMap<ItemType, u32>,
     /// Suppliers that answered `BatchUnavailable`, left alone until then.
-    unavailable_until: HashMap<NodeId, Duration>,
+    unavailable_until: FxHashMap<NodeId, Duration>,
     /// Per input: which supplier is asked next, by the flow's shares.
     shares: BTreeMap<ItemType, Shares>,
 }
@@ -46,7 +47,7 @@ impl Demand {
         metrics: &mut StageMetrics,
     ) -> Self {
         let mut held: Vec<InRecord> = Vec::new();
-        let mut received = HashSet::new();
+        let mut received = FxHashSet::default();
         for r in records {
             received.insert(r.lot.id);
             if r.remaining > 0 {

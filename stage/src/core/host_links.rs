@@ -2,7 +2,7 @@
 //! host (by its address): a frame between any two of their stages shows
 //! both processes alive, so one heartbeat per quiet pair of hosts is enough.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,10 +13,12 @@ use std::time::Duration;
 ///
 /// Sound because a host's stages live and die together: a crash takes the
 /// whole process. A stage that fails alone inside a live host is not found
-/// by silence (its host still speaks for it), only by the consumers whose
-/// requests it leaves unanswered (`request_timeout`), which stays per stage.
+/// by silence (its host still speaks for it): its host reports it, and
+/// failing that the consumers whose requests it leaves unanswered
+/// (`request_timeout`, per stage). The table is hashed with `FxHash`: it is
+/// written at every frame, and its keys are our own peers' addresses.
 #[derive(Debug, Clone, Default)]
-pub struct HostLinks(Arc<Mutex<HashMap<SocketAddr, Seen>>>);
+pub struct HostLinks(Arc<Mutex<FxHashMap<SocketAddr, Seen>>>);
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Seen {
@@ -25,7 +27,7 @@ struct Seen {
 }
 
 impl HostLinks {
-    fn with<R>(&self, f: impl FnOnce(&mut HashMap<SocketAddr, Seen>) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut FxHashMap<SocketAddr, Seen>) -> R) -> R {
         let mut table = self.0.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut table)
     }

@@ -14,7 +14,7 @@
 //! every supplier afresh (the consumer drops its schedulers: the shares changed).
 
 use factoryos_wire::NodeId;
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 /// Pass units per request at a share of one per mille.
 const SCALE: u64 = 1_000_000;
@@ -23,7 +23,7 @@ pub const CATCH_UP: u64 = 2;
 
 #[derive(Debug, Default)]
 pub struct Shares {
-    pass: HashMap<NodeId, u64>,
+    pass: FxHashMap<NodeId, u64>,
     /// The pass of the last supplier asked: the scheduler's clock.
     now: u64,
 }
@@ -52,8 +52,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn counts(picks: &[NodeId]) -> HashMap<NodeId, usize> {
-        let mut c = HashMap::new();
+    fn counts(picks: &[NodeId]) -> FxHashMap<NodeId, usize> {
+        let mut c = FxHashMap::default();
         for p in picks {
             *c.entry(*p).or_default() += 1;
         }
