@@ -41,6 +41,12 @@ impl Envelope {
     }
 }
 
+/// The `seq` of the heartbeat a stage restarted from its WAL sends each
+/// neighbour of its first flow: what a consumer asked of it before the
+/// crash is forgotten, and the consumer asks again at once. (Other
+/// heartbeats count from 1.)
+pub const GREETING: u64 = 0;
+
 /// Every message of factoryOS.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
@@ -70,7 +76,8 @@ pub enum Message {
     },
 
     // ---- liveness and snapshots
-    /// An explicit heartbeat, sent only when a link is otherwise idle.
+    /// An explicit heartbeat, sent only when a link is otherwise idle; with
+    /// `seq` [`GREETING`], a restarted stage's first word to a neighbour.
     Heartbeat {
         seq: u64,
     },

@@ -494,14 +494,7 @@ impl World {
             }
         }
         for suspect in out.suspects {
-            if let Some(at) = self.coordinator_reached_at(stage) {
-                let cmd = Command::ReportSuspect {
-                    reporter: stage,
-                    suspect,
-                };
-                let at = at + self.cfg.commit_latency;
-                self.queue.push(at, Event::Apply { cmd, by: By::Stage });
-            }
+            self.report_suspect(stage, suspect);
         }
         if out.flow_behind.is_some() {
             self.fetch(stage);
@@ -550,14 +543,17 @@ impl World {
         }
         self.coord.watches.remove(&stage);
         if !whole_host {
-            if let Some(at) = self.coordinator_reached_at(stage) {
-                let cmd = Command::ReportSuspect {
-                    reporter: stage,
-                    suspect: stage,
-                };
-                let at = at + self.cfg.commit_latency;
-                self.queue.push(at, Event::Apply { cmd, by: By::Stage });
-            }
+            self.report_suspect(stage, stage);
+        }
+    }
+
+    /// `reporter` (or, for its own stage, the host speaking for it) tells
+    /// the leader `suspect` is silent: committed if the leader is reachable.
+    fn report_suspect(&mut self, reporter: NodeId, suspect: NodeId) {
+        if let Some(at) = self.coordinator_reached_at(reporter) {
+            let cmd = Command::ReportSuspect { reporter, suspect };
+            let at = at + self.cfg.commit_latency;
+            self.queue.push(at, Event::Apply { cmd, by: By::Stage });
         }
     }
 

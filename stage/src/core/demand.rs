@@ -2,6 +2,7 @@
 //! every lot ever received (never taken twice), and the requests in flight
 //! that keep each input near its target.
 
+use super::flow_view::FlowView;
 use super::in_flight::{InFlight, Pending};
 use super::shares::Shares;
 use super::StageCore;
@@ -83,9 +84,21 @@ impl Demand {
             .unwrap_or(0)
     }
 
-    /// A new flow: the shares start afresh.
-    pub(super) fn new_flow(&mut self) {
+    /// A new flow: the shares start afresh, and requests to a stage it no
+    /// longer names as a supplier of their item are forgotten (it may be
+    /// down, behind a live host that would keep them held).
+    pub(super) fn new_flow(&mut self, flow: &FlowView) {
         self.shares.clear();
+        self.pending.retain(|s, item| {
+            flow.suppliers_of(item)
+                .is_some_and(|v| v.iter().any(|(x, _)| *x == s))
+        });
+    }
+
+    /// `supplier` greeted us after a restart: what we asked of it before
+    /// died with its memory, so it is asked afresh.
+    pub(super) fn supplier_restarted(&mut self, supplier: NodeId) {
+        self.pending.retain(|s, _| s != supplier);
     }
 
     /// What was received so far is durable now.
@@ -95,7 +108,8 @@ impl Demand {
 
     /// A recipe update: requests for inputs it no longer needs are dropped.
     pub(super) fn drop_requests_not_in(&mut self, recipe: &Recipe) {
-        self.pending.keep_inputs_of(recipe);
+        self.pending
+            .retain(|_, item| recipe.inputs.contains_key(item));
     }
 
     /// Takes `need` units of `item`, oldest lots first: the lots and units
@@ -186,11 +200,13 @@ impl StageCore {
             .insert(from, now + self.cfg.cycle);
     }
 
-    /// Gives up requests unanswered for `request_timeout`; a supplier that
-    /// spoke to us before but nothing since such a request is reported
-    /// suspect (its watcher may be down too, or cut off from it).
+    /// Gives up requests unanswered for `request_timeout` (or, to a
+    /// supplier heard from since, which holds them for its next lots, for
+    /// `request_hold`); a supplier that spoke to us before but nothing since
+    /// such a request is reported suspect (its watcher may be down too, or
+    /// cut off from it).
     pub(super) fn expire_requests(&mut self, now: Duration) {
-        let timeout = self.cfg.request_timeout;
+        let (timeout, hold) = (self.cfg.request_timeout, self.cfg.request_hold);
         if self
             .demand
             .pending
@@ -199,7 +215,9 @@ impl StageCore {
         {
             return;
         }
-        let expired = self.demand.pending.expire(now, timeout);
+        let (liveness, flow) = (&self.liveness, &self.flow);
+        let heard_since = |s: NodeId, sent_at| liveness.heard_since(s, flow.addr_of(s), sent_at);
+        let expired = self.demand.pending.expire(now, timeout, hold, heard_since);
         self.metrics.requests_timed_out += expired.len() as u64;
         for (supplier, sent_at) in expired {
             // Not one that never spoke to us since we started: after our
@@ -217,19 +235,29 @@ impl StageCore {
     }
 
     /// When a tick may next act on the consumer side, with no input before
-    /// it: give up a request (`request_timeout`), stop waiting on a quiet
-    /// supplier (`quiet_after`; once one may be quiet, every tick, as what
-    /// its host's other stages hear changes the answer), or ask a supplier
-    /// left alone after `BatchUnavailable` again.
+    /// it: per supplier with requests in flight, stop waiting on it if it
+    /// stays quiet (`quiet_after`), give its oldest request up
+    /// (`request_timeout`, or `request_hold` once it spoke since); or ask a
+    /// supplier left alone after `BatchUnavailable` again. (What its host's
+    /// other stages hear later only makes a supplier responsive again, which
+    /// needs no tick: it asks for fewer requests, not more.)
     pub(super) fn demand_due(&self, now: Duration) -> Duration {
+        let cfg = &self.cfg;
         let pending = self
             .demand
             .pending
-            .oldest()
-            .map_or(Duration::MAX, |oldest| {
-                let quiet = oldest + self.cfg.quiet_after;
-                (oldest + self.cfg.request_timeout).min(quiet.max(now))
-            });
+            .oldest_per_supplier()
+            .map(|(s, oldest)| {
+                let heard = self.liveness.heard_since(s, self.flow.addr_of(s), oldest);
+                let quiet = oldest + cfg.quiet_after;
+                match (heard, quiet > now) {
+                    (true, _) => oldest + cfg.request_hold,
+                    (false, true) => quiet.min(oldest + cfg.request_timeout),
+                    (false, false) => oldest + cfg.request_timeout,
+                }
+            })
+            .min()
+            .unwrap_or(Duration::MAX);
         let back = self
             .demand
             .unavailable_until
@@ -270,10 +298,11 @@ impl StageCore {
 
     /// A supplier that left our oldest request to it unanswered for
     /// `quiet_after`, silent all that time (it and, with a shared host, its
-    /// host: a parked request gets no answer until `park_timeout`, and its
-    /// host's other stages still speak for it), is probably down: do not wait on
-    /// what was asked of it, and ask the others instead. (A live supplier
-    /// answers a parked request within `park_timeout`.)
+    /// host: a live supplier holds a request it cannot serve yet for up to
+    /// `park_timeout`, and its host's other stages still speak for it), is
+    /// probably down: do not wait on what was asked of it, and ask the
+    /// others instead. (A live supplier with a shared host is heard from
+    /// within `heartbeat_every`, well before `quiet_after`.)
     fn responsive(&self, now: Duration, supplier: NodeId) -> bool {
         match self.demand.pending.oldest_to(supplier) {
             Some(oldest) => self.responsive_since(now, supplier, oldest),
@@ -283,11 +312,9 @@ impl StageCore {
 
     /// [`Self::responsive`] for a supplier whose oldest request was sent at `oldest`.
     fn responsive_since(&self, now: Duration, supplier: NodeId, oldest: Duration) -> bool {
-        let heard_since = self
-            .liveness
-            .host_heard(supplier, self.flow.addr_of(supplier))
-            .is_some_and(|t| t >= oldest);
-        heard_since || now.saturating_sub(oldest) < self.cfg.quiet_after
+        let addr = self.flow.addr_of(supplier);
+        self.liveness.heard_since(supplier, addr, oldest)
+            || now.saturating_sub(oldest) < self.cfg.quiet_after
     }
 
     /// Whether held plus requested units of `item` fall short of `target`.

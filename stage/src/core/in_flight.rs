@@ -2,7 +2,6 @@
 //! were sent: a supplier's count and oldest request are read every tick,
 //! so neither scans the others' requests.
 
-use factoryos_wire::model::Recipe;
 use factoryos_wire::{ItemType, NodeId, RequestId};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -100,27 +99,26 @@ impl InFlight {
         })
     }
 
-    /// Drops the requests for inputs `recipe` does not need.
-    pub(super) fn keep_inputs_of(&mut self, recipe: &Recipe) {
-        self.by_supplier.retain(|_, q| {
-            q.retain(|p| recipe.inputs.contains_key(&p.item));
-            !q.is_empty()
-        });
-        self.by_item
-            .retain(|item, _| recipe.inputs.contains_key(item));
-        self.oldest = self.find_oldest();
-    }
-
-    /// Takes the requests sent `timeout` or longer before `now`, in the
-    /// order they were sent: (supplier, sent at).
-    pub(super) fn expire(&mut self, now: Duration, timeout: Duration) -> Vec<(NodeId, Duration)> {
+    /// Takes the requests due to be given up at `now`, in the order they
+    /// were sent: (supplier, sent at). A request is given up after `timeout`
+    /// unless `heard_since(supplier, sent_at)` (the supplier spoke since it
+    /// was sent, so it is holding it for a lot), and after `hold` in any
+    /// case. Each supplier's requests go oldest first: a held one keeps the
+    /// younger ones behind it.
+    pub(super) fn expire(
+        &mut self,
+        now: Duration,
+        timeout: Duration,
+        hold: Duration,
+        heard_since: impl Fn(NodeId, Duration) -> bool,
+    ) -> Vec<(NodeId, Duration)> {
         let mut expired: Vec<(RequestId, NodeId, Duration)> = Vec::new();
         let by_item = &mut self.by_item;
         self.by_supplier.retain(|s, q| {
-            while q
-                .front()
-                .is_some_and(|p| now.saturating_sub(p.sent_at) >= timeout)
-            {
+            while q.front().is_some_and(|p| {
+                let age = now.saturating_sub(p.sent_at);
+                age >= hold || (age >= timeout && !heard_since(*s, p.sent_at))
+            }) {
                 let p = q.pop_front().expect("checked above");
                 Self::uncount(by_item, &p.item);
                 expired.push((p.req, *s, p.sent_at));
@@ -130,6 +128,30 @@ impl InFlight {
         self.oldest = self.find_oldest();
         expired.sort_by_key(|(req, _, _)| *req);
         expired.into_iter().map(|(_, s, at)| (s, at)).collect()
+    }
+
+    /// Each supplier with requests in flight, and when its oldest was sent.
+    pub(super) fn oldest_per_supplier(&self) -> impl Iterator<Item = (NodeId, Duration)> + '_ {
+        self.by_supplier
+            .iter()
+            .filter_map(|(s, q)| q.front().map(|p| (*s, p.sent_at)))
+    }
+
+    /// Forgets the requests for which `keep(supplier, item)` is false
+    /// (answers to them, should any come, are taken as unasked lots).
+    pub(super) fn retain(&mut self, keep: impl Fn(NodeId, &ItemType) -> bool) {
+        let by_item = &mut self.by_item;
+        self.by_supplier.retain(|s, q| {
+            q.retain(|p| {
+                let kept = keep(*s, &p.item);
+                if !kept {
+                    Self::uncount(by_item, &p.item);
+                }
+                kept
+            });
+            !q.is_empty()
+        });
+        self.oldest = self.find_oldest();
     }
 
     /// When the oldest request in flight was sent (`None`: none in flight).
@@ -183,10 +205,39 @@ mod tests {
         f.insert(a, pending(2, "x", 5));
         f.insert(b, pending(3, "x", 50));
         let ms = Duration::from_millis;
-        let expired = f.expire(ms(40), ms(30));
+        let expired = f.expire(ms(40), ms(30), ms(90), |_, _| false);
         assert_eq!(expired, [(b, ms(0)), (a, ms(5))]);
         assert_eq!((f.to(a), f.to(b)), (0, 1));
         assert_eq!(f.oldest(), Some(ms(50)));
         assert_eq!(f.of_item_count(&ItemType::new("x")), 1);
+    }
+
+    #[test]
+    fn a_supplier_heard_since_keeps_its_requests_until_the_hold_ends() {
+        let mut f = InFlight::default();
+        let (a, b) = (NodeId(1), NodeId(2));
+        f.insert(a, pending(1, "x", 0));
+        f.insert(b, pending(2, "x", 0));
+        let ms = Duration::from_millis;
+        // `a` spoke after the request went out; `b` did not.
+        let heard = |s: NodeId, _: Duration| s == a;
+        assert_eq!(f.expire(ms(40), ms(30), ms(90), heard), [(b, ms(0))]);
+        assert!(f.expire(ms(89), ms(30), ms(90), heard).is_empty());
+        let fronts: Vec<_> = f.oldest_per_supplier().collect();
+        assert_eq!(fronts, [(a, ms(0))]);
+        assert_eq!(f.expire(ms(90), ms(30), ms(90), heard), [(a, ms(0))]);
+        assert_eq!(f.oldest(), None);
+    }
+
+    #[test]
+    fn retain_forgets_requests_and_their_counts() {
+        let mut f = InFlight::default();
+        let (a, b) = (NodeId(1), NodeId(2));
+        f.insert(a, pending(1, "x", 0));
+        f.insert(b, pending(2, "y", 5));
+        f.retain(|s, _| s != a);
+        assert_eq!((f.to(a), f.to(b)), (0, 1));
+        assert_eq!(f.of_item_count(&ItemType::new("x")), 0);
+        assert_eq!(f.oldest(), Some(Duration::from_millis(5)));
     }
 }

@@ -7,7 +7,7 @@
 
 use super::host_links::HostLinks;
 use super::StageCore;
-use factoryos_wire::message::Message;
+use factoryos_wire::message::{Message, GREETING};
 use factoryos_wire::NodeId;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -92,6 +92,25 @@ impl Liveness {
         self.last_heard(peer).max(by_host)
     }
 
+    /// Whether `peer` or its host (at `addr`) was heard from after `since`
+    /// (strictly: a neighbour's clock started by a new flow at the moment
+    /// of a request is no word from it).
+    pub(super) fn heard_since(
+        &self,
+        peer: NodeId,
+        addr: Option<SocketAddr>,
+        since: Duration,
+    ) -> bool {
+        self.host_heard(peer, addr).is_some_and(|t| t > since)
+    }
+
+    /// When we, or (with a shared host) any stage of ours, last sent
+    /// anything to `peer` or its host (at `addr`).
+    pub(super) fn last_sent(&self, peer: NodeId, addr: Option<SocketAddr>) -> Option<Duration> {
+        let by_host = self.host_at(addr).and_then(|(h, a)| h.last_sent(a));
+        self.last_sent_to.get(&peer).copied().max(by_host)
+    }
+
     /// Whether neither we nor (with a shared host) any stage of ours sent
     /// anything to the watcher `w`'s host (at `addr`) for `every`.
     fn quiet_to_watcher(
@@ -106,8 +125,7 @@ impl Liveness {
                 return false;
             }
         }
-        let by_host = self.host_at(addr).and_then(|(h, a)| h.last_sent(a));
-        let last = self.last_sent_to.get(&w).copied().max(by_host);
+        let last = self.last_sent(w, addr);
         let quiet = last.is_none_or(|t| now.saturating_sub(t) >= every);
         self.heartbeat_due = match last {
             Some(t) if !quiet => Some((w, addr, t + every)),
@@ -207,17 +225,20 @@ impl StageCore {
         }
     }
 
-    /// After a restart, one heartbeat to every neighbour of the first flow.
-    /// A consumer whose request to us the crash lost then hears from us
-    /// before that request expires, and does not report us suspect: the
-    /// leader's probe would find us alive and avoid the link as broken for
-    /// half a minute, leaving us idle with our outbound stock ageing.
+    /// After a restart, one heartbeat to every neighbour of the first flow
+    /// ([`GREETING`]). A consumer whose request to us the crash lost then
+    /// hears from us before that request expires, and does not report us
+    /// suspect (the leader's probe would find us alive and avoid the link
+    /// as broken for half a minute, leaving us idle with our outbound stock
+    /// ageing); it forgets the request, which would otherwise be held for
+    /// `request_hold` now that we speak, and asks again.
     pub(super) fn greet_after_restart(&mut self, now: Duration) {
         if !std::mem::take(&mut self.liveness.greet) {
             return;
         }
         for n in self.flow.neighbours() {
-            self.send_heartbeat(now, n);
+            self.metrics.heartbeats_sent += 1;
+            self.send(now, n, Message::Heartbeat { seq: GREETING });
         }
     }
 

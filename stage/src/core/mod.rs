@@ -77,7 +77,7 @@ pub use supply::Supply;
 
 use crate::metrics::StageMetrics;
 use crate::records::{Meta, Records, WalOp};
-use factoryos_wire::message::{Envelope, Message};
+use factoryos_wire::message::{Envelope, Message, GREETING};
 use factoryos_wire::model::{Flow, Recipe};
 use factoryos_wire::{FlowSlice, FlowVersion, ItemType, NodeId};
 use std::time::Duration;
@@ -102,11 +102,20 @@ pub struct StageConfig {
     pub target_cycles: u32,
     /// Most requests in flight to one supplier.
     pub max_in_flight: usize,
-    /// A request unanswered this long is given up (its slot freed).
+    /// A request unanswered this long is given up (its slot freed), unless
+    /// the supplier spoke since it went out.
     pub request_timeout: Duration,
+    /// A request to a supplier heard from since it went out (the supplier
+    /// or its host) is given up after this long: the supplier holds it for
+    /// its next lot meanwhile.
+    pub request_hold: Duration,
     /// A supplier with nothing in stock parks a request this long, serving it
-    /// as soon as it makes a lot, before answering `BatchUnavailable`.
+    /// as soon as it makes a lot, before answering `BatchUnavailable`; longer
+    /// (`park_hold`) if it sent the consumer anything since, which tells the
+    /// consumer it is alive.
     pub park_timeout: Duration,
+    /// The longest a supplier parks a request: just under `request_hold`.
+    pub park_hold: Duration,
     /// An unconfirmed lot is re-sent this often.
     pub retransmit: Duration,
     /// An explicit heartbeat goes to a neighbour we sent nothing to for this
@@ -142,7 +151,9 @@ impl StageConfig {
             target_cycles: Self::DEFAULT_TARGET_CYCLES,
             max_in_flight: Self::DEFAULT_MAX_IN_FLIGHT,
             request_timeout: Duration::ZERO,
+            request_hold: Duration::ZERO,
             park_timeout: Duration::ZERO,
+            park_hold: Duration::ZERO,
             retransmit: Duration::ZERO,
             heartbeat_every: Duration::ZERO,
             quiet_after: Duration::ZERO,
@@ -153,13 +164,16 @@ impl StageConfig {
     }
 
     /// Sets the cycle and the timings that follow it, with floors for tiny
-    /// cycles: requests time out after 10 cycles (at least 500 ms), are parked
-    /// half that, lots are re-sent every 5 cycles (at least 250 ms) and a
+    /// cycles: requests time out after 10 cycles (at least 500 ms), or 20
+    /// to a supplier that speaks, are parked half of 10 (or until a cycle
+    /// before 20), lots are re-sent every 5 cycles (at least 250 ms) and a
     /// neighbour silent for 10 cycles (at least 1 s) is suspect.
     pub fn set_cycle(&mut self, cycle: Duration) {
         self.cycle = cycle;
         self.request_timeout = (cycle * 10).max(Duration::from_millis(500));
+        self.request_hold = self.request_timeout * 2;
         self.park_timeout = self.request_timeout / 2;
+        self.park_hold = self.request_hold - cycle.min(self.request_hold / 10);
         self.retransmit = (cycle * 5).max(Duration::from_millis(250));
         self.set_suspect_after((cycle * 10).max(Duration::from_millis(1000)));
     }
@@ -322,7 +336,7 @@ impl StageCore {
             }
         }
         self.flow.install(slice);
-        self.demand.new_flow();
+        self.demand.new_flow(&self.flow);
         self.supply.new_flow();
         self.liveness.follow(&self.flow.neighbours(), now);
         self.greet_after_restart(now);
@@ -375,6 +389,7 @@ impl StageCore {
             Message::BatchUnavailable { req, .. } => self.on_unavailable(now, from, *req),
             Message::DeliveryConfirmed { lot } => self.on_confirmed(lot),
             Message::WaitingForBatch { lot } => self.supply.consumer_waits(lot, now),
+            Message::Heartbeat { seq: GREETING } => self.demand.supplier_restarted(from),
             // Heartbeats only refresh liveness; markers and coordinator traffic
             // are not the trade core's business.
             _ => {}
@@ -421,7 +436,8 @@ impl StageCore {
         let due = self
             .liveness
             .due(self.flow.watcher().is_some())
-            .min(self.supply.due(c.park_timeout, c.retransmit));
+            .min(self.supply.due(c.retransmit))
+            .min(self.park_due());
         if self.draining {
             return due;
         }

@@ -74,18 +74,18 @@ impl Supply {
     }
 
     /// When a tick may next act on the supplier side, with no input before
-    /// it: parked requests to serve (at once) or to refuse (after
-    /// `park_timeout`), lots in transit to re-send (every `retransmit`).
-    pub(super) fn due(&self, park_timeout: Duration, retransmit: Duration) -> Duration {
+    /// it, apart from refusing parked requests ([`StageCore::park_due`]):
+    /// parked requests to serve (at once), lots in transit to re-send
+    /// (every `retransmit`).
+    pub(super) fn due(&self, retransmit: Duration) -> Duration {
         if !self.parked.is_empty() && !self.outbound.is_empty() {
             return Duration::ZERO;
         }
-        let refuse = self.parked.iter().map(|p| p.at + park_timeout);
         let resend = self
             .in_transit
             .values()
             .map(|t| t.last_sent.map_or(Duration::ZERO, |at| at + retransmit));
-        refuse.chain(resend).min().unwrap_or(Duration::MAX)
+        resend.min().unwrap_or(Duration::MAX)
     }
 
     /// A new flow: the consumers' shares changed.
@@ -233,12 +233,42 @@ impl StageCore {
         self.supply.parked = keep;
     }
 
-    /// Whether parked request `p` is answered unavailable now: parked too
-    /// long, from a stage the flow no longer names, or we are stopping.
+    /// When a tick may next refuse a parked request: at `park_timeout`
+    /// while nothing went to its consumer since it came (at once if that
+    /// passed), else at `park_hold`.
+    pub(super) fn park_due(&self) -> Duration {
+        self.supply
+            .parked
+            .iter()
+            .map(|p| match self.consumer_heard_since(p) {
+                true => p.at + self.cfg.park_hold,
+                false => p.at + self.cfg.park_timeout,
+            })
+            .min()
+            .unwrap_or(Duration::MAX)
+    }
+
+    /// Whether we (or our host) sent `p`'s consumer (or its host) anything
+    /// since it asked: it hears that we live.
+    fn consumer_heard_since(&self, p: &Parked) -> bool {
+        self.liveness
+            .last_sent(p.consumer, self.flow.addr_of(p.consumer))
+            .is_some_and(|t| t > p.at)
+    }
+
+    /// Whether parked request `p` is answered unavailable now: from a stage
+    /// the flow no longer names, we are stopping, or parked too long. Too
+    /// long is `park_timeout` when nothing went to the consumer (or its
+    /// host) since it asked: it would take our silence for a crash. Else the
+    /// consumer hears that we live, and keeps the request for
+    /// `request_hold`: we hold it until just before (`park_hold`), for a
+    /// lot, instead of a refusal and a new request every `park_timeout`.
     fn refuses(&self, p: &Parked, now: Duration) -> bool {
+        let age = now.saturating_sub(p.at);
         !self.flow.serves(p.consumer)
-            || now.saturating_sub(p.at) >= self.cfg.park_timeout
             || self.draining
+            || age >= self.cfg.park_hold
+            || (age >= self.cfg.park_timeout && !self.consumer_heard_since(p))
     }
 
     /// The consumer holds `lot` durably: it is delivered.

@@ -798,11 +798,29 @@ fn a_supplier_back_before_a_request_expires_greets_its_consumers_and_is_not_repo
         NodeId(12),
         &env(12, 5, Message::Heartbeat { seq: 2 }),
     );
+    // What 14 asked of 11 before died with 11's memory: 14 asks afresh,
+    // and 11 answers (the lots go to 14, and its confirmations back).
+    let mut asked_again = false;
     for i in 7..=120 {
-        c.tick(STEP * i);
-        assert!(c.take_output().suspects.is_empty(), "at {} ms", 10 * i);
+        let now = STEP * i;
+        c.tick(now);
+        w.tick(now);
+        let out = c.take_output();
+        assert!(out.suspects.is_empty(), "at {} ms", 10 * i);
+        for (_, m) in out.send.into_iter().filter(|(to, _)| *to == NodeId(11)) {
+            asked_again |= matches!(m, Message::RequestBatch { .. });
+            w.on_message(now, NodeId(14), &env(14, 7, m));
+        }
+        for (_, m) in w
+            .take_output()
+            .send
+            .into_iter()
+            .filter(|(to, _)| *to == NodeId(14))
+        {
+            c.on_message(now, NodeId(11), &env(11, 7, m));
+        }
     }
-    assert!(c.metrics().requests_timed_out > 0);
+    assert!(asked_again, "14 asks the restarted 11 again");
 }
 
 #[test]
@@ -1398,5 +1416,117 @@ fn stages_of_one_host_share_their_links_to_other_hosts() {
         suspects,
         vec![(watched, 600)],
         "kept alive by what the host heard from its host, reported a deadline after that stops"
+    );
+}
+
+/// Stage `id` of the window chain on its slice of `window_flow(5)`, sharing
+/// `links` with its host, every stage on a host of its own at 10.0.0.id.
+fn on_hosts(cfg: StageConfig, links: &HostLinks) -> StageCore {
+    let flow = window_flow(5);
+    let (id, item) = (cfg.id, cfg.item.clone());
+    let slice =
+        factoryos_wire::SliceIndex::new(&flow, |_| None).slice(&flow, id, Some(&item), host_of);
+    let mut s = StageCore::new(cfg, Records::default());
+    s.share_host(links.clone());
+    assert!(s.set_slice(Duration::ZERO, &slice));
+    s.take_output();
+    s
+}
+
+fn host_of(n: NodeId) -> Option<std::net::SocketAddr> {
+    Some(std::net::SocketAddr::from(([10, 0, 0, n.0 as u8], 7000)))
+}
+
+/// When (ms) `s` answers 15's parked request unavailable, ticking every 10 ms to 3 s.
+fn refused_at(s: &mut StageCore) -> Option<u128> {
+    (1..=300).find_map(|i| {
+        let now = STEP * i;
+        s.tick(now);
+        let out = s.take_output();
+        out.send
+            .iter()
+            .any(|(to, m)| *to == NodeId(15) && matches!(m, Message::BatchUnavailable { .. }))
+            .then_some(now.as_millis())
+    })
+}
+
+#[test]
+fn a_supplier_holds_a_request_past_park_timeout_only_while_the_consumer_hears_from_it() {
+    let ask = env(
+        15,
+        5,
+        Message::RequestBatch {
+            req: RequestId(1),
+            item: "frame".into(),
+        },
+    );
+    // Frame 13 has no wood, so it makes nothing and parks 15's request.
+    let links = HostLinks::default();
+    let mut quiet = on_hosts(frame(13), &links);
+    quiet.on_message(Duration::ZERO, NodeId(15), &ask);
+    let cfg = quiet.config().clone();
+    assert_eq!(
+        refused_at(&mut quiet),
+        Some(cfg.park_timeout.as_millis()),
+        "nothing went to 15: refused after park_timeout, before 15 takes the silence for a crash"
+    );
+    let links = HostLinks::default();
+    let mut heard = on_hosts(frame(13), &links);
+    heard.on_message(Duration::ZERO, NodeId(15), &ask);
+    // Another stage of 13's host sends to 15's host: 15 hears that 13 lives.
+    links.sent(host_of(NodeId(15)).unwrap(), STEP);
+    assert_eq!(
+        refused_at(&mut heard),
+        Some(cfg.park_hold.as_millis()),
+        "held until just before 15 gives the request up"
+    );
+    assert!(cfg.park_timeout < cfg.request_timeout && cfg.park_hold < cfg.request_hold);
+}
+
+#[test]
+fn a_consumer_holds_requests_to_a_supplier_that_speaks_and_asks_a_restarted_one_afresh() {
+    let links = HostLinks::default();
+    let mut c = on_hosts(window(15), &links);
+    c.tick(Duration::ZERO);
+    assert_eq!(requests_in(c.take_output()), [NodeId(13), NodeId(14)]);
+    // 13's host is heard from; 14's is not.
+    links.heard(host_of(NodeId(13)).unwrap(), STEP * 5);
+    let cfg = c.config().clone();
+    let mut asked = Vec::new();
+    for i in 1..=(cfg.request_hold + STEP).as_millis() / 10 {
+        let now = STEP * i as u32;
+        c.tick(now);
+        asked.extend(
+            requests_in(c.take_output())
+                .into_iter()
+                .map(|n| (n, now.as_millis())),
+        );
+    }
+    let (timeout, hold) = (
+        cfg.request_timeout.as_millis(),
+        cfg.request_hold.as_millis(),
+    );
+    assert_eq!(
+        asked.first(),
+        Some(&(NodeId(14), timeout)),
+        "the silent supplier's request is given up after request_timeout"
+    );
+    assert!(
+        asked.contains(&(NodeId(13), hold)),
+        "the one that speaks keeps it for request_hold: {asked:?}"
+    );
+    assert!(asked.iter().all(|(n, at)| *n == NodeId(14) || *at >= hold));
+
+    // A supplier's greeting after its restart: what it was asked is gone.
+    let mut c = on_hosts(window(15), &links);
+    c.tick(Duration::ZERO);
+    c.take_output();
+    let greeting = env(13, 5, Message::Heartbeat { seq: GREETING });
+    c.on_message(STEP, NodeId(13), &greeting);
+    c.tick(STEP * 2);
+    assert_eq!(
+        requests_in(c.take_output()),
+        [NodeId(13)],
+        "asked again at once"
     );
 }
