@@ -233,19 +233,24 @@ impl StageCore {
         self.supply.parked = keep;
     }
 
-    /// When a tick may next refuse a parked request: at `park_timeout`
-    /// while nothing went to its consumer since it came (at once if that
-    /// passed), else at `park_hold`.
+    /// When a tick may next refuse a parked request (at once if that passed).
     pub(super) fn park_due(&self) -> Duration {
-        self.supply
-            .parked
-            .iter()
-            .map(|p| match self.consumer_heard_since(p) {
-                true => p.at + self.cfg.park_hold,
-                false => p.at + self.cfg.park_timeout,
-            })
-            .min()
-            .unwrap_or(Duration::MAX)
+        let refuse = self.supply.parked.iter().map(|p| self.parked_until(p));
+        refuse.min().unwrap_or(Duration::MAX)
+    }
+
+    /// Until when parked request `p` is held: `park_timeout` after it came
+    /// while nothing went to its consumer (or its host) since, which would
+    /// take our silence for a crash; else the consumer hears that we live
+    /// and keeps the request for `request_hold`, and we hold it until just
+    /// before (`park_hold`), for a lot, instead of a refusal and a new
+    /// request every `park_timeout`.
+    fn parked_until(&self, p: &Parked) -> Duration {
+        if self.consumer_heard_since(p) {
+            p.at + self.cfg.park_hold
+        } else {
+            p.at + self.cfg.park_timeout
+        }
     }
 
     /// Whether we (or our host) sent `p`'s consumer (or its host) anything
@@ -257,18 +262,10 @@ impl StageCore {
     }
 
     /// Whether parked request `p` is answered unavailable now: from a stage
-    /// the flow no longer names, we are stopping, or parked too long. Too
-    /// long is `park_timeout` when nothing went to the consumer (or its
-    /// host) since it asked: it would take our silence for a crash. Else the
-    /// consumer hears that we live, and keeps the request for
-    /// `request_hold`: we hold it until just before (`park_hold`), for a
-    /// lot, instead of a refusal and a new request every `park_timeout`.
+    /// the flow no longer names, we are stopping, or parked too long
+    /// ([`Self::parked_until`]).
     fn refuses(&self, p: &Parked, now: Duration) -> bool {
-        let age = now.saturating_sub(p.at);
-        !self.flow.serves(p.consumer)
-            || self.draining
-            || age >= self.cfg.park_hold
-            || (age >= self.cfg.park_timeout && !self.consumer_heard_since(p))
+        !self.flow.serves(p.consumer) || self.draining || now >= self.parked_until(p)
     }
 
     /// The consumer holds `lot` durably: it is delivered.
