@@ -165,7 +165,7 @@ impl StageCore {
             self.metrics.final_products += 1;
             OutState::Shipped
         } else {
-            self.supply.stock(lot.clone());
+            self.supply.stock(now, lot.clone());
             OutState::InQueue
         };
         self.out.wal.push(WalOp::Out(OutRecord { lot, state }));

@@ -337,7 +337,7 @@ impl StageCore {
         }
         self.flow.install(slice);
         self.demand.new_flow(&self.flow);
-        self.supply.new_flow();
+        self.supply.new_flow(now);
         self.liveness.follow(&self.flow.neighbours(), now);
         self.greet_after_restart(now);
         self.metrics.flow_updates += 1;

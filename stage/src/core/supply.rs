@@ -12,7 +12,7 @@ use factoryos_wire::{FlowVersion, ItemType, LotId, NodeId, RequestId};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Supply {
     outbound: VecDeque<Lot>,
     in_transit: BTreeMap<LotId, Transit>,
@@ -21,6 +21,11 @@ pub struct Supply {
     /// Whose parked request a new lot goes to: consumers take turns by
     /// their flow shares (a new flow starts the turns afresh).
     turns: Shares,
+    /// When our last new flow came: a request parked before it is not
+    /// held past `park_timeout` (the consumer may have new suppliers).
+    flow_at: Duration,
+    /// When we last made a lot (`None`: not since we started).
+    made_at: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +75,8 @@ impl Supply {
             in_transit,
             parked: VecDeque::new(),
             turns: Shares::default(),
+            flow_at: Duration::ZERO,
+            made_at: None,
         }
     }
 
@@ -88,9 +95,10 @@ impl Supply {
         resend.min().unwrap_or(Duration::MAX)
     }
 
-    /// A new flow: the consumers' shares changed.
-    pub(super) fn new_flow(&mut self) {
+    /// A new flow at `now`: the consumers' shares changed.
+    pub(super) fn new_flow(&mut self, now: Duration) {
         self.turns = Shares::default();
+        self.flow_at = now;
     }
 
     pub(super) fn outbound_len(&self) -> usize {
@@ -101,8 +109,9 @@ impl Supply {
         self.in_transit.len()
     }
 
-    /// A lot made, waiting for a request.
-    pub(super) fn stock(&mut self, lot: Lot) {
+    /// A lot made at `now`, waiting for a request.
+    pub(super) fn stock(&mut self, now: Duration, lot: Lot) {
+        self.made_at = Some(now);
         self.outbound.push_back(lot);
     }
 
@@ -244,9 +253,14 @@ impl StageCore {
     /// take our silence for a crash; else the consumer hears that we live
     /// and keeps the request for `request_hold`, and we hold it until just
     /// before (`park_hold`), for a lot, instead of a refusal and a new
-    /// request every `park_timeout`.
+    /// request every `park_timeout`. Not past `park_timeout` once a new
+    /// flow came after it: the consumer asked by the old flow, and the new
+    /// one may name suppliers with lots that nobody asked for (at start-up
+    /// a chain's consumers ask the first suppliers registered, and the
+    /// fill stalled behind them for the whole hold).
     fn parked_until(&self, p: &Parked) -> Duration {
-        if self.consumer_heard_since(p) {
+        let making = self.supply.made_at.is_some_and(|t| t > p.at);
+        if making && p.at >= self.supply.flow_at && self.consumer_heard_since(p) {
             p.at + self.cfg.park_hold
         } else {
             p.at + self.cfg.park_timeout

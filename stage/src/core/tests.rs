@@ -1422,65 +1422,117 @@ fn stages_of_one_host_share_their_links_to_other_hosts() {
 /// Stage `id` of the window chain on its slice of `window_flow(5)`, sharing
 /// `links` with its host, every stage on a host of its own at 10.0.0.id.
 fn on_hosts(cfg: StageConfig, links: &HostLinks) -> StageCore {
-    let flow = window_flow(5);
-    let (id, item) = (cfg.id, cfg.item.clone());
-    let slice =
-        factoryos_wire::SliceIndex::new(&flow, |_| None).slice(&flow, id, Some(&item), host_of);
     let mut s = StageCore::new(cfg, Records::default());
     s.share_host(links.clone());
-    assert!(s.set_slice(Duration::ZERO, &slice));
+    assert!(s.set_slice(Duration::ZERO, &window_slice(&s, 5)));
     s.take_output();
     s
+}
+
+/// `s`'s slice of the window flow at `version`, the stages on hosts of their own.
+fn window_slice(s: &StageCore, version: u64) -> factoryos_wire::FlowSlice {
+    let flow = window_flow(version);
+    let (id, item) = (s.config().id, s.config().item.clone());
+    factoryos_wire::SliceIndex::new(&flow, |_| None).slice(&flow, id, Some(&item), host_of)
 }
 
 fn host_of(n: NodeId) -> Option<std::net::SocketAddr> {
     Some(std::net::SocketAddr::from(([10, 0, 0, n.0 as u8], 7000)))
 }
 
-/// When (ms) `s` answers 15's parked request unavailable, ticking every 10 ms to 3 s.
-fn refused_at(s: &mut StageCore) -> Option<u128> {
-    (1..=300).find_map(|i| {
-        let now = STEP * i;
-        s.tick(now);
-        let out = s.take_output();
-        out.send
-            .iter()
-            .any(|(to, m)| *to == NodeId(15) && matches!(m, Message::BatchUnavailable { .. }))
-            .then_some(now.as_millis())
-    })
+/// When (ms) `s` answers `consumer`'s parked request unavailable, ticking
+/// every 10 ms from `from` to 3 s.
+fn refused_at(s: &mut StageCore, consumer: u64, from: Duration) -> Option<u128> {
+    (1..=300)
+        .map(|i| STEP * i)
+        .filter(|now| *now > from)
+        .find_map(|now| {
+            s.tick(now);
+            let out = s.take_output();
+            out.send
+                .iter()
+                .any(|(to, m)| {
+                    *to == NodeId(consumer) && matches!(m, Message::BatchUnavailable { .. })
+                })
+                .then_some(now.as_millis())
+        })
+}
+
+fn ask_frame(from: u64, req: u64) -> Envelope {
+    let item = "frame".into();
+    env(
+        from,
+        5,
+        Message::RequestBatch {
+            req: RequestId(req),
+            item,
+        },
+    )
 }
 
 #[test]
-fn a_supplier_holds_a_request_past_park_timeout_only_while_the_consumer_hears_from_it() {
-    let ask = env(
-        15,
-        5,
-        Message::RequestBatch {
-            req: RequestId(1),
-            item: "frame".into(),
-        },
-    );
+fn a_supplier_holds_a_request_past_park_timeout_only_while_the_consumer_hears_it_and_it_makes_lots_under_one_flow(
+) {
     // Frame 13 has no wood, so it makes nothing and parks 15's request.
     let links = HostLinks::default();
     let mut quiet = on_hosts(frame(13), &links);
-    quiet.on_message(Duration::ZERO, NodeId(15), &ask);
+    quiet.on_message(Duration::ZERO, NodeId(15), &ask_frame(15, 1));
     let cfg = quiet.config().clone();
     assert_eq!(
-        refused_at(&mut quiet),
+        refused_at(&mut quiet, 15, Duration::ZERO),
         Some(cfg.park_timeout.as_millis()),
         "nothing went to 15: refused after park_timeout, before 15 takes the silence for a crash"
     );
+    // 15 and 16 ask; 13 gets wood for one lot, which goes to 15.
+    let parked_and_one_made = |links: &HostLinks| {
+        let mut s = on_hosts(frame(13), links);
+        s.on_message(Duration::ZERO, NodeId(15), &ask_frame(15, 1));
+        s.on_message(Duration::ZERO, NodeId(16), &ask_frame(16, 2));
+        let wood = Message::BatchSent {
+            req: None,
+            lot: lot(11, 0, "wood", 3),
+        };
+        s.on_message(STEP, NodeId(11), &env(11, 5, wood));
+        s.take_output();
+        s.tick(STEP * 2);
+        let out = s.take_output();
+        assert!(out.send.iter().any(|(to, m)| {
+            *to == NodeId(15) && matches!(m, Message::BatchSent { req: Some(_), .. })
+        }));
+        s
+    };
+    // Another stage of 13's host sends to 16's host: 16 hears that 13 lives,
+    // and 13 makes lots, so it holds 16's request for its next one.
     let links = HostLinks::default();
-    let mut heard = on_hosts(frame(13), &links);
-    heard.on_message(Duration::ZERO, NodeId(15), &ask);
-    // Another stage of 13's host sends to 15's host: 15 hears that 13 lives.
-    links.sent(host_of(NodeId(15)).unwrap(), STEP);
+    links.sent(host_of(NodeId(16)).unwrap(), STEP);
+    let mut heard = parked_and_one_made(&links);
     assert_eq!(
-        refused_at(&mut heard),
+        refused_at(&mut heard, 16, STEP * 2),
         Some(cfg.park_hold.as_millis()),
-        "held until just before 15 gives the request up"
+        "held until just before 16 gives the request up"
     );
     assert!(cfg.park_timeout < cfg.request_timeout && cfg.park_hold < cfg.request_hold);
+
+    // A new flow after the request: 16 may have other suppliers to ask now.
+    let mut new_flow = parked_and_one_made(&links);
+    assert!(new_flow.set_slice(STEP * 3, &window_slice(&new_flow, 6)));
+    assert_eq!(
+        refused_at(&mut new_flow, 16, STEP * 3),
+        Some(cfg.park_timeout.as_millis()),
+        "asked under the old flow: not held past park_timeout"
+    );
+
+    // Heard from, but making nothing since the request came: starved, so
+    // refused at park_timeout and the consumer asks a supplier that makes.
+    let links = HostLinks::default();
+    let mut starved = on_hosts(frame(13), &links);
+    starved.on_message(Duration::ZERO, NodeId(15), &ask_frame(15, 1));
+    links.sent(host_of(NodeId(15)).unwrap(), STEP);
+    assert_eq!(
+        refused_at(&mut starved, 15, Duration::ZERO),
+        Some(cfg.park_timeout.as_millis()),
+        "13 makes nothing: the request goes back after park_timeout"
+    );
 }
 
 #[test]
