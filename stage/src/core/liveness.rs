@@ -182,7 +182,9 @@ impl StageCore {
             let every = self.cfg.heartbeat_every;
             let addr = self.flow.addr_of(w);
             if self.liveness.quiet_to_watcher(w, addr, now, every) {
-                self.send_heartbeat(now, w);
+                self.liveness.heartbeat_seq += 1;
+                let seq = self.liveness.heartbeat_seq;
+                self.send_heartbeat(now, w, seq);
             }
         }
         // Only a neighbour that spoke to us since we started falls silent: one
@@ -237,16 +239,13 @@ impl StageCore {
             return;
         }
         for n in self.flow.neighbours() {
-            self.metrics.heartbeats_sent += 1;
-            self.send(now, n, Message::Heartbeat { seq: GREETING });
+            self.send_heartbeat(now, n, GREETING);
         }
     }
 
     /// One explicit heartbeat to `to`, counted.
-    fn send_heartbeat(&mut self, now: Duration, to: NodeId) {
-        self.liveness.heartbeat_seq += 1;
+    fn send_heartbeat(&mut self, now: Duration, to: NodeId, seq: u64) {
         self.metrics.heartbeats_sent += 1;
-        let seq = self.liveness.heartbeat_seq;
         self.send(now, to, Message::Heartbeat { seq });
     }
 
